@@ -1,0 +1,189 @@
+// Package cli is backproof's command line: it parses flags, loads the
+// config, wires engines and destinations together and turns errors into the
+// exit codes PRODUCT.md fixes. Nothing below it knows about exit codes.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/backproof/backproof/config"
+	"github.com/backproof/backproof/internal/redact"
+)
+
+// Exit codes.
+const (
+	ExitOK          = 0
+	ExitError       = 1 // could not run: server down, destination unreachable, ...
+	ExitUsage       = 2 // usage or config error
+	ExitBadBackup   = 3 // verification ran and the backup proved bad
+	ExitInterrupted = 130
+)
+
+// Build describes the binary, set by main from linker flags.
+type Build struct {
+	Version string
+	Commit  string
+}
+
+// env is what a command invocation sees of the world.
+type env struct {
+	ctx    context.Context
+	stdout io.Writer
+	stderr io.Writer
+	getenv func(string) string
+	build  Build
+
+	configPath string
+	redactor   *redact.Redactor
+	log        *slog.Logger
+}
+
+// usageError marks a problem with how the command was called.
+type usageError struct{ err error }
+
+func (e *usageError) Error() string { return e.err.Error() }
+func (e *usageError) Unwrap() error { return e.err }
+
+func usagef(format string, args ...any) error {
+	return &usageError{fmt.Errorf(format, args...)}
+}
+
+// Main runs the command line and returns the exit code. ctx is cancelled on
+// SIGINT/SIGTERM.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string, build Build) int {
+	e := &env{ctx: ctx, stdout: stdout, stderr: stderr, getenv: getenv, build: build}
+	e.log = slog.New(slog.NewTextHandler(stderr, nil))
+	root := e.rootCommand()
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.ExecuteContext(ctx)
+	code := exitCode(ctx, err)
+	if err != nil && code != ExitOK {
+		fmt.Fprintf(stderr, "backproof: %s\n", e.redactor.String(err.Error()))
+		var ue *usageError
+		if errors.As(err, &ue) && !strings.Contains(err.Error(), "config") {
+			fmt.Fprintln(stderr, "Run 'backproof --help' for usage.")
+		}
+	}
+	return code
+}
+
+func exitCode(ctx context.Context, err error) int {
+	var ce *config.Error
+	var ue *usageError
+	switch {
+	case err == nil:
+		return ExitOK
+	case ctx.Err() != nil:
+		return ExitInterrupted
+	case errors.As(err, &ce), errors.As(err, &ue):
+		return ExitUsage
+	case errors.Is(err, errBadBackup):
+		return ExitBadBackup
+	default:
+		return ExitError
+	}
+}
+
+// errBadBackup marks a verification that ran and found the backup bad.
+var errBadBackup = errors.New("backup proved bad")
+
+func (e *env) rootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "backproof",
+		Short:         "Scheduled database backups to several destinations, proven by restoring them",
+		SilenceErrors: true,
+		SilenceUsage:  true,
+	}
+	root.PersistentFlags().StringVarP(&e.configPath, "config", "c", e.getenv("BACKPROOF_CONFIG"), "config file (default $BACKPROOF_CONFIG)")
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
+	root.AddCommand(
+		e.backupCommand(),
+		e.listCommand(),
+		e.configCommand(),
+		e.versionCommand(),
+	)
+	// Unknown commands and wrong argument counts come from cobra itself.
+	for _, c := range append(root.Commands(), root) {
+		wrapArgs(c)
+	}
+	return root
+}
+
+func wrapArgs(c *cobra.Command) {
+	if c.Args == nil {
+		return
+	}
+	validate := c.Args
+	c.Args = func(cmd *cobra.Command, args []string) error {
+		if err := validate(cmd, args); err != nil {
+			return &usageError{err}
+		}
+		return nil
+	}
+}
+
+// loadConfig loads the config named by -c and sets up logging from it.
+func (e *env) loadConfig() (*config.Config, error) {
+	if e.configPath == "" {
+		return nil, usagef("no config file: pass -c FILE or set BACKPROOF_CONFIG")
+	}
+	cfg, err := config.Load(e.configPath)
+	if err != nil {
+		var ce *config.Error
+		if errors.As(err, &ce) {
+			return nil, err
+		}
+		return nil, usagef("%w", err)
+	}
+	e.redactor = redact.New(cfg.Secrets()...)
+	e.log = newLogger(e.stderr, cfg.Log, e.redactor)
+	return cfg, nil
+}
+
+func newLogger(w io.Writer, c config.Log, r *redact.Redactor) *slog.Logger {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.Level)); err != nil {
+		level = slog.LevelInfo
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler
+	if c.Format == "json" {
+		h = slog.NewJSONHandler(w, opts)
+	} else {
+		h = slog.NewTextHandler(w, opts)
+	}
+	return slog.New(r.Handler(h))
+}
+
+// selectTargets returns the named targets, or all of them when none is named.
+func selectTargets(cfg *config.Config, names []string) ([]*config.Target, error) {
+	if len(names) == 0 {
+		var all []*config.Target
+		for _, n := range cfg.TargetNames() {
+			all = append(all, cfg.Targets[n])
+		}
+		return all, nil
+	}
+	var out []*config.Target
+	seen := map[string]bool{}
+	for _, n := range names {
+		t, ok := cfg.Targets[n]
+		if !ok {
+			return nil, usagef("unknown target %q (configured: %s)", n, strings.Join(cfg.TargetNames(), ", "))
+		}
+		if !seen[n] {
+			seen[n] = true
+			out = append(out, t)
+		}
+	}
+	return out, nil
+}

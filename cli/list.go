@@ -1,0 +1,135 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/backproof/backproof/catalog"
+)
+
+type listEntry struct {
+	Target      string    `json:"target"`
+	Destination string    `json:"destination"`
+	ID          string    `json:"id"`
+	State       string    `json:"state"` // committed | invalid
+	Created     time.Time `json:"created"`
+	End         time.Time `json:"end,omitzero"`
+	Size        int64     `json:"size"`
+	Engine      string    `json:"engine,omitempty"`
+	Problem     string    `json:"problem,omitempty"`
+}
+
+type listFailure struct {
+	Target      string `json:"target"`
+	Destination string `json:"destination"`
+	Error       string `json:"error"`
+}
+
+func (e *env) listCommand() *cobra.Command {
+	var asJSON bool
+	var only string
+	cmd := &cobra.Command{
+		Use:   "list [TARGET...]",
+		Short: "List backups per target and destination",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := e.loadConfig()
+			if err != nil {
+				return err
+			}
+			if _, ok := cfg.Destinations[only]; only != "" && !ok {
+				return usagef("unknown destination %q", only)
+			}
+			targets, err := selectTargets(cfg, args)
+			if err != nil {
+				return err
+			}
+			entries := []listEntry{}
+			failures := []listFailure{}
+			for _, t := range targets {
+				for _, d := range openDestinations(e.ctx, cfg, t.Destinations) {
+					if only != "" && d.Name != only {
+						continue
+					}
+					l, err := catalog.List(e.ctx, d, t.Name)
+					if err != nil {
+						failures = append(failures, listFailure{t.Name, d.Name, e.redactor.String(err.Error())})
+						continue
+					}
+					for _, b := range l.Backups {
+						entries = append(entries, newListEntry(t.Name, d.Name, b))
+					}
+				}
+			}
+			slices.SortStableFunc(entries, func(a, b listEntry) int {
+				if a.Target != b.Target {
+					return compare(a.Target, b.Target)
+				}
+				return compare(b.ID, a.ID) // newest first
+			})
+			if asJSON {
+				if err := e.writeJSON(struct {
+					Backups []listEntry   `json:"backups"`
+					Errors  []listFailure `json:"errors"`
+				}{entries, failures}); err != nil {
+					return err
+				}
+			} else {
+				e.printList(entries)
+			}
+			var errs []error
+			for _, f := range failures {
+				errs = append(errs, fmt.Errorf("list %s on %s: %s", f.Target, f.Destination, f.Error))
+			}
+			return errors.Join(errs...)
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON document on stdout")
+	cmd.Flags().StringVar(&only, "destination", "", "only this destination")
+	return cmd
+}
+
+func newListEntry(target, dest string, b catalog.Backup) listEntry {
+	le := listEntry{Target: target, Destination: dest, ID: b.ID, State: "committed"}
+	le.Created, _ = catalog.IDTime(b.ID)
+	if b.Manifest == nil {
+		le.State, le.Problem = "invalid", b.Invalid
+		return le
+	}
+	le.Created, le.End = b.Manifest.Start, b.Manifest.End
+	le.Size = b.Manifest.StoredSize()
+	le.Engine = b.Manifest.Engine
+	return le
+}
+
+func (e *env) printList(entries []listEntry) {
+	if len(entries) == 0 {
+		fmt.Fprintln(e.stdout, "no backups")
+		return
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "TARGET\tDESTINATION\tBACKUP ID\tCREATED (UTC)\tSIZE\tSTATE")
+	for _, le := range entries {
+		state := le.State
+		if le.Problem != "" {
+			state += ": " + le.Problem
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", le.Target, le.Destination, le.ID,
+			le.Created.UTC().Format("2006-01-02 15:04:05"), formatSize(le.Size), state)
+	}
+	tw.Flush()
+}
+
+func compare(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,82 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+
+	"github.com/backproof/backproof/backup"
+	"github.com/backproof/backproof/config"
+	"github.com/backproof/backproof/destination"
+	"github.com/backproof/backproof/destination/local"
+	"github.com/backproof/backproof/destination/s3"
+	"github.com/backproof/backproof/engine"
+	"github.com/backproof/backproof/engine/postgres"
+)
+
+// The engines this build implements. config accepts every engine of the
+// contract; the ones missing here are refused by `config check`.
+var engines = map[string]func(t *config.Target, log *slog.Logger) engine.Engine{
+	"postgres": func(t *config.Target, log *slog.Logger) engine.Engine {
+		return postgres.New(t.DSN.Reveal(), postgres.WithLogger(log))
+	},
+}
+
+func newEngine(t *config.Target, log *slog.Logger) (engine.Engine, error) {
+	mk, ok := engines[t.Engine]
+	if !ok {
+		return nil, fmt.Errorf("target %s: engine %q is not supported by this build yet", t.Name, t.Engine)
+	}
+	return mk(t, log), nil
+}
+
+func openDestination(ctx context.Context, d *config.Destination) (destination.Destination, error) {
+	switch d.Type {
+	case config.DestinationLocal:
+		return local.New(d.Path)
+	case config.DestinationS3:
+		return s3.New(ctx, s3.Config{
+			Bucket:          d.Bucket,
+			Prefix:          d.Prefix,
+			Region:          d.Region,
+			Endpoint:        d.Endpoint,
+			PathStyle:       d.PathStyle,
+			AccessKeyID:     d.AccessKeyID.Reveal(),
+			SecretAccessKey: d.SecretAccessKey.Reveal(),
+			SessionToken:    d.SessionToken.Reveal(),
+			PartSize:        int64(d.PartSize),
+			Concurrency:     d.Concurrency,
+		})
+	default:
+		return nil, fmt.Errorf("unknown destination type %q", d.Type)
+	}
+}
+
+// openDestinations opens each named destination. One that cannot be opened
+// becomes a destination whose every operation fails with that error, so it
+// is reported like any other failed destination and never stops the rest.
+func openDestinations(ctx context.Context, cfg *config.Config, names []string) []backup.Destination {
+	out := make([]backup.Destination, 0, len(names))
+	for _, n := range names {
+		d, err := openDestination(ctx, cfg.Destinations[n])
+		if err != nil {
+			d = broken{err}
+		}
+		out = append(out, backup.Destination{Name: n, Destination: d})
+	}
+	return out
+}
+
+// broken is a destination that could not be opened.
+type broken struct{ err error }
+
+func (b broken) Put(context.Context, string, io.Reader) error { return b.err }
+func (b broken) Get(context.Context, string) (io.ReadCloser, error) {
+	return nil, b.err
+}
+func (b broken) Stat(context.Context, string) (destination.Object, error) {
+	return destination.Object{}, b.err
+}
+func (b broken) List(context.Context, string) ([]destination.Object, error) { return nil, b.err }
+func (b broken) Delete(context.Context, string) error                       { return b.err }

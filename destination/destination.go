@@ -1,0 +1,70 @@
+// Package destination defines where backups are stored: a flat namespace of
+// objects addressed by slash-separated keys, as on S3. Implementations live in
+// subpackages (local, s3); desttest holds the conformance suite every one of
+// them must pass.
+package destination
+
+import (
+	"context"
+	"errors"
+	"io"
+	"path"
+	"strings"
+	"time"
+)
+
+// ErrNotFound is returned (wrapped) by Get and Stat when no object has the key.
+var ErrNotFound = errors.New("object not found")
+
+// Object describes one stored object.
+type Object struct {
+	Key     string
+	Size    int64
+	ModTime time.Time
+}
+
+// Destination stores objects. Every method must be safe for concurrent use.
+type Destination interface {
+	// Put stores everything read from r under key, replacing any object there.
+	// The object becomes visible only once Put returns nil: if r returns an
+	// error, ctx is cancelled or the write fails, nothing is left under key.
+	// The length of r is not known in advance.
+	Put(ctx context.Context, key string, r io.Reader) error
+	// Get opens the object for reading.
+	Get(ctx context.Context, key string) (io.ReadCloser, error)
+	// Stat returns the object's size and modification time.
+	Stat(ctx context.Context, key string) (Object, error)
+	// List returns every object whose key starts with prefix, at any depth,
+	// sorted by key. An empty result is not an error; a failed listing is.
+	List(ctx context.Context, prefix string) ([]Object, error)
+	// Delete removes the object. Deleting a missing object is not an error.
+	Delete(ctx context.Context, key string) error
+}
+
+// ValidateKey rejects keys that could escape a destination's root or that
+// stores treat differently: empty, absolute, with empty, "." or ".."
+// segments, backslashes or NUL bytes.
+func ValidateKey(key string) error {
+	if key == "" {
+		return errors.New("empty object key")
+	}
+	if strings.ContainsAny(key, "\\\x00") || strings.HasPrefix(key, "/") || strings.HasSuffix(key, "/") {
+		return &KeyError{Key: key}
+	}
+	for _, seg := range strings.Split(key, "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return &KeyError{Key: key}
+		}
+	}
+	if path.Clean(key) != key {
+		return &KeyError{Key: key}
+	}
+	return nil
+}
+
+// KeyError reports an object key a destination refuses.
+type KeyError struct{ Key string }
+
+func (e *KeyError) Error() string { return "invalid object key " + strquote(e.Key) }
+
+func strquote(s string) string { return "\"" + strings.ReplaceAll(s, "\"", "\\\"") + "\"" }

@@ -1,0 +1,116 @@
+package postgres
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+)
+
+// splitPassword removes the password from a libpq connection string (URL or
+// keyword/value form) so the rest can go on a child's argv while the password
+// travels in its environment only.
+func splitPassword(dsn string) (rest, password string, err error) {
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		u, err := url.Parse(dsn)
+		if err != nil {
+			return "", "", errors.New("cannot parse the postgres URL in dsn") // url errors echo the input
+		}
+		if u.User != nil {
+			password, _ = u.User.Password()
+			u.User = url.User(u.User.Username())
+		}
+		q := u.Query()
+		if p := q.Get("password"); p != "" {
+			password = p
+			q.Del("password")
+			u.RawQuery = q.Encode()
+		}
+		return u.String(), password, nil
+	}
+	pairs, err := parseKeywords(dsn)
+	if err != nil {
+		return "", "", err
+	}
+	var b strings.Builder
+	for _, kv := range pairs {
+		if kv[0] == "password" {
+			password = kv[1]
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(kv[0])
+		b.WriteByte('=')
+		b.WriteString(quoteValue(kv[1]))
+	}
+	return b.String(), password, nil
+}
+
+// parseKeywords parses "key=value key2='quoted \' value'" as libpq does.
+func parseKeywords(s string) ([][2]string, error) {
+	var pairs [][2]string
+	i := 0
+	skipSpace := func() {
+		for i < len(s) && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r') {
+			i++
+		}
+	}
+	for {
+		skipSpace()
+		if i >= len(s) {
+			return pairs, nil
+		}
+		start := i
+		for i < len(s) && s[i] != '=' && s[i] != ' ' && s[i] != '\t' {
+			i++
+		}
+		key := s[start:i]
+		skipSpace()
+		if i >= len(s) || s[i] != '=' || key == "" {
+			return nil, fmt.Errorf("dsn: expected key=value near keyword %q", key)
+		}
+		i++
+		skipSpace()
+		var val strings.Builder
+		if i < len(s) && s[i] == '\'' {
+			i++
+			closed := false
+			for i < len(s) {
+				c := s[i]
+				if c == '\\' && i+1 < len(s) {
+					val.WriteByte(s[i+1])
+					i += 2
+					continue
+				}
+				if c == '\'' {
+					i++
+					closed = true
+					break
+				}
+				val.WriteByte(c)
+				i++
+			}
+			if !closed {
+				return nil, fmt.Errorf("dsn: unterminated quoted value for %q", key)
+			}
+		} else {
+			for i < len(s) && s[i] != ' ' && s[i] != '\t' && s[i] != '\n' && s[i] != '\r' {
+				if s[i] == '\\' && i+1 < len(s) {
+					i++
+				}
+				val.WriteByte(s[i])
+				i++
+			}
+		}
+		pairs = append(pairs, [2]string{key, val.String()})
+	}
+}
+
+func quoteValue(v string) string {
+	if v != "" && !strings.ContainsAny(v, " \t\n\r'\\") {
+		return v
+	}
+	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v) + "'"
+}

@@ -1,0 +1,291 @@
+// Package postgres dumps PostgreSQL databases with pg_dump's custom format
+// and restores them with pg_restore, recording exact row counts taken in the
+// dump's own snapshot.
+package postgres
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/backproof/backproof/engine"
+)
+
+// Engine dumps one PostgreSQL database.
+type Engine struct {
+	dsn     string
+	binDirs []string
+	log     *slog.Logger
+}
+
+var _ engine.Engine = (*Engine)(nil)
+
+// Option configures an Engine.
+type Option func(*Engine)
+
+// WithBinDirs restricts the search for pg_dump/pg_restore to these directories.
+func WithBinDirs(dirs ...string) Option { return func(e *Engine) { e.binDirs = dirs } }
+
+// WithLogger sets the logger.
+func WithLogger(l *slog.Logger) Option { return func(e *Engine) { e.log = l } }
+
+// New returns an engine for the database at dsn (a libpq URL or keyword
+// string). The dsn is a secret: it never reaches argv, logs or errors.
+func New(dsn string, opts ...Option) *Engine {
+	e := &Engine{dsn: dsn, log: slog.New(slog.DiscardHandler)}
+	for _, o := range opts {
+		o(e)
+	}
+	return e
+}
+
+// Artifact implements engine.Engine.
+func (e *Engine) Artifact() string { return "dump.pgdump" }
+
+// archiveMagic starts every custom-format archive.
+var archiveMagic = []byte("PGDMP")
+
+// Dump runs pg_dump --format=custom inside an exported snapshot and, in that
+// same snapshot, counts every table's rows. The snapshot's transaction stays
+// open until pg_dump is done, so the counts describe exactly the dumped data.
+func (e *Engine) Dump(ctx context.Context, w io.Writer) (*engine.DumpInfo, error) {
+	conn, err := pgx.Connect(ctx, e.dsn)
+	if err != nil {
+		return nil, fmt.Errorf("connect to source: %w", err)
+	}
+	defer closeConn(ctx, conn)
+
+	var version string
+	var versionNum int
+	if err := conn.QueryRow(ctx, "SELECT current_setting('server_version'), current_setting('server_version_num')::int").Scan(&version, &versionNum); err != nil {
+		return nil, fmt.Errorf("query server version: %w", err)
+	}
+	pgDump, err := pickTool("pg_dump", findTools(ctx, "pg_dump", e.binDirs), versionNum/10000)
+	if err != nil {
+		return nil, err
+	}
+
+	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return nil, fmt.Errorf("begin snapshot transaction: %w", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read-only; closing the connection ends it anyway
+	var snapshot string
+	if err := tx.QueryRow(ctx, "SELECT pg_export_snapshot()").Scan(&snapshot); err != nil {
+		return nil, fmt.Errorf("export snapshot: %w", err)
+	}
+	tables, err := listTables(ctx, tx)
+	if err != nil {
+		return nil, err
+	}
+
+	dbArg, password, err := splitPassword(e.dsn)
+	if err != nil {
+		return nil, err
+	}
+	dumpCtx, cancelDump := context.WithCancel(ctx)
+	defer cancelDump()
+	cmd := command(dumpCtx, pgDump.Path, password,
+		"--format=custom", "--compress=0", "--snapshot="+snapshot, "--no-password", "--dbname="+dbArg)
+	stderr := &tailBuffer{max: 4096}
+	cmd.Stderr = stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	e.log.DebugContext(ctx, "starting pg_dump", "path", pgDump.Path, "version", pgDump.Version, "snapshot", snapshot)
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start pg_dump: %w", err)
+	}
+
+	counted := make(chan error, 1)
+	go func() {
+		counted <- countRows(dumpCtx, tx, tables)
+	}()
+
+	mw := &magicWriter{w: w}
+	_, copyErr := io.Copy(mw, stdout)
+	if copyErr != nil {
+		cancelDump() // the stream is lost: stop pg_dump and the counting
+	}
+	waitErr := cmd.Wait()
+	if waitErr != nil {
+		cancelDump()
+	}
+	countErr := <-counted
+
+	switch {
+	case ctx.Err() != nil:
+		return nil, fmt.Errorf("dump cancelled: %w", context.Cause(ctx))
+	case copyErr != nil:
+		return nil, fmt.Errorf("write dump stream: %w", copyErr)
+	case waitErr != nil:
+		return nil, fmt.Errorf("pg_dump failed (%v): %s", waitErr, redact(stderr.String(), password))
+	case countErr != nil:
+		return nil, countErr
+	}
+	if err := mw.check(); err != nil {
+		return nil, err
+	}
+	return &engine.DumpInfo{
+		ServerVersion: version,
+		Tools:         map[string]string{"pg_dump": pgDump.Version},
+		Source:        engine.SourceStats{Tables: tables},
+	}, nil
+}
+
+// listTables returns the tables whose data pg_dump writes: ordinary tables
+// and leaf partitions, outside system schemas, not temporary, not owned by an
+// extension. Views and partitioned parents hold no rows of their own.
+func listTables(ctx context.Context, tx pgx.Tx) ([]engine.TableStats, error) {
+	rows, err := tx.Query(ctx, `
+SELECT n.nspname, c.relname
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind = 'r' AND c.relpersistence <> 't'
+  AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\_%'
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                  WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+ORDER BY 1, 2`)
+	if err != nil {
+		return nil, fmt.Errorf("list tables: %w", err)
+	}
+	tables, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (engine.TableStats, error) {
+		var t engine.TableStats
+		err := r.Scan(&t.Schema, &t.Name)
+		return t, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list tables: %w", err)
+	}
+	return tables, nil
+}
+
+func countRows(ctx context.Context, tx pgx.Tx, tables []engine.TableStats) error {
+	for i := range tables {
+		t := &tables[i]
+		q := "SELECT count(*) FROM " + pgx.Identifier{t.Schema, t.Name}.Sanitize()
+		if err := tx.QueryRow(ctx, q).Scan(&t.Rows); err != nil {
+			return fmt.Errorf("count rows of %s.%s: %w", t.Schema, t.Name, err)
+		}
+	}
+	return nil
+}
+
+// Restore loads a custom-format archive from r into the database at dsn in
+// one transaction: a failed restore leaves the database as it was. The
+// pg_restore used is at least minMajor (the major of the pg_dump that wrote
+// the archive).
+func (e *Engine) Restore(ctx context.Context, r io.Reader, dsn string, minMajor int) error {
+	tool, err := pickTool("pg_restore", findTools(ctx, "pg_restore", e.binDirs), minMajor)
+	if err != nil {
+		return err
+	}
+	dbArg, password, err := splitPassword(dsn)
+	if err != nil {
+		return err
+	}
+	cmd := command(ctx, tool.Path, password,
+		"--exit-on-error", "--single-transaction", "--no-owner", "--no-privileges", "--no-password", "--dbname="+dbArg)
+	stderr := &tailBuffer{max: 4096}
+	cmd.Stderr = stderr
+	cmd.Stdin = r
+	if err := cmd.Run(); err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("restore cancelled: %w", context.Cause(ctx))
+		}
+		return fmt.Errorf("pg_restore failed (%v): %s", err, redact(stderr.String(), password))
+	}
+	return nil
+}
+
+// command builds a child process: argv without a shell, the password only in
+// its environment, SIGTERM on cancellation and a hard kill after a grace period.
+func command(ctx context.Context, path, password string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, path, args...)
+	env := make([]string, 0, len(os.Environ())+1)
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "PGPASSWORD=") {
+			env = append(env, kv)
+		}
+	}
+	if password != "" {
+		env = append(env, "PGPASSWORD="+password)
+	}
+	cmd.Env = env
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 10 * time.Second
+	return cmd
+}
+
+func closeConn(ctx context.Context, conn *pgx.Conn) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	conn.Close(ctx)
+}
+
+// magicWriter checks that the stream starts like a custom-format archive, so
+// that whatever else a tool might print is never stored as a backup.
+type magicWriter struct {
+	w    io.Writer
+	head []byte
+	n    int64
+}
+
+func (m *magicWriter) Write(p []byte) (int, error) {
+	if len(m.head) < len(archiveMagic) {
+		k := min(len(archiveMagic)-len(m.head), len(p))
+		m.head = append(m.head, p[:k]...)
+		if !bytes.HasPrefix(archiveMagic, m.head) {
+			return 0, errors.New("pg_dump output is not a custom-format archive")
+		}
+	}
+	n, err := m.w.Write(p)
+	m.n += int64(n)
+	return n, err
+}
+
+func (m *magicWriter) check() error {
+	if !bytes.Equal(m.head, archiveMagic) {
+		return fmt.Errorf("pg_dump wrote %d bytes, not a custom-format archive", m.n)
+	}
+	return nil
+}
+
+// tailBuffer keeps the last max bytes written to it.
+type tailBuffer struct {
+	max int
+	buf []byte
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.buf = append(t.buf, p...)
+	if len(t.buf) > t.max {
+		t.buf = t.buf[len(t.buf)-t.max:]
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	s := strings.TrimSpace(string(t.buf))
+	if s == "" {
+		return "no error output"
+	}
+	return s
+}
+
+func redact(s, secret string) string {
+	if secret == "" {
+		return s
+	}
+	return strings.ReplaceAll(s, secret, "[REDACTED]")
+}

@@ -1,0 +1,125 @@
+// Package redact removes known secret values from text on its way out:
+// log records and error messages. It is the last line of defence; code must
+// still keep secrets out of messages in the first place.
+package redact
+
+import (
+	"context"
+	"log/slog"
+	"net/url"
+	"regexp"
+	"sort"
+	"strings"
+)
+
+// Mask replaces each secret.
+const Mask = "[REDACTED]"
+
+// Redactor replaces secret values in strings.
+type Redactor struct {
+	r *strings.Replacer
+}
+
+var kvPassword = regexp.MustCompile(`(?:^|\s)password\s*=\s*('(?:[^'\\]|\\.)*'|\S+)`)
+
+// New returns a redactor for the given secrets. A secret that is a
+// connection string also contributes its password component, which drivers
+// and servers may echo on its own; URL-escaped forms are covered too.
+func New(secrets ...string) *Redactor {
+	set := map[string]bool{}
+	add := func(s string) {
+		if len(s) >= 4 { // shorter values would mask ordinary words
+			set[s] = true
+			if e := url.QueryEscape(s); e != s {
+				set[e] = true
+			}
+			if e := url.PathEscape(s); e != s {
+				set[e] = true
+			}
+		}
+	}
+	for _, s := range secrets {
+		add(s)
+		if u, err := url.Parse(s); err == nil && u.User != nil {
+			if p, ok := u.User.Password(); ok {
+				add(p)
+			}
+		}
+		for _, m := range kvPassword.FindAllStringSubmatch(s, -1) {
+			add(strings.Trim(m[1], "'"))
+		}
+	}
+	list := make([]string, 0, len(set))
+	for s := range set {
+		list = append(list, s)
+	}
+	// Longest first, so a DSN is masked whole before its password is.
+	sort.Slice(list, func(i, j int) bool { return len(list[i]) > len(list[j]) })
+	var pairs []string
+	for _, s := range list {
+		pairs = append(pairs, s, Mask)
+	}
+	return &Redactor{r: strings.NewReplacer(pairs...)}
+}
+
+// String masks every secret in s.
+func (r *Redactor) String(s string) string {
+	if r == nil || r.r == nil {
+		return s
+	}
+	return r.r.Replace(s)
+}
+
+// Handler wraps h so that every message and string-valued attribute is
+// masked, errors included.
+func (r *Redactor) Handler(h slog.Handler) slog.Handler { return &handler{h: h, r: r} }
+
+type handler struct {
+	h slog.Handler
+	r *Redactor
+}
+
+func (h *handler) Enabled(ctx context.Context, l slog.Level) bool { return h.h.Enabled(ctx, l) }
+
+func (h *handler) Handle(ctx context.Context, rec slog.Record) error {
+	out := slog.NewRecord(rec.Time, rec.Level, h.r.String(rec.Message), rec.PC)
+	rec.Attrs(func(a slog.Attr) bool {
+		out.AddAttrs(h.attr(a))
+		return true
+	})
+	return h.h.Handle(ctx, out)
+}
+
+func (h *handler) attr(a slog.Attr) slog.Attr {
+	v := a.Value.Resolve()
+	switch v.Kind() {
+	case slog.KindString:
+		return slog.String(a.Key, h.r.String(v.String()))
+	case slog.KindGroup:
+		attrs := v.Group()
+		masked := make([]any, len(attrs))
+		for i, g := range attrs {
+			masked[i] = h.attr(g)
+		}
+		return slog.Group(a.Key, masked...)
+	case slog.KindAny:
+		if err, ok := v.Any().(error); ok {
+			return slog.String(a.Key, h.r.String(err.Error()))
+		}
+		return slog.String(a.Key, h.r.String(v.String()))
+	default:
+		return slog.Attr{Key: a.Key, Value: v}
+	}
+}
+
+func (h *handler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	masked := make([]slog.Attr, len(attrs))
+	for i, a := range attrs {
+		masked[i] = h.attr(a)
+	}
+	return &handler{h: h.h.WithAttrs(masked), r: h.r}
+}
+
+func (h *handler) WithGroup(name string) slog.Handler {
+	return &handler{h: h.h.WithGroup(name), r: h.r}
+}
