@@ -52,10 +52,15 @@ func (s *Store) newError(op, key, msg string, err, kind error) *Error {
 // translate is the one place SDK errors become this package's errors: a
 // short cause for people, destination.ErrNotFound for callers that branch.
 func (s *Store) translate(op, key string, err error) error {
-	if e, ok := errors.AsType[*Error](err); ok {
-		return e
-	}
+	return s.explain(op, key, "", err)
+}
+
+// explain is translate with a note on what was being done ("part 3").
+func (s *Store) explain(op, key, doing string, err error) *Error {
 	msg, kind := s.cause(err)
+	if doing != "" {
+		msg = doing + ": " + msg
+	}
 	return s.newError(op, key, msg, err, kind)
 }
 
@@ -69,6 +74,11 @@ func (s *Store) cause(err error) (string, error) {
 	if apiErr, ok := errors.AsType[smithy.APIError](err); ok {
 		msg, kind := apiCause(s.bucket, apiErr)
 		return msg, kind
+	}
+	// Before the network checks: the default chain's instance-role lookup
+	// fails with network errors that are not about the endpoint.
+	if isCredentialsError(err) {
+		return "no usable AWS credentials: set access_key_id and secret_access_key, or configure the environment, profile or instance role", nil
 	}
 	var netCause string
 	switch {
@@ -90,9 +100,6 @@ func (s *Store) cause(err error) (string, error) {
 			msg += fmt.Sprintf(" (%d attempts)", n.Attempt)
 		}
 		return msg, nil
-	}
-	if isCredentialsError(err) {
-		return "no usable AWS credentials: set access_key_id and secret_access_key, or configure the environment, profile or instance role", nil
 	}
 	// Something else: keep the innermost message, which is the informative
 	// one, without the SDK's "operation error S3: PutObject, ..." preamble.

@@ -36,14 +36,10 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader) error {
 	case err == io.EOF:
 		return s.putSingle(ctx, key, obj, small[:n])
 	case err != nil:
-		return s.readError(key, err)
+		return s.readError(ctx, key, err)
 	}
-	first := s.getBuf()
-	defer func() {
-		if first != nil {
-			s.putBuf(first)
-		}
-	}()
+	bufs := newPartBufs(s.partSize, s.concurrency+1)
+	first := bufs.get()
 	copy(first, small)
 	n, err = readPart(ctx, r, first[len(small):])
 	n += len(small)
@@ -51,23 +47,19 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader) error {
 	case err == io.EOF:
 		return s.putSingle(ctx, key, obj, first[:n])
 	case err != nil:
-		return s.readError(key, err)
+		return s.readError(ctx, key, err)
 	}
 	// The first part is full: is there more?
-	second := s.getBuf()
+	second := bufs.get()
 	m, err := readPart(ctx, r, second)
 	switch {
 	case err == io.EOF && m == 0:
-		s.putBuf(second)
 		return s.putSingle(ctx, key, obj, first)
 	case err != nil && err != io.EOF:
-		s.putBuf(second)
-		return s.readError(key, err)
+		return s.readError(ctx, key, err)
 	}
-	mp := &multipart{s: s, key: key, obj: obj, r: r}
-	b := first
-	first = nil // owned by the upload now
-	return mp.run(ctx, b, second[:m], err == io.EOF)
+	mp := &multipart{s: s, key: key, obj: obj, r: r, bufs: bufs}
+	return mp.run(ctx, first, second[:m], err == io.EOF)
 }
 
 func (s *Store) putSingle(ctx context.Context, key, obj string, data []byte) error {
@@ -97,7 +89,11 @@ func readPart(ctx context.Context, r io.Reader, buf []byte) (int, error) {
 	return n, err
 }
 
-func (s *Store) readError(key string, err error) error {
+func (s *Store) readError(ctx context.Context, key string, err error) error {
+	if ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+		// ctxReader noticed, or the source watches ctx too.
+		return s.translate("put", key, err)
+	}
 	return s.newError("put", key, "reading the source: "+err.Error(), err, nil)
 }
 
@@ -107,6 +103,7 @@ type multipart struct {
 	key, obj string // destination key and S3 key
 	r        io.Reader
 	uploadID *string
+	bufs     *partBufs
 
 	mu    sync.Mutex
 	parts []types.CompletedPart
@@ -124,7 +121,7 @@ func (mp *multipart) fail(err error, cancel context.CancelCauseFunc) {
 
 // run uploads first (a full part), then second (n bytes, the last part if
 // eof), then the rest of mp.r.
-func (mp *multipart) run(ctx context.Context, first, second []byte, eof bool) (err error) {
+func (mp *multipart) run(ctx context.Context, first, second []byte, eof bool) error {
 	s := mp.s
 	in := &s3.CreateMultipartUploadInput{Bucket: &s.bucket, Key: &mp.obj}
 	if s.checksums {
@@ -134,8 +131,6 @@ func (mp *multipart) run(ctx context.Context, first, second []byte, eof bool) (e
 	}
 	out, err := s.client.CreateMultipartUpload(ctx, in)
 	if err != nil {
-		s.putBuf(first)
-		s.putBuf(second)
 		return s.translate("put", mp.key, err)
 	}
 	mp.uploadID = out.UploadId
@@ -150,13 +145,13 @@ func (mp *multipart) run(ctx context.Context, first, second []byte, eof bool) (e
 		select {
 		case sem <- struct{}{}:
 		case <-upCtx.Done():
-			s.putBuf(buf)
+			mp.bufs.put(buf)
 			mp.fail(s.newError("put", mp.key, "cancelled", context.Cause(upCtx), nil), cancel)
 			return false
 		}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			defer s.putBuf(buf)
+			defer mp.bufs.put(buf)
 			in := &s3.UploadPartInput{
 				Bucket:        &s.bucket,
 				Key:           &mp.obj,
@@ -170,9 +165,7 @@ func (mp *multipart) run(ctx context.Context, first, second []byte, eof bool) (e
 			}
 			out, err := s.client.UploadPart(upCtx, in)
 			if err != nil {
-				e := s.translate("put", mp.key, err).(*Error)
-				e.Msg = fmt.Sprintf("part %d: %s", num, e.Msg)
-				mp.fail(e, cancel)
+				mp.fail(s.explain("put", mp.key, fmt.Sprintf("part %d", num), err), cancel)
 				return
 			}
 			mp.mu.Lock()
@@ -186,26 +179,26 @@ func (mp *multipart) run(ctx context.Context, first, second []byte, eof bool) (e
 	if upload(1, first, len(first)) {
 		for num := int32(2); ; num++ {
 			if int(num) > s.maxParts {
-				s.putBuf(buf)
+				mp.bufs.put(buf)
 				mp.fail(s.newError("put", mp.key, fmt.Sprintf(
-					"the stream is longer than %d parts of %d MiB (%d GiB): raise part_size",
-					s.maxParts, s.partSize>>20, int64(s.maxParts)*s.partSize>>30), nil, nil), cancel)
+					"the stream is longer than %d parts of %s (%s): raise part_size",
+					s.maxParts, mib(s.partSize), mib(int64(s.maxParts)*s.partSize)), nil, nil), cancel)
 				break
 			}
 			if !upload(num, buf, n) || eof {
 				break
 			}
-			buf = s.getBuf()
+			buf = mp.bufs.get()
 			var rerr error
 			n, rerr = readPart(upCtx, mp.r, buf)
 			if rerr == io.EOF && n == 0 {
-				s.putBuf(buf)
+				mp.bufs.put(buf)
 				break
 			}
 			if rerr != nil && rerr != io.EOF {
-				s.putBuf(buf)
+				mp.bufs.put(buf)
 				// If a part failed first, that failure is the error.
-				mp.fail(s.readError(mp.key, rerr), cancel)
+				mp.fail(s.readError(upCtx, mp.key, rerr), cancel)
 				break
 			}
 			eof = rerr == io.EOF
@@ -233,8 +226,13 @@ func (mp *multipart) run(ctx context.Context, first, second []byte, eof bool) (e
 		}
 		mp.err = s.translate("put", mp.key, err)
 	}
-	return errors.Join(mp.err, mp.abort(ctx))
+	if aerr := mp.abort(ctx); aerr != nil {
+		return errors.Join(mp.err, aerr)
+	}
+	return mp.err
 }
+
+func mib(n int64) string { return fmt.Sprintf("%d MiB", n>>20) }
 
 // abort discards the upload's parts. It runs even when ctx is cancelled.
 func (mp *multipart) abort(ctx context.Context) error {
@@ -248,10 +246,37 @@ func (mp *multipart) abort(ctx context.Context) error {
 	if err == nil {
 		return nil
 	}
-	e := mp.s.translate("put", mp.key, err).(*Error)
-	e.Msg = fmt.Sprintf("abort incomplete upload %s (its parts stay stored, and billed, until removed; a lifecycle rule AbortIncompleteMultipartUpload does it): %s",
-		aws.ToString(mp.uploadID), e.Msg)
-	return e
+	return mp.s.explain("put", mp.key, fmt.Sprintf(
+		"abort incomplete upload %s (its parts stay stored, and billed, until removed; a lifecycle rule AbortIncompleteMultipartUpload does it)",
+		aws.ToString(mp.uploadID)), err)
+}
+
+// partBufs recycles the part buffers of one Put. Buffers are not shared
+// between Puts: an idle store holds no memory, and a Put allocates at most
+// the (Concurrency+1) buffers it has in use at once, whatever the GC does.
+type partBufs struct {
+	size int64
+	free chan []byte
+}
+
+func newPartBufs(size int64, n int) *partBufs {
+	return &partBufs{size: size, free: make(chan []byte, n)}
+}
+
+func (p *partBufs) get() []byte {
+	select {
+	case b := <-p.free:
+		return b[:cap(b)]
+	default:
+		return make([]byte, p.size)
+	}
+}
+
+func (p *partBufs) put(b []byte) {
+	select {
+	case p.free <- b:
+	default: // cannot happen while at most cap(free) buffers exist
+	}
 }
 
 // ctxReader stops a read loop once ctx is done. A Read already blocked in r

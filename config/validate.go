@@ -1,0 +1,476 @@
+package config
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+
+	"filippo.io/age"
+)
+
+// Limits for S3 multipart uploads.
+const (
+	MinS3PartSize    = 5 * MiB
+	MaxS3PartSize    = 5 * GiB
+	MaxS3Concurrency = 64
+)
+
+// maxIdentityFile bounds how much of an age identity file is read.
+const maxIdentityFile = 1 << 20
+
+// Validate checks c and returns an *Error listing every problem, or nil.
+// Load and Parse call it; call it again after changing a Config in code.
+// Problems carry line numbers only for a Config that came from Parse.
+func (c *Config) Validate() error {
+	var ps []Problem
+	for _, p := range c.validate() {
+		ps = append(ps, p.Problem)
+	}
+	if len(ps) == 0 {
+		return nil
+	}
+	sortProblems(ps)
+	return &Error{Problems: ps}
+}
+
+func (c *Config) validate() []problem {
+	v := &validator{c: c}
+	v.listen()
+	v.log()
+	v.encryption()
+	v.sandbox()
+	v.destinations()
+	v.targets()
+	return v.problems
+}
+
+// problem is a validation Problem plus whether it is a summary of the
+// block's children (such as "retention keeps nothing"), which is moot when
+// one of those children could not be decoded.
+type problem struct {
+	Problem
+	summary bool
+}
+
+type validator struct {
+	c        *Config
+	problems []problem
+}
+
+func (v *validator) addf(path, format string, args ...any) {
+	v.add(false, path, format, args...)
+}
+
+// summaryf adds a problem about a block that follows from its children.
+func (v *validator) summaryf(path, format string, args ...any) {
+	v.add(true, path, format, args...)
+}
+
+func (v *validator) add(summary bool, path, format string, args ...any) {
+	v.problems = append(v.problems, problem{
+		Problem: Problem{
+			File: v.c.File,
+			Line: v.c.lineOf(path),
+			Path: path,
+			Msg:  fmt.Sprintf(format, args...),
+		},
+		summary: summary,
+	})
+}
+
+// lineOf returns the line path was defined on, or that of its closest
+// defined ancestor: a missing key is reported where its parent is.
+func (c *Config) lineOf(path string) int {
+	for p := path; p != ""; p = parentPath(p) {
+		if l, ok := c.lines[p]; ok {
+			return l
+		}
+	}
+	return 0
+}
+
+// has reports whether the file set the key at path.
+func (c *Config) has(path string) bool {
+	_, ok := c.lines[path]
+	return ok
+}
+
+func (v *validator) listen() {
+	host, port, err := net.SplitHostPort(v.c.Listen)
+	if err != nil || strings.ContainsAny(host, " /") {
+		v.addf("listen", "want host:port, e.g. 127.0.0.1:9847")
+		return
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		v.addf("listen", "invalid port %s", quoteValue(port))
+	}
+}
+
+func (v *validator) log() {
+	if l := v.c.Log.Level; !slices.Contains([]string{"debug", "info", "warn", "error"}, l) {
+		v.addf("log.level", "unknown level %s (want debug, info, warn or error)", quoteValue(l))
+	}
+	if f := v.c.Log.Format; !slices.Contains([]string{"text", "json"}, f) {
+		v.addf("log.format", "unknown format %s (want text or json)", quoteValue(f))
+	}
+}
+
+func (v *validator) encryption() {
+	e := v.c.Encryption
+	if e == nil {
+		return
+	}
+	if len(e.Recipients) == 0 {
+		v.addf("encryption.recipients", "at least one recipient is required")
+	}
+	seen := map[string]bool{}
+	for i, r := range e.Recipients {
+		p := indexPath("encryption.recipients", i)
+		r = strings.TrimSpace(r)
+		switch {
+		case strings.HasPrefix(strings.ToUpper(r), "AGE-SECRET-KEY-"):
+			// Name nothing of it: this is a private key in the wrong place.
+			v.addf(p, "this is an age secret key; recipients take public keys (age1...)")
+		case r == "":
+			v.addf(p, "empty recipient")
+		default:
+			if _, err := age.ParseX25519Recipient(r); err != nil {
+				// age's error quotes the whole key; report only its start.
+				v.addf(p, "not a valid age X25519 recipient: %s", keyPrefix(r))
+			} else if seen[r] {
+				v.addf(p, "duplicate recipient %s", keyPrefix(r))
+			}
+			seen[r] = true
+		}
+	}
+	if e.IdentityFile != "" {
+		if err := checkIdentityFile(e.IdentityFile); err != nil {
+			v.addf("encryption.identity_file", "%v", err)
+		}
+	}
+}
+
+// keyPrefix quotes the first 12 characters of a key, enough to find it.
+func keyPrefix(k string) string {
+	const n = 12
+	if len(k) > n {
+		return strconv.Quote(k[:n]) + "..."
+	}
+	return strconv.Quote(k)
+}
+
+// checkIdentityFile checks that name holds age identities. Its errors never
+// include the file's content: age's parse errors quote the offending line.
+func checkIdentityFile(name string) error {
+	if strings.HasPrefix(name, "~") {
+		return fmt.Errorf("%s: ~ is not expanded; use an absolute path or ${HOME}", name)
+	}
+	f, err := os.Open(name)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = age.ParseIdentities(io.LimitReader(f, maxIdentityFile))
+	if err == nil {
+		return nil
+	}
+	if rest, ok := strings.CutPrefix(err.Error(), "error at line "); ok {
+		if n, _, ok := strings.Cut(rest, ":"); ok {
+			if _, err := strconv.Atoi(n); err == nil {
+				return fmt.Errorf("%s: line %s is not a valid age identity", name, n)
+			}
+		}
+	}
+	return fmt.Errorf("%s: not an age identity file", name)
+}
+
+func (v *validator) sandbox() {
+	s := v.c.Sandbox
+	for _, engine := range sortedKeys(s.Images) {
+		p := childPath("sandbox.images", engine)
+		if !isEngine(engine) {
+			v.addf(p, "unknown engine (want %s)", enginesList())
+		} else if strings.TrimSpace(s.Images[engine]) == "" {
+			v.addf(p, "empty image")
+		}
+	}
+	if s.Memory <= 0 {
+		v.addf("sandbox.memory", "must be positive")
+	}
+	if s.CPUs <= 0 {
+		v.addf("sandbox.cpus", "must be positive")
+	}
+	if s.Timeout <= 0 {
+		v.addf("sandbox.timeout", "must be positive")
+	}
+}
+
+func (v *validator) destinations() {
+	if len(v.c.Destinations) == 0 {
+		v.addf("destinations", "at least one destination is required")
+	}
+	for _, name := range sortedKeys(v.c.Destinations) {
+		p := childPath("destinations", name)
+		d := v.c.Destinations[name]
+		if !isName(name) {
+			v.addf(p, "invalid name %s: use letters, digits, '.', '_' and '-', starting with a letter or digit", quoteValue(name))
+		}
+		if d == nil {
+			v.addf(p, "empty destination")
+			continue
+		}
+		switch d.Type {
+		case DestinationLocal:
+			v.local(p, d)
+		case DestinationS3:
+			v.s3(p, d)
+		case "":
+			v.addf(p+".type", "required (local or s3)")
+		default:
+			v.addf(p+".type", "unknown type %s (want local or s3)", quoteValue(d.Type))
+		}
+	}
+}
+
+func (v *validator) local(p string, d *Destination) {
+	switch {
+	case d.Path == "":
+		v.addf(p+".path", "required for local destinations")
+	case strings.HasPrefix(d.Path, "~"):
+		v.addf(p+".path", "~ is not expanded; use an absolute path or ${HOME}")
+	}
+	v.notApplicable(p, "local", map[string]bool{
+		"bucket":            d.Bucket != "",
+		"prefix":            d.Prefix != "",
+		"region":            d.Region != "",
+		"endpoint":          d.Endpoint != "",
+		"path_style":        d.PathStyle,
+		"access_key_id":     !d.AccessKeyID.IsZero(),
+		"secret_access_key": !d.SecretAccessKey.IsZero(),
+		"session_token":     !d.SessionToken.IsZero(),
+		"part_size":         d.PartSize != 0,
+		"concurrency":       d.Concurrency != 0,
+	})
+}
+
+func (v *validator) s3(p string, d *Destination) {
+	v.notApplicable(p, "s3", map[string]bool{"path": d.Path != ""})
+	switch {
+	case d.Bucket == "":
+		v.addf(p+".bucket", "required for s3 destinations")
+	case strings.ContainsAny(d.Bucket, "/ \t"):
+		v.addf(p+".bucket", "invalid bucket name %s (put key prefixes in prefix)", quoteValue(d.Bucket))
+	}
+	for _, seg := range strings.Split(d.Prefix, "/") {
+		if d.Prefix != "" && (seg == "" || seg == "." || seg == "..") {
+			v.addf(p+".prefix", "must not contain empty, . or .. segments")
+			break
+		}
+	}
+	if d.Region == "" {
+		v.addf(p+".region", "required")
+	}
+	if d.Endpoint != "" {
+		u, err := url.Parse(d.Endpoint)
+		switch {
+		case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+			v.addf(p+".endpoint", "want an http:// or https:// URL, e.g. https://s3.example.com:9000")
+		case u.User != nil:
+			v.addf(p+".endpoint", "must not contain credentials; use access_key_id and secret_access_key")
+		case (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "":
+			v.addf(p+".endpoint", "want scheme, host and port only, e.g. https://s3.example.com:9000")
+		}
+	}
+	id, secret := !d.AccessKeyID.IsZero(), !d.SecretAccessKey.IsZero()
+	switch {
+	case id && !secret:
+		v.addf(p+".secret_access_key", "required when access_key_id is set")
+	case secret && !id:
+		v.addf(p+".access_key_id", "required when secret_access_key is set")
+	}
+	if !d.SessionToken.IsZero() && !(id && secret) {
+		v.addf(p+".session_token", "requires access_key_id and secret_access_key")
+	}
+	if d.PartSize < MinS3PartSize || d.PartSize > MaxS3PartSize {
+		v.addf(p+".part_size", "must be between %s and %s, got %s", MinS3PartSize, MaxS3PartSize, d.PartSize)
+	}
+	if d.Concurrency < 1 || d.Concurrency > MaxS3Concurrency {
+		v.addf(p+".concurrency", "must be between 1 and %d, got %d", MaxS3Concurrency, d.Concurrency)
+	}
+}
+
+// notApplicable reports keys that do not belong to destinations of type typ:
+// those the file set, and those set in code.
+func (v *validator) notApplicable(p, typ string, set map[string]bool) {
+	for _, key := range sortedKeys(set) {
+		kp := p + "." + key
+		if set[key] || v.c.has(kp) {
+			v.addf(kp, "does not apply to %s destinations", typ)
+		}
+	}
+}
+
+func (v *validator) targets() {
+	if len(v.c.Targets) == 0 {
+		v.addf("targets", "at least one target is required")
+	}
+	for _, name := range sortedKeys(v.c.Targets) {
+		p := childPath("targets", name)
+		t := v.c.Targets[name]
+		if !isName(name) {
+			v.addf(p, "invalid name %s: use letters, digits, '.', '_' and '-', starting with a letter or digit", quoteValue(name))
+		}
+		if t == nil {
+			v.addf(p, "empty target")
+			continue
+		}
+		switch {
+		case t.Engine == "":
+			v.addf(p+".engine", "required (%s)", enginesList())
+		case !isEngine(t.Engine):
+			v.addf(p+".engine", "unknown engine %s (want %s)", quoteValue(t.Engine), enginesList())
+		}
+		if t.DSN.IsZero() {
+			v.addf(p+".dsn", "required (set dsn or dsn_file)")
+		}
+		if t.Schedule != "" {
+			if _, err := ParseSchedule(t.Schedule); err != nil {
+				v.addf(p+".schedule", "%v", err)
+			}
+		}
+		v.targetDestinations(p+".destinations", t.Destinations)
+		if t.Retention != nil {
+			v.retention(p+".retention", t.Retention)
+		}
+		if t.Verify != nil {
+			v.verify(p+".verify", t.Verify)
+		}
+	}
+}
+
+func (v *validator) targetDestinations(p string, names []string) {
+	if len(names) == 0 {
+		v.addf(p, "at least one destination is required")
+		return
+	}
+	seen := map[string]bool{}
+	for i, name := range names {
+		ip := indexPath(p, i)
+		switch {
+		case name == "":
+			v.addf(ip, "empty destination name")
+		case v.c.Destinations[name] == nil:
+			defined := "none are defined"
+			if len(v.c.Destinations) > 0 {
+				defined = "defined: " + strings.Join(sortedKeys(v.c.Destinations), ", ")
+			}
+			v.addf(ip, "unknown destination %s (%s)", quoteValue(name), defined)
+		case seen[name]:
+			v.addf(ip, "duplicate destination %s", quoteValue(name))
+		}
+		seen[name] = true
+	}
+}
+
+func (v *validator) retention(p string, r *Retention) {
+	counts := []struct {
+		key string
+		n   int
+	}{
+		{"keep_last", r.KeepLast},
+		{"keep_hourly", r.KeepHourly},
+		{"keep_daily", r.KeepDaily},
+		{"keep_weekly", r.KeepWeekly},
+		{"keep_monthly", r.KeepMonthly},
+		{"keep_yearly", r.KeepYearly},
+	}
+	keeps := r.KeepWithin > 0
+	for _, c := range counts {
+		if c.n < 0 {
+			v.addf(p+"."+c.key, "must not be negative")
+		}
+		keeps = keeps || c.n > 0
+	}
+	if r.KeepWithin < 0 {
+		v.addf(p+".keep_within", "must not be negative")
+	}
+	if !keeps {
+		v.summaryf(p, "keeps nothing: set at least one keep_* rule, or remove retention to keep every backup")
+	}
+}
+
+func (v *validator) verify(p string, vf *Verify) {
+	if vf.Schedule != "" {
+		if _, err := ParseSchedule(vf.Schedule); err != nil {
+			v.addf(p+".schedule", "%v", err)
+		}
+	}
+	seen := map[string]int{}
+	for i, c := range vf.Checks {
+		cp := indexPath(p+".checks", i)
+		switch {
+		case c.Name == "":
+			v.addf(cp+".name", "required")
+		case !isCheckName(c.Name):
+			v.addf(cp+".name", "invalid name %s: use lower-case letters, digits, '.', '_' and '-', starting with a letter or digit", quoteValue(c.Name))
+		default:
+			if first, dup := seen[c.Name]; dup {
+				v.addf(cp+".name", "duplicate check name %s (also checks[%d])", quoteValue(c.Name), first)
+			} else {
+				seen[c.Name] = i
+			}
+		}
+		if strings.TrimSpace(c.Query) == "" {
+			v.addf(cp+".query", "required")
+		}
+		hasExpect := c.Expect != "" || v.c.has(cp+".expect")
+		hasMaxAge := c.MaxAge != 0 || v.c.has(cp+".max_age")
+		switch {
+		case hasExpect && hasMaxAge:
+			v.summaryf(cp, "set either expect or max_age, not both")
+		case !hasExpect && !hasMaxAge:
+			v.summaryf(cp, "one of expect or max_age is required")
+		case hasExpect:
+			if _, err := ParseExpect(c.Expect); err != nil {
+				v.addf(cp+".expect", "%v", err)
+			}
+		case c.MaxAge <= 0:
+			v.addf(cp+".max_age", "must be positive")
+		}
+	}
+}
+
+// isName reports whether s is a valid destination or target name:
+// [A-Za-z0-9][A-Za-z0-9._-]*. Target names become path segments.
+func isName(s string) bool {
+	for i, r := range s {
+		alnum := (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9')
+		if !alnum && (i == 0 || (r != '.' && r != '_' && r != '-')) {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// isCheckName reports whether s is a valid check name: [a-z0-9][a-z0-9_.-]*.
+// Check names become metric label values.
+func isCheckName(s string) bool {
+	return isName(s) && strings.ToLower(s) == s
+}
+
+func isEngine(s string) bool {
+	switch s {
+	case EnginePostgres, EngineMongoDB, EngineRedis, EngineMySQL:
+		return true
+	}
+	return false
+}
+
+func enginesList() string {
+	return EnginePostgres + ", " + EngineMongoDB + ", " + EngineRedis + " or " + EngineMySQL
+}

@@ -1,0 +1,69 @@
+package testenv
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// PostgresDSN returns the admin (superuser) DSN of the shared PostgreSQL 15
+// test server. Prefer NewPostgresDB: tests should not share a database.
+func PostgresDSN(t testing.TB) string {
+	t.Helper()
+	dsn := Require(t, EnvPostgresDSN)
+	requireLoopbackURL(t, EnvPostgresDSN, dsn)
+	return dsn
+}
+
+// PostgresBin returns the directory holding the PostgreSQL 15 client and
+// server programs (pg_dump, pg_restore, psql, initdb, postgres).
+func PostgresBin(t testing.TB) string {
+	t.Helper()
+	dir := Require(t, EnvPostgresBin)
+	if _, err := os.Stat(filepath.Join(dir, "pg_dump")); err != nil {
+		Unavailable(t, "%s=%s has no pg_dump: %v", EnvPostgresBin, dir, err)
+	}
+	return dir
+}
+
+// NewPostgresDB creates a fresh, uniquely named database on the shared test
+// server and returns a DSN for it (same superuser as PostgresDSN). The
+// database is dropped WITH (FORCE) when the test ends.
+func NewPostgresDB(t testing.TB) string {
+	t.Helper()
+	admin := PostgresDSN(t)
+	name := uniqueName(t, "bp_", '_', 63)
+
+	exec := func(ctx context.Context, sql string) error {
+		conn, err := pgx.Connect(ctx, admin)
+		if err != nil {
+			return err
+		}
+		defer conn.Close(context.WithoutCancel(ctx))
+		_, err = conn.Exec(ctx, sql)
+		return err
+	}
+	ident := pgx.Identifier{name}.Sanitize()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := exec(ctx, "CREATE DATABASE "+ident); err != nil {
+		t.Fatalf("testenv: create database %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := exec(ctx, "DROP DATABASE IF EXISTS "+ident+" WITH (FORCE)"); err != nil {
+			t.Errorf("testenv: drop database %s: %v", name, err)
+		}
+	})
+
+	u := requireLoopbackURL(t, EnvPostgresDSN, admin)
+	u.Path = "/" + name
+	u.RawPath = ""
+	return u.String()
+}

@@ -1,0 +1,266 @@
+#!/usr/bin/env bash
+# Test servers for backproof's integration tests, all on 127.0.0.1:
+#   PostgreSQL 15 and MinIO (private to this run, random ports and passwords),
+#   plus a Docker engine for testcontainers (left running by `down`).
+#
+#   scripts/testenv.sh up     install what is missing, start everything, write $STATE/env
+#   scripts/testenv.sh down   stop the servers `up` started and delete their data
+#
+# Then `. /tmp/backproof-testenv/env` exports BACKPROOF_TEST_* for `go test`.
+# Quiet unless something fails; server logs stay in $STATE/logs.
+# Overrides: BACKPROOF_TESTENV_DIR (state dir), BACKPROOF_CACHE_DIR (build cache).
+set -euo pipefail
+
+STATE=${BACKPROOF_TESTENV_DIR:-/tmp/backproof-testenv}
+CACHE=${BACKPROOF_CACHE_DIR:-/var/cache/backproof}
+LOGS=$STATE/logs
+ENV_FILE=$STATE/env
+PG_BIN=/usr/lib/postgresql/15/bin
+PG_DIR=$STATE/pg
+MINIO_DIR=$STATE/minio
+MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
+MINIO_PKG=github.com/minio/minio@$MINIO_VERSION
+
+say() { echo "testenv: $*" >&2; }
+die() { say "$*"; exit 1; }
+
+# logged LOG CMD...: run CMD with its output appended to LOG; on failure show the tail and exit.
+logged() {
+  local log=$1; shift
+  if ! "$@" >>"$log" 2>&1; then
+    say "failed: $* (log: $log)"
+    tail -n 40 "$log" >&2
+    exit 1
+  fi
+}
+
+rand_hex() { head -c "$1" /dev/urandom | od -An -tx1 | tr -d ' \n'; }
+
+# A TCP port nothing answers on at 127.0.0.1 (a listener on 0.0.0.0 would answer too).
+# 20000-31999 stays below Linux's ephemeral range, so outgoing connections cannot take it.
+free_port() {
+  local p
+  for _ in {1..100}; do
+    p=$((20000 + RANDOM % 12000))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
+  done
+  die "no free port found"
+}
+
+# as_pg CMD...: run as the unprivileged postgres user (initdb refuses root).
+as_pg() {
+  if [[ $EUID -eq 0 ]]; then (cd "$PG_DIR" && runuser -u postgres -- "$@"); else "$@"; fi
+}
+
+# ---------------------------------------------------------------- provisioning
+
+install_packages() {
+  local missing=()
+  [[ -x $PG_BIN/postgres ]] || missing+=(postgresql-15)
+  [[ -x $PG_BIN/pg_dump ]] && command -v psql >/dev/null || missing+=(postgresql-client)
+  command -v zstd >/dev/null || missing+=(zstd)
+  [[ -x /usr/bin/time ]] || missing+=(time)
+  command -v dockerd >/dev/null || missing+=(docker.io)
+  command -v curl >/dev/null || missing+=(curl)
+  ((${#missing[@]})) || return 0
+
+  [[ $EUID -eq 0 ]] || die "missing packages: ${missing[*]} (run as root, or apt-get install them)"
+  say "installing ${missing[*]} (log: $LOGS/apt.log)"
+  # Package scripts must not start services (Debian's main cluster on :5432, dockerd).
+  local policy=/usr/sbin/policy-rc.d made_policy=
+  if [[ ! -e $policy ]]; then printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && made_policy=1; fi
+  logged "$LOGS/apt.log" apt-get update -q
+  logged "$LOGS/apt.log" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
+  [[ -z $made_policy ]] || rm -f "$policy"
+}
+
+# MinIO is a ~4 min build: cache the binary under $CACHE/bin, named with its version.
+MINIO_BIN=''
+ensure_minio() {
+  local bin=$CACHE/bin/minio-$MINIO_VERSION lead=$CACHE/build-minio/minio
+  MINIO_BIN=$bin
+  [[ -x $bin ]] && return 0
+  mkdir -p "$CACHE/bin"
+  # Adopt the lead's one-off background build (same version) when it finished.
+  if [[ -x $lead ]] && "$lead" --version >/dev/null 2>&1; then
+    ln -f "$lead" "$bin.tmp" 2>/dev/null || cp "$lead" "$bin.tmp"
+    mv -f "$bin.tmp" "$bin"
+    return 0
+  fi
+  say "building MinIO $MINIO_VERSION, about 4 min (log: $LOGS/minio-build.log)"
+  local tmp
+  tmp=$(mktemp -d "$CACHE/bin/.build.XXXXXX")
+  logged "$LOGS/minio-build.log" env GOBIN="$tmp" GOFLAGS=-buildvcs=false go install "$MINIO_PKG"
+  mv -f "$tmp/minio" "$bin"
+  rm -rf "$tmp"
+}
+
+# dockerd is shared and outlives `down`; default published-port IP is 127.0.0.1.
+ensure_dockerd() {
+  docker info >/dev/null 2>&1 && return 0
+  [[ $EUID -eq 0 ]] || die "docker info fails and only root can start dockerd"
+  nohup dockerd --ip 127.0.0.1 >>"$LOGS/dockerd.log" 2>&1 </dev/null &
+  for _ in {1..60}; do
+    docker info >/dev/null 2>&1 && return 0
+    sleep 1
+  done
+  tail -n 40 "$LOGS/dockerd.log" >&2
+  die "dockerd did not answer docker info within 60 s (log: $LOGS/dockerd.log)"
+}
+
+# ---------------------------------------------------------------- servers
+
+PG_PORT='' PG_PASS=''
+start_postgres() {
+  id -u postgres >/dev/null 2>&1 ||
+    useradd --system --user-group --no-create-home --home-dir /var/lib/postgresql --shell /usr/sbin/nologin postgres
+  rm -rf "$PG_DIR"
+  mkdir -p "$PG_DIR"
+  PG_PASS=$(rand_hex 16)
+  (umask 077 && echo "$PG_PASS" >"$PG_DIR/pwfile")
+  : >"$LOGS/postgres.log"
+  [[ $EUID -ne 0 ]] || chown -R postgres: "$PG_DIR" "$LOGS/postgres.log"
+  logged "$LOGS/postgres.log" as_pg "$PG_BIN/initdb" -D "$PG_DIR/data" -U postgres \
+    --pwfile="$PG_DIR/pwfile" --auth=scram-sha-256 -E UTF8 --locale=C.UTF-8
+  rm -f "$PG_DIR/pwfile"
+
+  cat >>"$PG_DIR/data/postgresql.conf" <<EOF
+
+# backproof test server: loopback only, fast and unsafe
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$PG_DIR'
+max_connections = 200
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+EOF
+  cat >"$PG_DIR/data/pg_hba.conf" <<EOF
+local all all scram-sha-256
+host  all all 127.0.0.1/32 scram-sha-256
+host  all all ::1/128 scram-sha-256
+EOF
+
+  # The port is chosen at start (-p); retry if another process grabs it first.
+  for _ in 1 2 3; do
+    PG_PORT=$(free_port)
+    # shellcheck disable=SC2094 # pg_ctl and the server both append to the log
+    if as_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$LOGS/postgres.log" -o "-p $PG_PORT" -w -t 60 start >>"$LOGS/postgres.log" 2>&1; then
+      # Ready: accept a password login over TCP.
+      for _ in {1..50}; do
+        PGPASSWORD=$PG_PASS "$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -XAtqc 'SELECT 1' >/dev/null 2>&1 && return 0
+        sleep 0.2
+      done
+      break
+    fi
+    grep -q 'already in use' "$LOGS/postgres.log" || break
+  done
+  tail -n 40 "$LOGS/postgres.log" >&2
+  die "PostgreSQL did not start (log: $LOGS/postgres.log)"
+}
+
+S3_PORT='' S3_USER='' S3_PASS=''
+start_minio() {
+  rm -rf "$MINIO_DIR"
+  mkdir -p "$MINIO_DIR"
+  S3_USER=bp$(rand_hex 8)
+  S3_PASS=$(rand_hex 20)
+  local console pid
+  for _ in 1 2 3; do
+    S3_PORT=$(free_port) console=$(free_port)
+    : >"$LOGS/minio.log"
+    # Console bound to loopback too (MINIO_BROWSER=off disables it anyway).
+    env MINIO_ROOT_USER="$S3_USER" MINIO_ROOT_PASSWORD="$S3_PASS" MINIO_BROWSER=off MINIO_UPDATE=off \
+      nohup "$MINIO_BIN" server "$MINIO_DIR/data" --quiet --certs-dir "$MINIO_DIR/certs" \
+      --address "127.0.0.1:$S3_PORT" --console-address "127.0.0.1:$console" \
+      >>"$LOGS/minio.log" 2>&1 </dev/null &
+    pid=$!
+    echo "$pid" >"$MINIO_DIR/pid"
+    for _ in {1..300}; do
+      curl -fsS --noproxy '*' -o /dev/null -m 2 "http://127.0.0.1:$S3_PORT/minio/health/ready" 2>/dev/null && return 0
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.2
+    done
+    kill -9 "$pid" 2>/dev/null || true
+    grep -q 'already in use' "$LOGS/minio.log" || break
+  done
+  tail -n 40 "$LOGS/minio.log" >&2
+  die "MinIO did not start (log: $LOGS/minio.log)"
+}
+
+write_env() {
+  (
+    umask 077
+    cat >"$ENV_FILE.tmp" <<EOF
+export BACKPROOF_TEST_PG_DSN='postgres://postgres:$PG_PASS@127.0.0.1:$PG_PORT/postgres?sslmode=disable'
+export BACKPROOF_TEST_PG_BIN='$PG_BIN'
+export BACKPROOF_TEST_S3_ENDPOINT='http://127.0.0.1:$S3_PORT'
+export BACKPROOF_TEST_S3_ACCESS_KEY='$S3_USER'
+export BACKPROOF_TEST_S3_SECRET_KEY='$S3_PASS'
+export BACKPROOF_TEST_MINIO_BIN='$MINIO_BIN'
+export TESTCONTAINERS_HOST_OVERRIDE=127.0.0.1
+export TESTCONTAINERS_RYUK_DISABLED=true
+EOF
+  )
+  mv -f "$ENV_FILE.tmp" "$ENV_FILE" # written last: its presence means "up"
+}
+
+# Are the servers of an earlier `up` still answering with the env file's credentials?
+still_up() {
+  [[ -f $ENV_FILE ]] || return 1
+  (
+    # shellcheck source=/dev/null
+    . "$ENV_FILE"
+    [[ $BACKPROOF_TEST_MINIO_BIN == "$MINIO_BIN" ]] &&
+      "$PG_BIN/psql" "$BACKPROOF_TEST_PG_DSN" -XAtqc 'SELECT 1' >/dev/null 2>&1 &&
+      curl -fsS --noproxy '*' -o /dev/null -m 2 "$BACKPROOF_TEST_S3_ENDPOINT/minio/health/ready"
+  )
+}
+
+# ---------------------------------------------------------------- commands
+
+up() {
+  mkdir -p "$LOGS"
+  chmod 755 "$STATE" # the postgres user must reach $PG_DIR
+  mkdir -p "$CACHE" 2>/dev/null && [[ -w $CACHE ]] || CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/backproof
+  mkdir -p "$CACHE"
+  (
+    flock 9 # one installer/builder at a time on this machine
+    install_packages
+    ensure_minio
+  ) 9>"$CACHE/.lock"
+  MINIO_BIN=$CACHE/bin/minio-$MINIO_VERSION
+  ensure_dockerd
+
+  still_up && return 0
+  down # leftovers of a half-started or dead run
+  start_postgres
+  start_minio
+  write_env
+}
+
+down() {
+  rm -f "$ENV_FILE"
+  if [[ -f $PG_DIR/data/postmaster.pid ]]; then
+    local pgpid
+    pgpid=$(head -n 1 "$PG_DIR/data/postmaster.pid")
+    as_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m immediate -w -t 30 stop >/dev/null 2>&1 ||
+      { grep -qF "$PG_DIR/data" "/proc/$pgpid/cmdline" 2>/dev/null && kill -9 "$pgpid"; } || true
+  fi
+  if [[ -f $MINIO_DIR/pid ]]; then
+    local pid
+    pid=$(<"$MINIO_DIR/pid")
+    # Only kill it if that pid is still our MinIO (pids get reused).
+    if grep -qF "$MINIO_DIR/data" "/proc/$pid/cmdline" 2>/dev/null; then
+      kill "$pid" 2>/dev/null || true
+      for _ in {1..50}; do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      kill -9 "$pid" 2>/dev/null || true
+    fi
+  fi
+  rm -rf "$PG_DIR" "$MINIO_DIR"
+}
+
+case ${1:-} in
+  up) up ;;
+  down) down ;;
+  *) echo "usage: $0 up|down" >&2; exit 2 ;;
+esac
