@@ -41,6 +41,7 @@ type env struct {
 	build  Build
 
 	configPath string
+	started    bool // a command's own code began to run
 	redactor   *redact.Redactor
 	log        *slog.Logger
 }
@@ -65,6 +66,9 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, getenv f
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	err := root.ExecuteContext(ctx)
+	if err != nil && !e.started {
+		err = &usageError{err} // cobra's own: unknown command, flag or arguments
+	}
 	code := exitCode(ctx, err)
 	if err != nil && code != ExitOK {
 		fmt.Fprintf(stderr, "backproof: %s\n", e.redactor.String(err.Error()))
@@ -104,31 +108,14 @@ func (e *env) rootCommand() *cobra.Command {
 		SilenceUsage:  true,
 	}
 	root.PersistentFlags().StringVarP(&e.configPath, "config", "c", e.getenv("BACKPROOF_CONFIG"), "config file (default $BACKPROOF_CONFIG)")
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
+	root.PersistentPreRun = func(*cobra.Command, []string) { e.started = true }
 	root.AddCommand(
 		e.backupCommand(),
 		e.listCommand(),
 		e.configCommand(),
 		e.versionCommand(),
 	)
-	// Unknown commands and wrong argument counts come from cobra itself.
-	for _, c := range append(root.Commands(), root) {
-		wrapArgs(c)
-	}
 	return root
-}
-
-func wrapArgs(c *cobra.Command) {
-	if c.Args == nil {
-		return
-	}
-	validate := c.Args
-	c.Args = func(cmd *cobra.Command, args []string) error {
-		if err := validate(cmd, args); err != nil {
-			return &usageError{err}
-		}
-		return nil
-	}
 }
 
 // loadConfig loads the config named by -c and sets up logging from it.

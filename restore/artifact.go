@@ -57,8 +57,16 @@ func (a *artifactReader) Read(p []byte) (int, error) {
 		if _, derr := io.Copy(io.Discard, a.vr); derr != nil {
 			return n, derr
 		}
-	} else if err != nil && a.vr.err != nil {
-		err = a.vr.err // report corruption, not the decoder's view of it
+	} else if err != nil {
+		// Finish hashing the stored bytes: if they differ from the manifest,
+		// that is the cause to report, not the decoder's view of it.
+		if a.vr.err == nil {
+			io.Copy(io.Discard, a.vr) //nolint:errcheck // only the verdict matters
+		}
+		if a.vr.err != nil {
+			return n, a.vr.err
+		}
+		return n, fmt.Errorf("decompress: %w", err)
 	}
 	return n, err
 }

@@ -1,0 +1,115 @@
+package catalog
+
+import (
+	"context"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/backproof/backproof/destination/local"
+)
+
+func TestID(t *testing.T) {
+	at := time.Date(2026, 11, 22, 2, 0, 0, 0, time.FixedZone("CET", 3600))
+	id := NewID(at)
+	if !regexp.MustCompile(`^20261122T010000Z-[a-z2-7]{8}$`).MatchString(id) {
+		t.Fatalf("NewID = %q", id)
+	}
+	got, err := IDTime(id)
+	if err != nil || !got.Equal(at) {
+		t.Fatalf("IDTime(%q) = %v, %v", id, got, err)
+	}
+	ids := []string{NewID(at.Add(time.Hour)), NewID(at), NewID(at.Add(-time.Hour))}
+	sorted := append([]string(nil), ids...)
+	sort.Strings(sorted)
+	if sorted[0] != ids[2] || sorted[2] != ids[0] {
+		t.Errorf("ids do not sort by time: %v", sorted)
+	}
+	for _, bad := range []string{"", "20261122T010000Z", "20261122T010000Z-", "2026-11-22-abc", "20261122T010000Z-a/b"} {
+		if _, err := IDTime(bad); err == nil {
+			t.Errorf("IDTime(%q) accepted", bad)
+		}
+	}
+}
+
+func validManifest(id string) *Manifest {
+	return &Manifest{Format: FormatVersion, ID: id, Target: "orders", Engine: "postgres", Compression: "zstd",
+		Artifacts: []Artifact{{Name: "dump.pgdump.zst", Size: 3, SHA256: strings.Repeat("a", 64)}}}
+}
+
+func TestListSeparatesBackupsDebrisAndInvalid(t *testing.T) {
+	ctx := context.Background()
+	store, err := local.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	good, debris, wrong, garbage := NewID(now.Add(-4*time.Hour)), NewID(now.Add(-3*time.Hour)), NewID(now.Add(-2*time.Hour)), NewID(now.Add(-time.Hour))
+	put := func(key, body string) {
+		if err := store.Put(ctx, key, strings.NewReader(body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(Key("orders", good, "dump.pgdump.zst"), "abc")
+	if err := WriteManifest(ctx, store, validManifest(good)); err != nil {
+		t.Fatal(err)
+	}
+	put(Key("orders", debris, "dump.pgdump.zst"), "abc")
+	m := validManifest(good) // names another backup
+	m.ID = good
+	put(Key("orders", wrong, ManifestName), `{"format":1,"id":"`+good+`","target":"orders","artifacts":[]}`)
+	put(Key("orders", garbage, ManifestName), "{not json")
+	put("orders/not-an-id/file", "x")
+	put(Key("payments", NewID(now), ManifestName), "{}")
+
+	l, err := List(ctx, store, "orders")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(l.Backups) != 3 || l.Backups[0].ID != good || l.Backups[0].Manifest == nil {
+		t.Fatalf("backups: %+v", l.Backups)
+	}
+	for _, b := range l.Backups[1:] {
+		if b.Manifest != nil || b.Invalid == "" {
+			t.Errorf("%s should be invalid: %+v", b.ID, b)
+		}
+	}
+	if len(l.Debris) != 1 || l.Debris[0].ID != debris {
+		t.Fatalf("debris: %+v", l.Debris)
+	}
+
+	// Within the grace period debris stays; past it, it goes.
+	if removed, err := RemoveDebris(ctx, store, l, now, time.Hour); err != nil || len(removed) != 0 {
+		t.Fatalf("young debris removed: %v %v", removed, err)
+	}
+	if removed, err := RemoveDebris(ctx, store, l, now.Add(2*time.Hour), time.Hour); err != nil || len(removed) != 1 {
+		t.Fatalf("old debris kept: %v %v", removed, err)
+	}
+	if l, err = List(ctx, store, "orders"); err != nil || len(l.Debris) != 0 || len(l.Backups) != 3 {
+		t.Fatalf("after removal: %+v %v", l, err)
+	}
+}
+
+func TestManifestValidate(t *testing.T) {
+	id := NewID(time.Now())
+	mutate := map[string]func(m *Manifest){
+		"future format":  func(m *Manifest) { m.Format = 2 },
+		"other id":       func(m *Manifest) { m.ID = NewID(time.Now().Add(time.Hour)) },
+		"other target":   func(m *Manifest) { m.Target = "payments" },
+		"no artifacts":   func(m *Manifest) { m.Artifacts = nil },
+		"artifact path":  func(m *Manifest) { m.Artifacts[0].Name = "../x" },
+		"short checksum": func(m *Manifest) { m.Artifacts[0].SHA256 = "abc" },
+	}
+	if err := validManifest(id).Validate("orders", id); err != nil {
+		t.Fatalf("valid manifest: %v", err)
+	}
+	for name, f := range mutate {
+		m := validManifest(id)
+		f(m)
+		if err := m.Validate("orders", id); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
