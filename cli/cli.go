@@ -133,7 +133,29 @@ func (e *env) loadConfig() (*config.Config, error) {
 	}
 	e.redactor = redact.New(cfg.Secrets()...)
 	e.log = newLogger(e.stderr, cfg.Log, e.redactor)
+	if err := checkSupported(cfg); err != nil {
+		return nil, err
+	}
 	return cfg, nil
+}
+
+// checkSupported refuses a valid config that asks for what this build cannot
+// do yet, rather than doing less than it says (e.g. storing plaintext).
+func checkSupported(cfg *config.Config) error {
+	var problems []string
+	if cfg.Encryption != nil {
+		problems = append(problems, fmt.Sprintf("%s: encryption: not supported by this build yet; refusing to write unencrypted backups", cfg.File))
+	}
+	for _, name := range cfg.TargetNames() {
+		if _, ok := engines[cfg.Targets[name].Engine]; !ok {
+			problems = append(problems, fmt.Sprintf("%s: targets.%s.engine: %q is not supported by this build yet",
+				cfg.File, name, cfg.Targets[name].Engine))
+		}
+	}
+	if len(problems) > 0 {
+		return usagef("%s", strings.Join(problems, "\n"))
+	}
+	return nil
 }
 
 func newLogger(w io.Writer, c config.Log, r *redact.Redactor) *slog.Logger {

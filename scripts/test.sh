@@ -10,14 +10,31 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-# Always stop the servers, also on Ctrl-C or SIGTERM.
-trap 'bash scripts/testenv.sh down' EXIT
+# Each run gets its own servers (state dir), so concurrent runs on one machine
+# do not stop each other's. Set BACKPROOF_TESTENV_DIR to reuse a fixed one.
+own_state=
+if [[ -z ${BACKPROOF_TESTENV_DIR:-} ]]; then
+  BACKPROOF_TESTENV_DIR=$(mktemp -d /tmp/backproof-test.XXXXXX)
+  own_state=1
+fi
+export BACKPROOF_TESTENV_DIR
+
+# Always stop the servers, also on Ctrl-C or SIGTERM; keep their logs if the run failed.
+# shellcheck disable=SC2317 # invoked by the EXIT trap
+finish() {
+  local rc=$?
+  bash scripts/testenv.sh down || true
+  if [[ -n $own_state ]]; then
+    if ((rc == 0)); then rm -rf "$BACKPROOF_TESTENV_DIR"; else echo "test.sh: server logs in $BACKPROOF_TESTENV_DIR/logs" >&2; fi
+  fi
+}
+trap finish EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
 bash scripts/testenv.sh up
-# shellcheck disable=SC1091
-. "${BACKPROOF_TESTENV_DIR:-/tmp/backproof-testenv}/env"
+# shellcheck source=/dev/null
+. "$BACKPROOF_TESTENV_DIR/env"
 
 args=("$@")
 has_pkg=

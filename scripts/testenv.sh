@@ -224,12 +224,12 @@ up() {
   mkdir -p "$CACHE" 2>/dev/null && [[ -w $CACHE ]] || CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/backproof
   mkdir -p "$CACHE"
   (
-    flock 9 # one installer/builder at a time on this machine
+    flock 9 # one installer/builder/dockerd starter at a time on this machine
     install_packages
     ensure_minio
+    ensure_dockerd
   ) 9>"$CACHE/.lock"
   MINIO_BIN=$CACHE/bin/minio-$MINIO_VERSION
-  ensure_dockerd
 
   still_up && return 0
   down # leftovers of a half-started or dead run
