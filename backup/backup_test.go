@@ -505,3 +505,50 @@ func closedPort(t *testing.T) string {
 	t.Helper()
 	return "127.0.0.1:1"
 }
+
+// counting records how many bytes its Put has read so far.
+type counting struct {
+	destination.Destination
+	n atomic.Int64
+}
+
+func (c *counting) Put(ctx context.Context, key string, r io.Reader) error {
+	return c.Destination.Put(ctx, key, readFunc(func(p []byte) (int, error) {
+		n, err := r.Read(p)
+		c.n.Add(int64(n))
+		return n, err
+	}))
+}
+
+type readFunc func([]byte) (int, error)
+
+func (f readFunc) Read(p []byte) (int, error) { return f(p) }
+
+// A stalled destination stalls the whole stream: the other destination gets
+// no more than the chunk in flight, and nothing piles up in memory.
+func TestSlowDestinationAppliesBackPressure(t *testing.T) {
+	dsn := seededDB(t, 40000)
+	slow := newGated(newLocal(t).Destination)
+	fast := &counting{Destination: newLocal(t).Destination}
+	done := make(chan error, 1)
+	go func() {
+		_, err := (&backup.Runner{}).Run(context.Background(), pgTarget(t, dsn,
+			backup.Destination{Name: "slow", Destination: slow}, backup.Destination{Name: "fast", Destination: fast}))
+		done <- err
+	}()
+	<-slow.started
+	time.Sleep(200 * time.Millisecond)
+	stalled := fast.n.Load()
+	time.Sleep(500 * time.Millisecond)
+	if grown := fast.n.Load() - stalled; grown != 0 {
+		t.Errorf("fast destination read %d more bytes while the slow one was stalled", grown)
+	}
+	if stalled > 4<<20 {
+		t.Errorf("fast destination got %d bytes ahead of the stalled one", stalled)
+	}
+	close(slow.release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("fast destination was %d bytes ahead while the slow one stalled; total %d", stalled, fast.n.Load())
+}

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2016 # single quotes on purpose: bash -c scripts, markdown
 # Backup benchmark: how long `backproof backup` takes, and how much memory it
 # needs, next to the pipelines people write by hand.
 #
@@ -291,7 +292,8 @@ declare -A NAME=(
 mem_kib=$(awk '/^MemTotal:/ { print $2 }' /proc/meminfo)
 cpu_model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 commit=$(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null || echo unknown)
-dirty=$(cd "$REPO" && [[ -n $(git status --porcelain 2>/dev/null) ]] && echo ", uncommitted changes in tree" || true)
+dirty=''
+if [[ -n $(cd "$REPO" && git status --porcelain 2>/dev/null) ]]; then dirty=', uncommitted changes in tree'; fi
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 
 report() {

@@ -78,7 +78,7 @@ func StartMinIO(t testing.TB) (env S3Env, stop func()) {
 		stop()
 		log, _ := os.ReadFile(logPath)
 		lastErr = fmt.Errorf("%w\n--- %s ---\n%s", lastErr, logPath, tail(string(log), 30))
-		if !strings.Contains(string(log), "address already in use") {
+		if !strings.Contains(string(log), "already in use") {
 			break
 		}
 	}
