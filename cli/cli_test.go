@@ -91,7 +91,7 @@ destinations: {local: {type: local, path: %s}}
 targets: {orders: {engine: postgres, dsn: "host=127.0.0.1", destinations: [local]}}
 `, t.TempDir()))
 	for _, args := range [][]string{
-		{"backup"},                             // no config
+		{"backup"},                              // no config
 		{"backup", "-c", cfg, "--no-such-flag"}, // unknown flag
 		{"backup", "-c", cfg, "payments"},       // unknown target
 		{"list", "-c", cfg, "--destination", "nowhere"},
