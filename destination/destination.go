@@ -68,3 +68,20 @@ type KeyError struct{ Key string }
 func (e *KeyError) Error() string { return "invalid object key " + strquote(e.Key) }
 
 func strquote(s string) string { return "\"" + strings.ReplaceAll(s, "\"", "\\\"") + "\"" }
+
+// ContextReader returns a reader that fails once ctx is done. A Read already
+// blocked in r is not interrupted: r must watch ctx itself for that (a pipe
+// from a child process killed by the same ctx does).
+func ContextReader(ctx context.Context, r io.Reader) io.Reader { return ctxReader{ctx, r} }
+
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}

@@ -47,6 +47,18 @@ free_port() {
   die "no free port found"
 }
 
+# closefds CMD...: run CMD with every fd above 2 closed, so that long-lived servers
+# hold no pipe or lock of whoever ran this script (CI would wait for such a pipe).
+closefds() {
+  (
+    for fd in /proc/"$BASHPID"/fd/*; do
+      fd=${fd##*/}
+      if ((fd > 2)); then eval "exec $fd>&-" 2>/dev/null || true; fi
+    done
+    exec "$@"
+  )
+}
+
 # as_pg CMD...: run as the unprivileged postgres user (initdb refuses root).
 as_pg() {
   if [[ $EUID -eq 0 ]]; then (cd "$PG_DIR" && runuser -u postgres -- "$@"); else "$@"; fi
@@ -95,17 +107,20 @@ ensure_minio() {
   rm -rf "$tmp"
 }
 
-# dockerd is shared and outlives `down`; default published-port IP is 127.0.0.1.
+# dockerd is shared and outlives `down` (so its log lives in /var/log/backproof);
+# its default IP for published ports is 127.0.0.1.
 ensure_dockerd() {
   docker info >/dev/null 2>&1 && return 0
   [[ $EUID -eq 0 ]] || die "docker info fails and only root can start dockerd"
-  nohup dockerd --ip 127.0.0.1 >>"$LOGS/dockerd.log" 2>&1 </dev/null &
+  local log=/var/log/backproof/dockerd.log
+  mkdir -p "${log%/*}"
+  closefds nohup dockerd --ip 127.0.0.1 >>"$log" 2>&1 </dev/null &
   for _ in {1..60}; do
     docker info >/dev/null 2>&1 && return 0
     sleep 1
   done
-  tail -n 40 "$LOGS/dockerd.log" >&2
-  die "dockerd did not answer docker info within 60 s (log: $LOGS/dockerd.log)"
+  tail -n 40 "$log" >&2
+  die "dockerd did not answer docker info within 60 s (log: $log)"
 }
 
 # ---------------------------------------------------------------- servers
@@ -144,7 +159,7 @@ EOF
   for _ in 1 2 3; do
     PG_PORT=$(free_port)
     # shellcheck disable=SC2094 # pg_ctl and the server both append to the log
-    if as_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$LOGS/postgres.log" -o "-p $PG_PORT" -w -t 60 start >>"$LOGS/postgres.log" 2>&1; then
+    if closefds as_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$LOGS/postgres.log" -o "-p $PG_PORT" -w -t 60 start >>"$LOGS/postgres.log" 2>&1; then
       # Ready: accept a password login over TCP.
       for _ in {1..50}; do
         PGPASSWORD=$PG_PASS "$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -XAtqc 'SELECT 1' >/dev/null 2>&1 && return 0
@@ -170,7 +185,7 @@ start_minio() {
     : >"$LOGS/minio.log"
     # Console bound to loopback too (MINIO_BROWSER=off disables it anyway).
     env MINIO_ROOT_USER="$S3_USER" MINIO_ROOT_PASSWORD="$S3_PASS" MINIO_BROWSER=off MINIO_UPDATE=off \
-      nohup "$MINIO_BIN" server "$MINIO_DIR/data" --quiet --certs-dir "$MINIO_DIR/certs" \
+      closefds nohup "$MINIO_BIN" server "$MINIO_DIR/data" --quiet --certs-dir "$MINIO_DIR/certs" \
       --address "127.0.0.1:$S3_PORT" --console-address "127.0.0.1:$console" \
       >>"$LOGS/minio.log" 2>&1 </dev/null &
     pid=$!

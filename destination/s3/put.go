@@ -12,6 +12,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+
+	"github.com/backproof/backproof/destination"
 )
 
 // Put stores everything read from r under key.
@@ -82,7 +84,7 @@ const smallObject = 64 << 10
 // buf (n may then be anything from 0 to len(buf)-1), nil when buf is full
 // (the stream may or may not continue), or r's or ctx's error.
 func readPart(ctx context.Context, r io.Reader, buf []byte) (int, error) {
-	n, err := io.ReadFull(ctxReader{ctx, r}, buf)
+	n, err := io.ReadFull(destination.ContextReader(ctx, r), buf)
 	if err == io.ErrUnexpectedEOF {
 		err = io.EOF
 	}
@@ -91,7 +93,7 @@ func readPart(ctx context.Context, r io.Reader, buf []byte) (int, error) {
 
 func (s *Store) readError(ctx context.Context, key string, err error) error {
 	if ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
-		// ctxReader noticed, or the source watches ctx too.
+		// ContextReader noticed, or the source watches ctx too.
 		return s.translate("put", key, err)
 	}
 	return s.newError("put", key, "reading the source: "+err.Error(), err, nil)
@@ -277,19 +279,4 @@ func (p *partBufs) put(b []byte) {
 	case p.free <- b:
 	default: // cannot happen while at most cap(free) buffers exist
 	}
-}
-
-// ctxReader stops a read loop once ctx is done. A Read already blocked in r
-// is not interrupted: r must watch ctx itself for that (a pipe from a child
-// process killed by the same ctx does).
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }
