@@ -101,7 +101,7 @@ func (r *Runner) Run(ctx context.Context, t Target) (*Result, error) {
 	} else {
 		log.InfoContext(ctx, "backup committed", "size", res.Size, "duration", res.End.Sub(start).Round(time.Millisecond))
 	}
-	r.removeDebris(ctx, t, log)
+	r.removeDebris(ctx, t, res, log)
 	return res, err
 }
 
@@ -140,7 +140,8 @@ func (r *Runner) run(ctx context.Context, t Target, res *Result, log *slog.Logge
 	if err != nil {
 		for i := range res.Destinations {
 			dr := &res.Destinations[i]
-			if dr.err == nil || errors.Is(dr.err, errReaderDone) {
+			// The dump's failure is the cause; the destination only saw its echo.
+			if dr.err == nil || errors.Is(dr.err, errReaderDone) || errors.Is(dr.err, err) {
 				dr.err = err
 			}
 			dr.Error = dr.err.Error()
@@ -239,9 +240,9 @@ func commit(ctx context.Context, d Destination, m *catalog.Manifest, key string)
 	return fmt.Errorf("destination %s: commit: %w", d.Name, err)
 }
 
-// removeDebris cleans up after runs that died; failures only warn, they
-// never fail the backup.
-func (r *Runner) removeDebris(ctx context.Context, t Target, log *slog.Logger) {
+// removeDebris cleans up after runs that died, on the destinations this run
+// could write to; failures only warn, they never fail the backup.
+func (r *Runner) removeDebris(ctx context.Context, t Target, res *Result, log *slog.Logger) {
 	if ctx.Err() != nil {
 		return
 	}
@@ -249,7 +250,10 @@ func (r *Runner) removeDebris(ctx context.Context, t Target, log *slog.Logger) {
 	if grace == 0 {
 		grace = DefaultDebrisGrace
 	}
-	for _, d := range t.Destinations {
+	for i, d := range t.Destinations {
+		if !res.Destinations[i].Committed {
+			continue
+		}
 		l, err := catalog.List(ctx, d, t.Name)
 		if err != nil {
 			log.WarnContext(ctx, "cannot list destination for debris", "destination", d.Name, "error", err)

@@ -47,16 +47,17 @@ free_port() {
   die "no free port found"
 }
 
-# closefds CMD...: run CMD with every fd above 2 closed, so that long-lived servers
-# hold no pipe or lock of whoever ran this script (CI would wait for such a pipe).
+# closefds CMD...: close every fd above 2, then exec CMD (or call it, if a function),
+# so that long-lived servers hold no pipe or lock of whoever ran this script (CI
+# would wait for such a pipe). It replaces the shell: call it as `closefds .. &`
+# or in a ( subshell ).
 closefds() {
-  (
-    for fd in /proc/"$BASHPID"/fd/*; do
-      fd=${fd##*/}
-      if ((fd > 2)); then eval "exec $fd>&-" 2>/dev/null || true; fi
-    done
-    exec "$@"
-  )
+  local fd
+  for fd in /proc/"$BASHPID"/fd/*; do
+    fd=${fd##*/}
+    if ((fd > 2)); then eval "exec $fd>&-" 2>/dev/null || true; fi
+  done
+  if declare -F "$1" >/dev/null; then "$@"; exit; else exec "$@"; fi
 }
 
 # as_pg CMD...: run as the unprivileged postgres user (initdb refuses root).
@@ -159,7 +160,7 @@ EOF
   for _ in 1 2 3; do
     PG_PORT=$(free_port)
     # shellcheck disable=SC2094 # pg_ctl and the server both append to the log
-    if closefds as_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$LOGS/postgres.log" -o "-p $PG_PORT" -w -t 60 start >>"$LOGS/postgres.log" 2>&1; then
+    if (closefds as_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$LOGS/postgres.log" -o "-p $PG_PORT" -w -t 60 start) >>"$LOGS/postgres.log" 2>&1; then
       # Ready: accept a password login over TCP.
       for _ in {1..50}; do
         PGPASSWORD=$PG_PASS "$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -XAtqc 'SELECT 1' >/dev/null 2>&1 && return 0
@@ -184,8 +185,8 @@ start_minio() {
     S3_PORT=$(free_port) console=$(free_port)
     : >"$LOGS/minio.log"
     # Console bound to loopback too (MINIO_BROWSER=off disables it anyway).
-    env MINIO_ROOT_USER="$S3_USER" MINIO_ROOT_PASSWORD="$S3_PASS" MINIO_BROWSER=off MINIO_UPDATE=off \
-      closefds nohup "$MINIO_BIN" server "$MINIO_DIR/data" --quiet --certs-dir "$MINIO_DIR/certs" \
+    closefds env MINIO_ROOT_USER="$S3_USER" MINIO_ROOT_PASSWORD="$S3_PASS" MINIO_BROWSER=off MINIO_UPDATE=off \
+      nohup "$MINIO_BIN" server "$MINIO_DIR/data" --quiet --certs-dir "$MINIO_DIR/certs" \
       --address "127.0.0.1:$S3_PORT" --console-address "127.0.0.1:$console" \
       >>"$LOGS/minio.log" 2>&1 </dev/null &
     pid=$!
