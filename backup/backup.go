@@ -198,7 +198,7 @@ func (r *Runner) run(ctx context.Context, t Target, res *Result, log *slog.Logge
 
 // dump runs the engine into a zstd encoder feeding w.
 func dump(ctx context.Context, e engine.Engine, w io.Writer) (*engine.DumpInfo, error) {
-	enc, err := zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(2))
+	enc, err := zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(2))
 	if err != nil {
 		return nil, err
 	}

@@ -25,6 +25,10 @@
 # needed and, if this script started it, stopped at exit (KEEP_TESTENV=1 keeps
 # it). Only 127.0.0.1 / ::1 / localhost are ever contacted.
 #
+# Before each run it waits (up to QUIET_WAIT seconds, default 60) for the
+# machine to be idle (<15% CPU): tests or builds running next to the benchmark
+# skew its timings, and each run records how busy the whole machine was.
+#
 # Environment: SCALES (default "10 50"), ROUNDS (3), BACKPROOF (a prebuilt
 # binary; default: build ./cmd/backproof), RESULTS_DIR (default
 # bench-results/), BENCH_TMPDIR (parent of the scratch dir; default $TMPDIR or
@@ -122,8 +126,8 @@ DEST=$WORK/dest   # backproof's local destination
 OUT=$WORK/out     # the pipelines' dump files
 LOGS=$WORK/logs
 mkdir -p "$DEST" "$OUT" "$LOGS"
-RAW=$WORK/raw.tsv # scale variant round wall_s rss_kib cpu_s size_bytes
-printf 'scale\tvariant\tround\twall_s\trss_kib\tcpu_s\tsize_bytes\n' >"$RAW"
+RAW=$WORK/raw.tsv # one line per measurement
+printf 'scale\tvariant\tround\twall_s\trss_kib\tcpu_s\tsize_bytes\tmachine_cpu_s\tbusy_before_pct\n' >"$RAW"
 
 if [[ -n ${BACKPROOF:-} ]]; then
   [[ -x $BACKPROOF ]] || die "BACKPROOF=$BACKPROOF is not executable"
@@ -172,26 +176,53 @@ EOF
 
 # ---------------------------------------------------------------- measuring
 
+# busy_ticks: CPU ticks all CPUs spent busy since boot (user nice system irq softirq steal).
+busy_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat; }
+HZ=$(getconf CLK_TCK)
+NCPU=$(nproc)
+QUIET_WAIT=${QUIET_WAIT:-60}
+
+# wait_quiet: other work on the machine (tests, builds) skews timings. Wait up
+# to QUIET_WAIT seconds for a one-second window with the CPUs under 15% busy.
+# Sets M_BUSY_BEFORE (percent of all CPUs busy in the last window).
+wait_quiet() {
+  local t0 t1 deadline=$((SECONDS + QUIET_WAIT)) warned=''
+  while :; do
+    t0=$(busy_ticks); sleep 1; t1=$(busy_ticks)
+    M_BUSY_BEFORE=$(((t1 - t0) * 100 / (HZ * NCPU)))
+    ((M_BUSY_BEFORE < 15)) && return 0
+    if ((SECONDS >= deadline)); then
+      say "  machine still ${M_BUSY_BEFORE}% busy after ${QUIET_WAIT}s: measuring anyway"
+      return 0
+    fi
+    [[ -n $warned ]] || { say "  machine ${M_BUSY_BEFORE}% busy (other processes): waiting for quiet"; warned=1; }
+  done
+}
+
 # measure SCALE VARIANT ROUND CMD...: run CMD under GNU time, append to $RAW.
-# Sets M_WALL M_RSS M_CPU. The command's output goes to a log; a failure is fatal.
+# Sets M_WALL M_RSS M_CPU M_MACHINE. The command's output goes to a log; a failure is fatal.
 measure() {
   local scale=$1 variant=$2 round=$3; shift 3
-  local log=$LOGS/$scale-$variant-$round.log tf=$WORK/time.out
+  local log=$LOGS/$scale-$variant-$round.log tf=$WORK/time.out b0 b1
   sync # untimed: start every measurement without the last one's dirty pages
+  wait_quiet
+  b0=$(busy_ticks)
   if ! /usr/bin/time -o "$tf" -f '%e %M %U %S' "$@" >"$log.out" 2>"$log"; then
     say "variant $variant (scale $scale, round $round) failed:"
     tail -n 20 "$log" "$log.out" >&2
     cat "$tf" >&2 2>/dev/null || true
     exit 1
   fi
+  b1=$(busy_ticks)
   local u s
   read -r M_WALL M_RSS u s < <(tail -n 1 "$tf")
   M_CPU=$(awk -v u="$u" -v s="$s" 'BEGIN { printf "%.2f", u + s }')
+  M_MACHINE=$(awk -v t="$((b1 - b0))" -v hz="$HZ" 'BEGIN { printf "%.2f", t / hz }')
 }
 
 record() { # SCALE VARIANT ROUND SIZE
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$M_WALL" "$M_RSS" "$M_CPU" "$4" >>"$RAW"
-  say "  scale $1 round $3 variant $2: ${M_WALL}s, $((M_RSS / 1024)) MiB, cpu ${M_CPU}s, $4 bytes"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$M_WALL" "$M_RSS" "$M_CPU" "$4" "$M_MACHINE" "$M_BUSY_BEFORE" >>"$RAW"
+  say "  scale $1 round $3 variant $2: ${M_WALL}s, $((M_RSS / 1024)) MiB, cpu ${M_CPU}s (machine ${M_MACHINE}s), $4 bytes"
 }
 
 # run_backproof SCALE VARIANT ROUND TARGET NDEST
@@ -266,13 +297,15 @@ done
 
 # ---------------------------------------------------------------- report
 
-# stat SCALE VARIANT COLUMN FUNC: median|max|list of a raw column (4 wall, 5 rss, 6 cpu, 7 size)
+# stat_of SCALE VARIANT COLUMN FUNC: median|min|max|list of a raw column
+# (4 wall, 5 rss, 6 cpu, 7 size, 8 machine cpu)
 stat_of() {
   awk -F'\t' -v s="$1" -v v="$2" -v c="$3" 'NR > 1 && $1 == s && $2 == v { print $c }' "$RAW" | sort -g |
     awk -v f="$4" '{ x[NR] = $1 }
       END {
         if (NR == 0) { print "-"; exit }
         if (f == "max") print x[NR]
+        else if (f == "min") print x[1]
         else if (f == "list") { for (i = 1; i <= NR; i++) printf "%s%s", x[i], (i < NR ? " " : "\n") }
         else if (NR % 2) print x[(NR + 1) / 2]
         else print (x[NR / 2] + x[NR / 2 + 1]) / 2
@@ -301,34 +334,37 @@ report() {
   echo
   echo "Machine: $(nproc) CPUs ($cpu_model), $(awk -v k="$mem_kib" 'BEGIN { printf "%.1f GiB", k / 1048576 }') RAM, $(uname -r)."
   echo "Software: backproof $commit$dirty ($("$BP" version | head -n 1)); $(pg_dump --version); server $(psql -XAtq -d postgres -c 'SHOW server_version'); $(zstd --version | sed 's/^\*\*\* //; s/ \*\*\*$//; s/, by.*//'); MinIO on 127.0.0.1."
-  echo "Method: ${ROUNDS} rounds per scale, variants in rotating order, \`sync\` between runs; median wall time; peak RSS = max over rounds of GNU time %M (largest process of the tree)."
+  echo "Method: ${ROUNDS} rounds per scale, variants in rotating order, \`sync\` and a wait for an idle machine (<15% CPU, up to ${QUIET_WAIT}s) before each run; median wall time; \"min vs A\" compares the fastest rounds; peak RSS = max over rounds of GNU time %M (largest process of the tree); CPU = user+sys of the measured process tree (median); machine CPU = busy CPU seconds of the whole machine during the run (median; includes the PostgreSQL backend, MinIO, and anything else running)."
   echo
   local s v wall wa wb
   for s in $SCALES; do
     wa=$(stat_of "$s" A 4 median) wb=$(stat_of "$s" B 4 median)
     echo "### pgbench scale $s — database $(mib "${DB_SIZE[$s]}") MiB"
     echo
-    echo "| variant | dump size (MiB) | median wall (s) | all rounds (s) | vs A | vs B | peak RSS (MiB) | median CPU (s) |"
-    echo "|---|---:|---:|---|---:|---:|---:|---:|"
+    echo "| variant | dump size (MiB) | median wall (s) | all rounds (s) | vs A | vs B | min vs A | peak RSS (MiB) | CPU (s) | machine CPU (s) |"
+    echo "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|"
     for v in "${VARIANTS[@]}"; do
       wall=$(stat_of "$s" "$v" 4 median)
       local size='-'
-      [[ $v == F ]] || size=$(mib "$(stat_of "$s" "$v" 7 median)")
-      printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "${NAME[$v]}" "$size" "$wall" \
+      [[ $v == F ]] || size=$(awk -v b="$(stat_of "$s" "$v" 7 median)" 'BEGIN { printf "%.2f", b / 1048576 }')
+      printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "${NAME[$v]}" "$size" "$wall" \
         "$(stat_of "$s" "$v" 4 list)" "$(ratio "$wall" "$wa")" "$(ratio "$wall" "$wb")" \
-        "$(awk -v k="$(stat_of "$s" "$v" 5 max)" 'BEGIN { printf "%.0f", k / 1024 }')" "$(stat_of "$s" "$v" 6 median)"
+        "$(ratio "$(stat_of "$s" "$v" 4 min)" "$(stat_of "$s" A 4 min)")" \
+        "$(awk -v k="$(stat_of "$s" "$v" 5 max)" 'BEGIN { printf "%.0f", k / 1024 }')" \
+        "$(stat_of "$s" "$v" 6 median)" "$(stat_of "$s" "$v" 8 median)"
     done
     echo
   done
   echo "### Summary (goal: 2 destinations ≤ 1.10× A, RSS flat across sizes)"
   echo
-  echo "| scale | DB (MiB) | A (s) | B (s) | backproof 1 dest (s) | backproof 2 dests (s) | 2 dests vs A | 2 dests vs B | backproof RSS 1 / 2 dests (MiB) | pg_dump alone RSS (MiB) |"
-  echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+  echo "| scale | DB (MiB) | A (s) | B (s) | backproof 1 dest (s) | backproof 2 dests (s) | 2 dests vs A | 2 dests vs B | 2 dests vs A, fastest rounds | backproof RSS 1 / 2 dests (MiB) | pg_dump alone RSS (MiB) |"
+  echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
   for s in $SCALES; do
     wa=$(stat_of "$s" A 4 median) wb=$(stat_of "$s" B 4 median)
     local w2; w2=$(stat_of "$s" 2 4 median)
-    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s / %s | %s |\n' "$s" "$(mib "${DB_SIZE[$s]}")" "$wa" "$wb" \
+    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s / %s | %s |\n' "$s" "$(mib "${DB_SIZE[$s]}")" "$wa" "$wb" \
       "$(stat_of "$s" 1 4 median)" "$w2" "$(ratio "$w2" "$wa")" "$(ratio "$w2" "$wb")" \
+      "$(ratio "$(stat_of "$s" 2 4 min)" "$(stat_of "$s" A 4 min)")" \
       "$(awk -v k="$(stat_of "$s" 1 5 max)" 'BEGIN { printf "%.0f", k / 1024 }')" \
       "$(awk -v k="$(stat_of "$s" 2 5 max)" 'BEGIN { printf "%.0f", k / 1024 }')" \
       "$(awk -v k="$(stat_of "$s" F 5 max)" 'BEGIN { printf "%.0f", k / 1024 }')"
