@@ -210,6 +210,13 @@ func (v *validator) sandbox() {
 	}
 }
 
+// name checks a destination or target name, which may become a path segment.
+func (v *validator) name(p, name string) {
+	if !isName(name) {
+		v.addf(p, "invalid name %s: use letters, digits, '.', '_' and '-', starting with a letter or digit", quoteValue(name))
+	}
+}
+
 func (v *validator) destinations() {
 	if len(v.c.Destinations) == 0 {
 		v.addf("destinations", "at least one destination is required")
@@ -217,9 +224,7 @@ func (v *validator) destinations() {
 	for _, name := range sortedKeys(v.c.Destinations) {
 		p := childPath("destinations", name)
 		d := v.c.Destinations[name]
-		if !isName(name) {
-			v.addf(p, "invalid name %s: use letters, digits, '.', '_' and '-', starting with a letter or digit", quoteValue(name))
-		}
+		v.name(p, name)
 		if d == nil {
 			v.addf(p, "empty destination")
 			continue
@@ -322,9 +327,7 @@ func (v *validator) targets() {
 	for _, name := range sortedKeys(v.c.Targets) {
 		p := childPath("targets", name)
 		t := v.c.Targets[name]
-		if !isName(name) {
-			v.addf(p, "invalid name %s: use letters, digits, '.', '_' and '-', starting with a letter or digit", quoteValue(name))
-		}
+		v.name(p, name)
 		if t == nil {
 			v.addf(p, "empty target")
 			continue
