@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Test servers for backproof's integration tests, all on 127.0.0.1:
 #   PostgreSQL 15 and MinIO (private to this run, random ports and passwords),
-#   plus a Docker engine for testcontainers (left running by `down`).
+#   plus a Docker engine for testcontainers (left running by `down`) and the
+#   sandbox images built from Debian packages (scripts/sandbox-images.sh).
 #
 #   scripts/testenv.sh up     install what is missing, start everything, write $STATE/env
 #   scripts/testenv.sh down   stop the servers `up` started and delete their data
@@ -15,11 +16,16 @@ STATE=${BACKPROOF_TESTENV_DIR:-/tmp/backproof-testenv}
 CACHE=${BACKPROOF_CACHE_DIR:-/var/cache/backproof}
 LOGS=$STATE/logs
 ENV_FILE=$STATE/env
-PG_BIN=/usr/lib/postgresql/15/bin
+PG_MAJOR=15
+PG_BIN=/usr/lib/postgresql/$PG_MAJOR/bin
 PG_DIR=$STATE/pg
 MINIO_DIR=$STATE/minio
 MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
 MINIO_PKG=github.com/minio/minio@$MINIO_VERSION
+SCRIPTS=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+SANDBOX_PREFIX=backproof-sandbox
+PG_IMAGE=$SANDBOX_PREFIX/postgres:$PG_MAJOR
+REDIS_IMAGE=$SANDBOX_PREFIX/redis:7
 
 say() { echo "testenv: $*" >&2; }
 die() { say "$*"; exit 1; }
@@ -124,6 +130,13 @@ ensure_dockerd() {
   die "dockerd did not answer docker info within 60 s (log: $log)"
 }
 
+# Restore sandboxes' images (no registry reachable): the first build takes about a
+# minute, later runs find them up to date in a fraction of a second.
+ensure_sandbox_images() {
+  BACKPROOF_CACHE_DIR=$CACHE bash "$SCRIPTS/sandbox-images.sh" \
+    --prefix "$SANDBOX_PREFIX" --log "$LOGS/sandbox-images.log"
+}
+
 # ---------------------------------------------------------------- servers
 
 PG_PORT='' PG_PASS=''
@@ -213,6 +226,8 @@ export BACKPROOF_TEST_S3_ENDPOINT='http://127.0.0.1:$S3_PORT'
 export BACKPROOF_TEST_S3_ACCESS_KEY='$S3_USER'
 export BACKPROOF_TEST_S3_SECRET_KEY='$S3_PASS'
 export BACKPROOF_TEST_MINIO_BIN='$MINIO_BIN'
+export BACKPROOF_TEST_PG_IMAGE='$PG_IMAGE'
+export BACKPROOF_TEST_REDIS_IMAGE='$REDIS_IMAGE'
 export TESTCONTAINERS_HOST_OVERRIDE=127.0.0.1
 export TESTCONTAINERS_RYUK_DISABLED=true
 EOF
@@ -227,6 +242,7 @@ still_up() {
     # shellcheck source=/dev/null
     . "$ENV_FILE"
     [[ $BACKPROOF_TEST_MINIO_BIN == "$MINIO_BIN" ]] &&
+      [[ ${BACKPROOF_TEST_PG_IMAGE:-} == "$PG_IMAGE" && ${BACKPROOF_TEST_REDIS_IMAGE:-} == "$REDIS_IMAGE" ]] &&
       "$PG_BIN/psql" "$BACKPROOF_TEST_PG_DSN" -XAtqc 'SELECT 1' >/dev/null 2>&1 &&
       curl -fsS --noproxy '*' -o /dev/null -m 2 "$BACKPROOF_TEST_S3_ENDPOINT/minio/health/ready"
   )
@@ -244,6 +260,7 @@ up() {
     install_packages
     ensure_minio
     ensure_dockerd
+    ensure_sandbox_images
   ) 9>"$CACHE/.lock"
   MINIO_BIN=$CACHE/bin/minio-$MINIO_VERSION
 

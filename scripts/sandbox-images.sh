@@ -1,0 +1,275 @@
+#!/usr/bin/env bash
+# Local stand-ins for the official postgres:15 and redis:7 images, built from Debian
+# packages only, so restore sandboxes work where no image registry is reachable:
+#   debootstrap bookworm (minbase + postgresql-15, redis-server)
+#     -> docker import as PREFIX/base:bookworm
+#     -> docker build sandbox/images/<engine> FROM it -> PREFIX/postgres:15, PREFIX/redis:7
+#
+#   scripts/sandbox-images.sh [--prefix NAME] [--log FILE] [--force] [postgres|redis]...
+#
+# No engine named: all of them. --prefix: image name prefix (default backproof-sandbox).
+# --log FILE: build output goes to FILE instead of stderr (only progress lines and
+# failures are shown). --force: debootstrap and build again even if up to date.
+#
+# Idempotent: an image is kept when its label org.backproof.sandbox.hash matches its
+# recipe (base: the rootfs recipe in this script; engines: base image id + the files in
+# sandbox/images/<engine>). The rootfs tarball is cached in $BACKPROOF_CACHE_DIR/sandbox
+# (default /var/cache/backproof), so a wiped docker state only needs `docker import`.
+# Needs a running docker engine, and root for debootstrap (only without a cached tarball).
+# Override the Debian mirror with BACKPROOF_DEBIAN_MIRROR (default: bookworm's in /etc/apt).
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+IMAGES_DIR=$REPO/sandbox/images
+SUITE=bookworm
+# setpriv (entrypoints) is in util-linux, which minbase has.
+INCLUDE=postgresql-15,redis-server
+LABEL_KEY=org.backproof.sandbox.hash
+IMAGE_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+declare -A TAGS=([postgres]=15 [redis]=7)
+
+PREFIX=backproof-sandbox
+LOG=''
+FORCE=''
+ENGINES=()
+
+say() { echo "sandbox-images: $*" >&2; }
+die() { say "$*"; exit 1; }
+# note: detail that belongs in the build log, not on the terminal of a --log run.
+note() { if [[ -n $LOG ]]; then echo "sandbox-images: $*" >>"$LOG"; else say "$*"; fi; }
+
+# quietly CMD...: CMD's output goes to the --log file (or stderr); on failure show its tail.
+quietly() {
+  if [[ -z $LOG ]]; then
+    "$@" >&2 || die "failed: $*"
+    return 0
+  fi
+  if ! "$@" >>"$LOG" 2>&1; then
+    say "failed: $* (log: $LOG)"
+    tail -n 40 "$LOG" >&2
+    exit 1
+  fi
+}
+
+usage() {
+  sed -n '8,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  exit 2
+}
+
+while (($#)); do
+  case $1 in
+    --prefix) (($# >= 2)) || usage; PREFIX=$2; shift 2 ;;
+    --prefix=*) PREFIX=${1#*=}; shift ;;
+    --log) (($# >= 2)) || usage; LOG=$2; shift 2 ;;
+    --log=*) LOG=${1#*=}; shift ;;
+    --force) FORCE=1; shift ;;
+    -h | --help) usage ;;
+    -*) say "unknown option $1"; usage ;;
+    *)
+      [[ -n ${TAGS[$1]:-} ]] || die "unknown engine '$1' (known: ${!TAGS[*]})"
+      ENGINES+=("$1"); shift ;;
+  esac
+done
+((${#ENGINES[@]})) || ENGINES=(postgres redis)
+[[ $PREFIX =~ ^[a-z0-9]+([._/-][a-z0-9]+)*$ ]] || die "--prefix '$PREFIX' is not a valid image name"
+BASE_TAG=$PREFIX/base:$SUITE
+if [[ -n $LOG ]]; then
+  { mkdir -p "$(dirname "$LOG")" && : >>"$LOG"; } || die "cannot write --log $LOG"
+fi
+
+CACHE=${BACKPROOF_CACHE_DIR:-/var/cache/backproof}
+mkdir -p "$CACHE/sandbox" 2>/dev/null && [[ -w $CACHE/sandbox ]] || CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/backproof
+SANDBOX_CACHE=$CACHE/sandbox
+mkdir -p "$SANDBOX_CACHE"
+
+# ---------------------------------------------------------------- helpers
+
+# Paths removed on exit (temporary rootfs, partial tarball).
+CLEANUP=()
+on_exit() {
+  local p
+  for p in "${CLEANUP[@]}"; do remove_tree "$p"; done
+}
+trap on_exit EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# remove_tree DIR: rm -rf that never crosses into a mount (debootstrap mounts /proc etc.).
+remove_tree() {
+  local d=$1 m
+  [[ -e $d ]] || return 0
+  if [[ -d $d ]]; then
+    while read -r m; do
+      umount -l "$m" 2>/dev/null || true
+    done < <(awk -v d="$d/" 'index($2, d) == 1 { print $2 }' /proc/self/mounts | sort -r)
+  fi
+  rm -rf --one-file-system "$d"
+}
+
+label_of() { docker image inspect -f "{{index .Config.Labels \"$LABEL_KEY\"}}" "$1" 2>/dev/null || true; }
+id_of() { docker image inspect -f '{{.Id}}' "$1" 2>/dev/null || true; }
+
+# drop_old ID NAME: remove the image NAME replaced (if nothing else uses it).
+drop_old() {
+  local old=$1 name=$2
+  [[ -n $old && $old != "$(id_of "$name")" ]] || return 0
+  docker image rm "$old" >/dev/null 2>&1 || note "kept old image $old (still in use)"
+}
+
+# The bookworm mirror apt uses here: deb822 *.sources first, then one-line *.list.
+debian_mirror() {
+  if [[ -n ${BACKPROOF_DEBIAN_MIRROR:-} ]]; then echo "$BACKPROOF_DEBIAN_MIRROR"; return; fi
+  local f m
+  for f in /etc/apt/sources.list.d/*.sources; do
+    [[ -r $f ]] || continue
+    m=$(awk -v suite="$SUITE" '
+      BEGIN { RS = ""; FS = "\n" }
+      {
+        types = ""; uris = ""; suites = ""; enabled = "yes"
+        for (i = 1; i <= NF; i++) {
+          if ($i ~ /^[ \t]*#/ || $i !~ /:/) continue
+          k = tolower($i); sub(/:.*/, "", k)
+          v = $i; sub(/^[^:]*:[ \t]*/, "", v)
+          if (k == "types") types = v
+          else if (k == "uris") uris = v
+          else if (k == "suites") suites = v
+          else if (k == "enabled") enabled = tolower(v)
+        }
+        if (enabled == "no" || (" " types " ") !~ / deb / || (" " suites " ") !~ (" " suite " ")) next
+        n = split(uris, u, /[ \t]+/)
+        for (j = 1; j <= n; j++) if (u[j] != "") { print u[j]; exit }
+      }' "$f")
+    if [[ -n $m ]]; then echo "$m"; return; fi
+  done
+  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+    [[ -r $f ]] || continue
+    m=$(awk -v suite="$SUITE" '
+      $1 == "deb" {
+        i = 2
+        if ($2 ~ /^\[/) { while (i <= NF && $i !~ /\]$/) i++; i++ }
+        if ($(i + 1) == suite) { print $i; exit }
+      }' "$f")
+    if [[ -n $m ]]; then echo "$m"; return; fi
+  done
+  echo http://deb.debian.org/debian
+}
+
+ensure_debootstrap() {
+  command -v debootstrap >/dev/null && return 0
+  say "installing debootstrap"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -q debootstrap >>"${LOG:-/dev/stderr}" 2>&1 ||
+    { quietly apt-get update -q && quietly apt-get install -y -q debootstrap; }
+  command -v debootstrap >/dev/null || die "debootstrap did not install"
+}
+
+# ---------------------------------------------------------------- base image
+
+# The rootfs recipe. Its text is part of the base image's hash: edit it and the base
+# (and then every engine image) is rebuilt.
+build_rootfs() {
+  local dir=$1 mirror=$2
+  quietly debootstrap --variant=minbase --include="$INCLUDE" "$SUITE" "$dir" "$mirror"
+  # Postinst scripts must not have left servers running in the rootfs.
+  local p
+  for p in /proc/[0-9]*; do
+    if [[ $(readlink "$p/root" 2>/dev/null) == "$dir" ]]; then
+      say "stopping process ${p#/proc/} left running in the rootfs by a package script"
+      kill "${p#/proc/}" 2>/dev/null || true
+    fi
+  done
+  # Debian's packages made a "main" cluster; the entrypoint makes its own in PGDATA.
+  rm -rf "$dir"/etc/postgresql/15/main "$dir"/var/lib/postgresql/15 "$dir"/var/log/postgresql/*
+  # Lean: no package cache, apt lists, docs (copyright files stay), manuals, translations.
+  rm -rf "$dir"/var/cache/apt/archives/*.deb "$dir"/var/cache/apt/*.bin "$dir"/var/lib/apt/lists/*
+  find "$dir"/usr/share/doc -mindepth 1 -not -name copyright -not -type d -delete
+  find "$dir"/usr/share/doc -mindepth 1 -type d -empty -delete
+  rm -rf "$dir"/usr/share/man/* "$dir"/usr/share/info/* "$dir"/usr/share/locale/*
+  find "$dir"/var/log -type f -exec truncate -s 0 '{}' +
+  # Docker supplies these; keep nothing of the build machine.
+  : >"$dir"/etc/resolv.conf
+  echo localhost >"$dir"/etc/hostname
+  : >"$dir"/etc/machine-id
+}
+
+BASE_HASH=$({
+  echo "$SUITE $INCLUDE $IMAGE_PATH"
+  declare -f build_rootfs
+} | sha256sum | cut -c1-16)
+
+# make_tarball FILE: debootstrap into a scratch dir and tar it to FILE.
+make_tarball() {
+  local tarball=$1 mirror dir
+  [[ $EUID -eq 0 ]] || die "building the base rootfs needs root (debootstrap); no cached $tarball"
+  ensure_debootstrap
+  mirror=$(debian_mirror)
+  dir=$(mktemp -d "$SANDBOX_CACHE/rootfs.XXXXXX")
+  CLEANUP+=("$dir" "$tarball.tmp")
+  chmod 755 "$dir"
+  say "debootstrap $SUITE from $mirror (about 1 min)"
+  build_rootfs "$dir" "$mirror"
+  note "packing the rootfs into $tarball"
+  tar --numeric-owner -C "$dir" -cf "$tarball.tmp" .
+  mv -f "$tarball.tmp" "$tarball"
+  remove_tree "$dir"
+  # Tarballs of older recipes are dead weight.
+  local f
+  for f in "$SANDBOX_CACHE"/base-"$SUITE"-*.tar; do
+    [[ $f == "$tarball" ]] || rm -f "$f"
+  done
+}
+
+ensure_base() {
+  if [[ -z $FORCE && $(label_of "$BASE_TAG") == "$BASE_HASH" ]]; then
+    note "$BASE_TAG is up to date"
+    return 0
+  fi
+  local tarball=$SANDBOX_CACHE/base-$SUITE-$BASE_HASH.tar old
+  if [[ -n $FORCE || ! -s $tarball ]]; then make_tarball "$tarball"; fi
+  say "importing $BASE_TAG"
+  old=$(id_of "$BASE_TAG")
+  quietly docker import \
+    -c "ENV PATH=$IMAGE_PATH" \
+    -c "LABEL $LABEL_KEY=$BASE_HASH" \
+    -c 'CMD ["bash"]' \
+    -m "debootstrap --variant=minbase --include=$INCLUDE $SUITE (scripts/sandbox-images.sh)" \
+    "$tarball" "$BASE_TAG"
+  drop_old "$old" "$BASE_TAG"
+}
+
+# ---------------------------------------------------------------- engine images
+
+ensure_engine() {
+  local dir=$IMAGES_DIR/$1 image=$PREFIX/$1:${TAGS[$1]} hash old
+  [[ -f $dir/Dockerfile ]] || die "missing $dir/Dockerfile"
+  # The base image's id, and every file of the build context with its mode.
+  hash=$({
+    id_of "$BASE_TAG"
+    cd "$dir"
+    find . -type f -printf '%m %p\n' | LC_ALL=C sort
+    find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum
+  } | sha256sum | cut -c1-16)
+  if [[ -z $FORCE && $(label_of "$image") == "$hash" ]]; then
+    note "$image is up to date"
+    return 0
+  fi
+  say "building $image"
+  old=$(id_of "$image")
+  quietly docker build ${FORCE:+--no-cache} \
+    --build-arg "BASE=$BASE_TAG" \
+    --label "$LABEL_KEY=$hash" \
+    -t "$image" "$dir"
+  drop_old "$old" "$image"
+}
+
+# ---------------------------------------------------------------- main
+
+docker info >/dev/null 2>&1 ||
+  die "no docker engine answers (docker info failed); start dockerd first, e.g. with scripts/testenv.sh up"
+
+# One builder at a time on this machine; a second run then finds everything done.
+exec 9>"$SANDBOX_CACHE/.lock"
+flock 9
+
+ensure_base
+for e in "${ENGINES[@]}"; do ensure_engine "$e"; done
