@@ -21,6 +21,7 @@ import (
 	"github.com/backproof/backproof/backup"
 	"github.com/backproof/backproof/catalog"
 	"github.com/backproof/backproof/destination"
+	"github.com/backproof/backproof/engine"
 	"github.com/backproof/backproof/destination/local"
 	"github.com/backproof/backproof/destination/s3"
 	"github.com/backproof/backproof/engine/postgres"
@@ -83,14 +84,13 @@ func manifestCounts(m *catalog.Manifest) map[string]int64 {
 func restoreCopy(t *testing.T, d destination.Destination, m *catalog.Manifest) map[string]int64 {
 	t.Helper()
 	ctx := context.Background()
-	rc, err := restore.OpenArtifact(ctx, d, m, m.Artifacts[0])
+	path, err := restore.Spool(ctx, d, m, m.Artifacts[0], t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer rc.Close()
 	into := testenv.NewPostgresDB(t)
 	major, _ := strconv.Atoi(strings.Split(m.Tools["pg_dump"], ".")[0])
-	if err := postgres.New("", postgres.WithBinDirs(testenv.PostgresBin(t))).Restore(ctx, rc, into, major); err != nil {
+	if err := postgres.New("", postgres.WithBinDirs(testenv.PostgresBin(t))).RestoreDSN(ctx, into, path, major, engine.RestoreOptions{Jobs: 2}); err != nil {
 		t.Fatalf("restore: %v", err)
 	}
 	counts, err := sample.Counts(ctx, into)

@@ -125,6 +125,8 @@ type Backup struct {
 	// Invalid says why a manifest exists but cannot be used: unreadable,
 	// malformed, or naming another backup. Such a backup is never restored.
 	Invalid string
+	// Records are the names of its verification records, oldest first.
+	Records []string
 }
 
 // Debris is a backup id without a manifest.
@@ -185,9 +187,55 @@ func List(ctx context.Context, d destination.Destination, target string) (*Listi
 			l.Backups = append(l.Backups, Backup{ID: id, Invalid: err.Error()})
 			continue
 		}
-		l.Backups = append(l.Backups, Backup{ID: id, Manifest: m})
+		l.Backups = append(l.Backups, Backup{ID: id, Manifest: m, Records: records(group, target, id)})
 	}
 	return l, nil
+}
+
+// records returns the verification record names among a backup's objects.
+func records(objs []destination.Object, target, id string) []string {
+	var names []string
+	for _, o := range objs {
+		name := strings.TrimPrefix(o.Key, Key(target, id, ""))
+		if strings.HasPrefix(name, recordPrefix) && strings.HasSuffix(name, ".json") && !strings.Contains(name, "/") {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	return names
+}
+
+const recordPrefix = "verify-"
+
+// RecordName names the verification record of a run started at t.
+func RecordName(t time.Time) string {
+	return recordPrefix + t.UTC().Format("20060102T150405Z") + ".json"
+}
+
+// WriteRecord stores a verification record next to the backup it verified.
+func WriteRecord(ctx context.Context, d destination.Destination, target, id, name string, record any) error {
+	data, err := json.MarshalIndent(record, "", "  ")
+	if err != nil {
+		return err
+	}
+	return d.Put(ctx, Key(target, id, name), strings.NewReader(string(data)+"\n"))
+}
+
+// ReadRecord reads a verification record into record.
+func ReadRecord(ctx context.Context, d destination.Destination, target, id, name string, record any) error {
+	rc, err := d.Get(ctx, Key(target, id, name))
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	data, err := io.ReadAll(io.LimitReader(rc, maxManifestSize+1))
+	if err != nil {
+		return fmt.Errorf("read %s of %s/%s: %w", name, target, id, err)
+	}
+	if err := json.Unmarshal(data, record); err != nil {
+		return fmt.Errorf("%s of %s/%s: %w", name, target, id, err)
+	}
+	return nil
 }
 
 func hasManifest(objs []destination.Object, target, id string) bool {

@@ -111,6 +111,7 @@ func (e *env) rootCommand() *cobra.Command {
 	root.PersistentPreRun = func(*cobra.Command, []string) { e.started = true }
 	root.AddCommand(
 		e.backupCommand(),
+		e.verifyCommand(),
 		e.listCommand(),
 		e.configCommand(),
 		e.versionCommand(),

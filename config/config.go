@@ -33,6 +33,7 @@ const (
 	DefaultSandboxMemory  = 1 * GiB
 	DefaultSandboxCPUs    = 1.0
 	DefaultSandboxTimeout = 30 * time.Minute
+	DefaultVerifyWindow   = 7 * 24 * time.Hour
 	DefaultS3Region       = "us-east-1"
 	DefaultS3PartSize     = 16 * MiB
 	DefaultS3Concurrency  = 2
@@ -132,9 +133,18 @@ type Retention struct {
 
 // Verify configures restore verification of a target's backups.
 type Verify struct {
-	Schedule string  `yaml:"schedule"` // cron spec; empty: on demand only
-	Checks   []Check `yaml:"checks"`
+	Schedule string        `yaml:"schedule"` // cron spec; empty: on demand only
+	Pick     string        `yaml:"pick"`     // latest | random; "" in the file: VerifyPickLatest
+	Window   time.Duration `yaml:"window"`   // pick random: among backups created within this long; 0 in the file: DefaultVerifyWindow
+	Amcheck  *bool         `yaml:"amcheck"`  // nil: run amcheck when the sandbox has it
+	Checks   []Check       `yaml:"checks"`
 }
+
+// How a scheduled verification picks the backup it restores.
+const (
+	VerifyPickLatest = "latest"
+	VerifyPickRandom = "random"
+)
 
 // Check is one integrity query run against a restored backup. Exactly one of
 // Expect and MaxAge is set.
@@ -301,6 +311,14 @@ func (c *Config) finish(dir string) {
 	}
 	for name, t := range c.Targets {
 		t.Name = name
+		if v := t.Verify; v != nil {
+			if v.Pick == "" {
+				v.Pick = VerifyPickLatest
+			}
+			if v.Window == 0 {
+				v.Window = DefaultVerifyWindow
+			}
+		}
 	}
 	if e := c.Encryption; e != nil && e.IdentityFile != "" && !strings.HasPrefix(e.IdentityFile, "~") {
 		e.IdentityFile = resolve(dir, e.IdentityFile)

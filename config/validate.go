@@ -413,6 +413,14 @@ func (v *validator) verify(p string, vf *Verify) {
 			v.addf(p+".schedule", "%v", err)
 		}
 	}
+	switch vf.Pick {
+	case VerifyPickLatest, VerifyPickRandom:
+	default:
+		v.addf(p+".pick", "unknown pick %s (want latest or random)", quoteValue(vf.Pick))
+	}
+	if vf.Window < 0 {
+		v.addf(p+".window", "must be positive")
+	}
 	seen := map[string]int{}
 	for i, c := range vf.Checks {
 		cp := indexPath(p+".checks", i)

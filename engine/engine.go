@@ -4,7 +4,22 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"io"
+	"time"
+
+	"github.com/backproof/backproof/sandbox"
+)
+
+// Errors a Prover reports about the backup itself rather than about the
+// machinery; verification turns them into a failed (bad) backup.
+var (
+	// ErrRestore: the restore tool rejected the backup.
+	ErrRestore = errors.New("restore failed")
+	// ErrQuery: the restored database rejected a check query.
+	ErrQuery = errors.New("query failed")
+	// ErrCorrupt: an integrity check found the restored data corrupt.
+	ErrCorrupt = errors.New("corruption found")
 )
 
 // Engine dumps and restores one database.
@@ -30,6 +45,10 @@ type DumpInfo struct {
 type SourceStats struct {
 	// Tables: PostgreSQL, exact row counts from the dump's own snapshot.
 	Tables []TableStats `json:"tables,omitempty"`
+	// Objects: the schema objects the dump holds, by kind ("index",
+	// "function", ...), each list sorted. Verification requires every one of
+	// them in the restored copy.
+	Objects map[string][]string `json:"objects,omitempty"`
 }
 
 // TableStats is one table's exact row count.
@@ -37,4 +56,54 @@ type TableStats struct {
 	Schema string `json:"schema"`
 	Name   string `json:"name"`
 	Rows   int64  `json:"rows"`
+}
+
+// Server is how to reach a database server: a sandbox, or a restore target.
+type Server struct {
+	Host     string
+	Port     int
+	User     string
+	Password string
+	Database string
+}
+
+// Prover is an engine whose backups can be restored into a throwaway server
+// and inspected there.
+type Prover interface {
+	// Sandbox describes a server, running image, whose superuser has the
+	// given password, and the credentials to reach it (Host and Port are
+	// filled in once it runs).
+	Sandbox(image, password string) (sandbox.Spec, Server)
+	// Restore loads a decompressed artifact from a local file into srv. info
+	// is what the manifest recorded at dump time. A backup the restore tool
+	// rejects is reported as ErrRestore.
+	Restore(ctx context.Context, srv Server, path string, info *DumpInfo, opts RestoreOptions) error
+	// Open connects to a restored copy.
+	Open(ctx context.Context, srv Server) (Copy, error)
+}
+
+// RestoreOptions tune a restore.
+type RestoreOptions struct {
+	Jobs int // parallel restore jobs where the format allows; <= 1: one
+}
+
+// Copy is a restored database under inspection.
+type Copy interface {
+	// Observe gathers the same statistics a dump records, from the copy.
+	Observe(ctx context.Context) (*SourceStats, error)
+	// Amcheck verifies the copy's indexes against their tables. It returns
+	// how many it checked, errors.ErrUnsupported when the server cannot, and
+	// ErrCorrupt when one is corrupt.
+	Amcheck(ctx context.Context) (int, error)
+	// Query runs a check query returning one value. ErrQuery: the database
+	// rejected it, or it did not return exactly one row of one column.
+	Query(ctx context.Context, query string) (Value, error)
+	Close(ctx context.Context) error
+}
+
+// Value is the single value a check query returned.
+type Value struct {
+	Null bool
+	Text string     // the value as text; numbers in Go's shortest form
+	Time *time.Time // set for timestamp and date values
 }

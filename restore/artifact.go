@@ -20,6 +20,10 @@ import (
 // recorded: the copy is corrupt or truncated.
 var ErrChecksumMismatch = errors.New("checksum mismatch")
 
+// ErrUndecodable means stored bytes match the manifest but do not
+// decompress: the backup was written wrong.
+var ErrUndecodable = errors.New("artifact does not decompress")
+
 // OpenArtifact streams an artifact of a committed backup, decompressed. The
 // stored bytes are counted and hashed on the way; the reader returns
 // ErrChecksumMismatch instead of EOF when they differ from the manifest, so a
@@ -66,7 +70,7 @@ func (a *artifactReader) Read(p []byte) (int, error) {
 		if a.vr.err != nil {
 			return n, a.vr.err
 		}
-		return n, fmt.Errorf("decompress: %w", err)
+		return n, fmt.Errorf("%w: %v", ErrUndecodable, err)
 	}
 	return n, err
 }

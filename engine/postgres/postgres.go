@@ -108,9 +108,14 @@ func (e *Engine) Dump(ctx context.Context, w io.Writer) (*engine.DumpInfo, error
 		return nil, fmt.Errorf("start pg_dump: %w", err)
 	}
 
+	var objects map[string][]string
 	counted := make(chan error, 1)
 	go func() {
-		counted <- countRows(dumpCtx, tx, tables)
+		var err error
+		if objects, err = listObjects(dumpCtx, tx); err == nil {
+			err = countRows(dumpCtx, tx, tables)
+		}
+		counted <- err
 	}()
 
 	mw := &magicWriter{w: w}
@@ -140,15 +145,15 @@ func (e *Engine) Dump(ctx context.Context, w io.Writer) (*engine.DumpInfo, error
 	return &engine.DumpInfo{
 		ServerVersion: version,
 		Tools:         map[string]string{"pg_dump": pgDump.Version},
-		Source:        engine.SourceStats{Tables: tables},
+		Source:        engine.SourceStats{Tables: tables, Objects: objects},
 	}, nil
 }
 
 // listTables returns the tables whose data pg_dump writes: ordinary tables
 // and leaf partitions, outside system schemas, not temporary, not owned by an
 // extension. Views and partitioned parents hold no rows of their own.
-func listTables(ctx context.Context, tx pgx.Tx) ([]engine.TableStats, error) {
-	rows, err := tx.Query(ctx, `
+func listTables(ctx context.Context, q querier) ([]engine.TableStats, error) {
+	rows, err := q.Query(ctx, `
 SELECT n.nspname, c.relname
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind = 'r' AND c.relpersistence <> 't'
@@ -170,40 +175,13 @@ ORDER BY 1, 2`)
 	return tables, nil
 }
 
-func countRows(ctx context.Context, tx pgx.Tx, tables []engine.TableStats) error {
+func countRows(ctx context.Context, q querier, tables []engine.TableStats) error {
 	for i := range tables {
 		t := &tables[i]
-		q := "SELECT count(*) FROM " + pgx.Identifier{t.Schema, t.Name}.Sanitize()
-		if err := tx.QueryRow(ctx, q).Scan(&t.Rows); err != nil {
+		sql := "SELECT count(*) FROM " + pgx.Identifier{t.Schema, t.Name}.Sanitize()
+		if err := q.QueryRow(ctx, sql).Scan(&t.Rows); err != nil {
 			return fmt.Errorf("count rows of %s.%s: %w", t.Schema, t.Name, err)
 		}
-	}
-	return nil
-}
-
-// Restore loads a custom-format archive from r into the database at dsn in
-// one transaction: a failed restore leaves the database as it was. The
-// pg_restore used is at least minMajor (the major of the pg_dump that wrote
-// the archive).
-func (e *Engine) Restore(ctx context.Context, r io.Reader, dsn string, minMajor int) error {
-	tool, err := pickTool("pg_restore", findTools(ctx, "pg_restore", e.binDirs), minMajor)
-	if err != nil {
-		return err
-	}
-	dbArg, password, err := splitPassword(dsn)
-	if err != nil {
-		return err
-	}
-	cmd := command(ctx, tool.Path, password,
-		"--exit-on-error", "--single-transaction", "--no-owner", "--no-privileges", "--no-password", "--dbname="+dbArg)
-	stderr := &tailBuffer{max: 4096}
-	cmd.Stderr = stderr
-	cmd.Stdin = r
-	if err := cmd.Run(); err != nil {
-		if ctx.Err() != nil {
-			return fmt.Errorf("restore cancelled: %w", context.Cause(ctx))
-		}
-		return fmt.Errorf("pg_restore failed (%v): %s", err, redact(stderr.String(), password))
 	}
 	return nil
 }

@@ -36,6 +36,7 @@ const (
 	EnvS3AccessKey = "BACKPROOF_TEST_S3_ACCESS_KEY"
 	EnvS3SecretKey = "BACKPROOF_TEST_S3_SECRET_KEY"
 	EnvMinIOBin    = "BACKPROOF_TEST_MINIO_BIN" // MinIO binary, for tests that run their own server
+	EnvPGImage     = "BACKPROOF_TEST_PG_IMAGE"  // local sandbox image for postgres, "{major}" allowed (scripts/sandbox-images.sh)
 )
 
 // Strict reports whether missing test dependencies must fail tests (BACKPROOF_TEST_STRICT=1).

@@ -1,0 +1,295 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/backproof/backproof/engine"
+	"github.com/backproof/backproof/sandbox"
+)
+
+var _ engine.Prover = (*Engine)(nil)
+
+// ReadyLine is what the official postgres image logs when the server accepts
+// connections: once for the server that runs its init scripts and once for
+// the real one.
+const ReadyLine = "database system is ready to accept connections"
+
+// Sandbox implements engine.Prover. The sandbox trades durability for
+// restore speed: it is thrown away after the checks.
+func (e *Engine) Sandbox(image, password string) (sandbox.Spec, engine.Server) {
+	srv := engine.Server{User: "postgres", Password: password, Database: "backproof"}
+	return sandbox.Spec{
+		Image: image,
+		Env: map[string]string{
+			"POSTGRES_USER":     srv.User,
+			"POSTGRES_PASSWORD": srv.Password,
+			"POSTGRES_DB":       srv.Database,
+		},
+		Cmd: []string{"postgres",
+			"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+			"-c", "max_wal_size=4GB", "-c", "checkpoint_timeout=1h", "-c", "autovacuum=off"},
+		Port:       "5432/tcp",
+		Ready:      ReadyLine,
+		ReadyCount: 2,
+	}, srv
+}
+
+// ConnString is a libpq URL for srv. It holds the password: keep it out of
+// argv and logs (Restore passes it to pg_restore through the environment).
+func ConnString(srv engine.Server) string {
+	u := url.URL{
+		Scheme:   "postgres",
+		User:     url.UserPassword(srv.User, srv.Password),
+		Host:     net.JoinHostPort(srv.Host, strconv.Itoa(srv.Port)),
+		Path:     "/" + srv.Database,
+		RawQuery: "sslmode=disable",
+	}
+	return u.String()
+}
+
+// Restore implements engine.Prover: pg_restore from a file, with parallel
+// jobs when asked (which needs a seekable file, the reason the artifact is
+// spooled), continuing past nothing: the first error fails the restore.
+// Roles and grants of the source do not exist in a sandbox, so ownership and
+// privileges are not restored.
+func (e *Engine) Restore(ctx context.Context, srv engine.Server, path string, info *engine.DumpInfo, opts engine.RestoreOptions) error {
+	return e.RestoreDSN(ctx, ConnString(srv), path, dumpMajor(info), opts)
+}
+
+// RestoreDSN restores the archive at path into the database at dsn with a
+// pg_restore at least minMajor (the major of the pg_dump that wrote it).
+func (e *Engine) RestoreDSN(ctx context.Context, dsn, path string, minMajor int, opts engine.RestoreOptions) error {
+	tool, err := pickTool("pg_restore", findTools(ctx, "pg_restore", e.binDirs), minMajor)
+	if err != nil {
+		return err
+	}
+	dbArg, password, err := splitPassword(dsn)
+	if err != nil {
+		return err
+	}
+	args := []string{"--exit-on-error", "--no-owner", "--no-privileges", "--no-password", "--dbname=" + dbArg}
+	if opts.Jobs > 1 {
+		args = append(args, "--jobs="+strconv.Itoa(opts.Jobs))
+	} else {
+		args = append(args, "--single-transaction")
+	}
+	cmd := command(ctx, tool.Path, password, append(args, "--", path)...)
+	stderr := &tailBuffer{max: 4096}
+	cmd.Stderr = stderr
+	e.log.DebugContext(ctx, "starting pg_restore", "path", tool.Path, "version", tool.Version, "jobs", opts.Jobs)
+	if err := cmd.Run(); err != nil {
+		out := redact(stderr.String(), password)
+		switch {
+		case ctx.Err() != nil:
+			return fmt.Errorf("restore cancelled: %w", context.Cause(ctx))
+		case strings.Contains(out, "connection to server") || strings.Contains(out, "could not connect"):
+			return fmt.Errorf("pg_restore could not reach the database (%v): %s", err, out)
+		}
+		return fmt.Errorf("%w: pg_restore %s (%v): %s", engine.ErrRestore, tool.Version, err, out)
+	}
+	return nil
+}
+
+// dumpMajor is the major version of the pg_dump that wrote a backup, or 0.
+func dumpMajor(info *engine.DumpInfo) int {
+	if info == nil {
+		return 0
+	}
+	v := info.Tools["pg_dump"]
+	major, _ := strconv.Atoi(strings.SplitN(v, ".", 2)[0])
+	return major
+}
+
+// Open implements engine.Prover. The server may still be settling after its
+// ready line, so connecting is retried briefly.
+func (e *Engine) Open(ctx context.Context, srv engine.Server) (engine.Copy, error) {
+	cfg, err := pgx.ParseConfig(ConnString(srv))
+	if err != nil {
+		return nil, errors.New("invalid sandbox connection settings")
+	}
+	var conn *pgx.Conn
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		conn, err = pgx.ConnectConfig(ctx, cfg)
+		if err == nil || ctx.Err() != nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("connect to restored copy: %w", err)
+	}
+	return &restored{conn: conn}, nil
+}
+
+// restored is a restored database.
+type restored struct {
+	conn *pgx.Conn
+}
+
+func (r *restored) Close(ctx context.Context) error {
+	closeConn(ctx, r.conn)
+	return nil
+}
+
+// Observe implements engine.Copy with the queries Dump uses at dump time.
+func (r *restored) Observe(ctx context.Context) (*engine.SourceStats, error) {
+	tables, err := listTables(ctx, r.conn)
+	if err != nil {
+		return nil, err
+	}
+	if err := countRows(ctx, r.conn, tables); err != nil {
+		return nil, err
+	}
+	objects, err := listObjects(ctx, r.conn)
+	if err != nil {
+		return nil, err
+	}
+	return &engine.SourceStats{Tables: tables, Objects: objects}, nil
+}
+
+// Amcheck implements engine.Copy: bt_index_check with heapallindexed on
+// every valid B-tree index, so each index is checked against its table too.
+func (r *restored) Amcheck(ctx context.Context) (int, error) {
+	if _, err := r.conn.Exec(ctx, "CREATE EXTENSION IF NOT EXISTS amcheck"); err != nil {
+		if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok && (pgErr.Code == "58P01" || pgErr.Code == "0A000" || strings.Contains(pgErr.Message, "extension")) {
+			return 0, fmt.Errorf("amcheck extension not available in the sandbox: %s: %w", pgErr.Message, errors.ErrUnsupported)
+		}
+		return 0, fmt.Errorf("create extension amcheck: %w", err)
+	}
+	rows, err := r.conn.Query(ctx, `
+SELECT c.oid, format('%I.%I', n.nspname, c.relname)
+FROM pg_index i
+JOIN pg_class c ON c.oid = i.indexrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_am am ON am.oid = c.relam
+WHERE am.amname = 'btree' AND i.indisvalid AND i.indisready AND c.relkind = 'i'
+  AND c.relpersistence = 'p'
+  AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\_%'
+ORDER BY 2`)
+	if err != nil {
+		return 0, fmt.Errorf("list indexes: %w", err)
+	}
+	type index struct {
+		oid  uint32
+		name string
+	}
+	var indexes []index
+	var ix index
+	if _, err := pgx.ForEachRow(rows, []any{&ix.oid, &ix.name}, func() error {
+		indexes = append(indexes, ix)
+		return nil
+	}); err != nil {
+		return 0, fmt.Errorf("list indexes: %w", err)
+	}
+	for _, ix := range indexes {
+		if _, err := r.conn.Exec(ctx, "SELECT bt_index_check($1::oid::regclass, true)", ix.oid); err != nil {
+			if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok && strings.HasPrefix(pgErr.Code, "XX") {
+				return 0, fmt.Errorf("%w: index %s: %s", engine.ErrCorrupt, ix.name, pgErr.Message)
+			}
+			return 0, fmt.Errorf("amcheck index %s: %w", ix.name, err)
+		}
+	}
+	return len(indexes), nil
+}
+
+// Query implements engine.Copy. The query runs in a read-only transaction
+// so a check cannot change what later checks see.
+func (r *restored) Query(ctx context.Context, query string) (engine.Value, error) {
+	tx, err := r.conn.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return engine.Value{}, err
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read-only
+	rows, err := tx.Query(ctx, query)
+	if err != nil {
+		return engine.Value{}, queryError(err)
+	}
+	defer rows.Close()
+	var vals []any
+	n := 0
+	for rows.Next() {
+		n++
+		if n == 1 {
+			if vals, err = rows.Values(); err != nil {
+				return engine.Value{}, queryError(err)
+			}
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return engine.Value{}, queryError(err)
+	}
+	switch {
+	case n != 1:
+		return engine.Value{}, fmt.Errorf("%w: returned %d rows, want exactly one", engine.ErrQuery, n)
+	case len(vals) != 1:
+		return engine.Value{}, fmt.Errorf("%w: returned %d columns, want exactly one", engine.ErrQuery, len(vals))
+	}
+	return toValue(vals[0]), nil
+}
+
+// queryError marks errors the server reported about the query as ErrQuery;
+// anything else (a lost connection) stays an operational error.
+func queryError(err error) error {
+	if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok {
+		return fmt.Errorf("%w: %s (SQLSTATE %s)", engine.ErrQuery, pgErr.Message, pgErr.Code)
+	}
+	return err
+}
+
+func toValue(v any) engine.Value {
+	switch x := v.(type) {
+	case nil:
+		return engine.Value{Null: true}
+	case time.Time:
+		return engine.Value{Text: x.Format(time.RFC3339Nano), Time: &x}
+	case bool:
+		return engine.Value{Text: strconv.FormatBool(x)}
+	case string:
+		return engine.Value{Text: x}
+	case int16, int32, int64, int, uint32:
+		return engine.Value{Text: fmt.Sprint(x)}
+	case float32:
+		return engine.Value{Text: strconv.FormatFloat(float64(x), 'g', -1, 32)}
+	case float64:
+		return engine.Value{Text: strconv.FormatFloat(x, 'g', -1, 64)}
+	case pgtype.Numeric:
+		return engine.Value{Text: numericText(x)}
+	case []byte:
+		return engine.Value{Text: string(x)}
+	}
+	return engine.Value{Text: fmt.Sprint(v)}
+}
+
+// numericText formats a numeric exactly, without exponent.
+func numericText(n pgtype.Numeric) string {
+	switch {
+	case !n.Valid:
+		return ""
+	case n.NaN:
+		return "NaN"
+	case n.InfinityModifier == pgtype.Infinity:
+		return "Infinity"
+	case n.InfinityModifier == pgtype.NegativeInfinity:
+		return "-Infinity"
+	}
+	r := new(big.Rat).SetInt(n.Int)
+	if n.Exp > 0 {
+		r.Mul(r, new(big.Rat).SetInt(new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(n.Exp)), nil)))
+	} else if n.Exp < 0 {
+		r.Quo(r, new(big.Rat).SetInt(new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(-n.Exp)), nil)))
+	}
+	return r.FloatString(max(0, int(-n.Exp)))
+}

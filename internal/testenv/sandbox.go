@@ -1,0 +1,57 @@
+package testenv
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/moby/moby/client"
+	"github.com/testcontainers/testcontainers-go"
+
+	"github.com/backproof/backproof/sandbox/docker"
+)
+
+// PostgresImage returns the sandbox image template for postgres built by
+// scripts/sandbox-images.sh (no registry is reachable here). It requires
+// Docker too.
+func PostgresImage(t testing.TB) string {
+	t.Helper()
+	RequireDocker(t)
+	return Require(t, EnvPGImage)
+}
+
+// NoSandboxesLeft registers a cleanup that fails the test if any sandbox
+// container this process started still exists when the test ends, whatever
+// the test's outcome.
+func NoSandboxesLeft(t testing.TB) {
+	t.Helper()
+	t.Cleanup(func() {
+		if left := OwnSandboxes(t); len(left) > 0 {
+			t.Errorf("%d sandbox containers left behind: %v", len(left), left)
+		}
+	})
+}
+
+// OwnSandboxes lists the sandbox containers (any state) this process started.
+func OwnSandboxes(t testing.TB) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cli, err := testcontainers.NewDockerClientWithOpts(ctx)
+	if err != nil {
+		t.Fatalf("docker client: %v", err)
+	}
+	defer cli.Close()
+	list, err := cli.ContainerList(ctx, client.ContainerListOptions{
+		All:     true,
+		Filters: make(client.Filters).Add("label", docker.LabelOwner+"="+docker.Owner()),
+	})
+	if err != nil {
+		t.Fatalf("list containers: %v", err)
+	}
+	var ids []string
+	for _, c := range list.Items {
+		ids = append(ids, c.ID[:12]+" "+string(c.State))
+	}
+	return ids
+}

@@ -1,0 +1,72 @@
+package restore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/backproof/backproof/catalog"
+	"github.com/backproof/backproof/destination"
+)
+
+// CheckStored compares an artifact's stored size with the manifest before
+// anything is downloaded: a truncated or grown object fails at once.
+func CheckStored(ctx context.Context, d destination.Destination, m *catalog.Manifest, a catalog.Artifact) error {
+	obj, err := d.Stat(ctx, catalog.Key(m.Target, m.ID, a.Name))
+	if err != nil {
+		if errors.Is(err, destination.ErrNotFound) {
+			return fmt.Errorf("%s: %w: the manifest lists it but it is not stored", a.Name, ErrMissing)
+		}
+		return err
+	}
+	if obj.Size != a.Size {
+		return fmt.Errorf("%s: %w: %d bytes stored, manifest records %d", a.Name, ErrChecksumMismatch, obj.Size, a.Size)
+	}
+	return nil
+}
+
+// ErrMissing means a committed backup lacks an artifact its manifest lists.
+var ErrMissing = errors.New("artifact missing")
+
+// Spool downloads an artifact, decompressed, into a new file in dir, and
+// returns its path once the stored bytes proved identical to the manifest's
+// size and SHA-256. Restores read from this file, not from the stream: the
+// checksum must hold before a restore begins, and parallel pg_restore needs
+// a seekable file. On any error the file is removed.
+func Spool(ctx context.Context, d destination.Destination, m *catalog.Manifest, a catalog.Artifact, dir string) (path string, err error) {
+	if err := CheckStored(ctx, d, m, a); err != nil {
+		return "", err
+	}
+	rc, err := OpenArtifact(ctx, d, m, a)
+	if err != nil {
+		if errors.Is(err, destination.ErrNotFound) {
+			return "", fmt.Errorf("%s: %w: the manifest lists it but it is not stored", a.Name, ErrMissing)
+		}
+		return "", err
+	}
+	defer rc.Close()
+	f, err := os.OpenFile(filepath.Join(dir, strings.TrimSuffix(a.Name, ".zst")), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return "", fmt.Errorf("spool %s: %w", a.Name, err)
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	if _, err := io.Copy(f, destination.ContextReader(ctx, rc)); err != nil {
+		if ctx.Err() != nil {
+			return "", context.Cause(ctx)
+		}
+		return "", fmt.Errorf("spool %s: %w", a.Name, err)
+	}
+	if err := f.Close(); err != nil {
+		return "", fmt.Errorf("spool %s: %w", a.Name, err)
+	}
+	return f.Name(), nil
+}

@@ -1,0 +1,387 @@
+// Package docker runs sandboxes as Docker containers through
+// testcontainers-go. Every container carries labels naming its owner process
+// and deadline, so a later run removes what a crashed one left behind;
+// ports are published on 127.0.0.1 only and containers run unprivileged,
+// with no new privileges and only the capabilities database images need to
+// drop to their own user.
+package docker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/network"
+	"github.com/moby/moby/client"
+	"github.com/testcontainers/testcontainers-go"
+	tclog "github.com/testcontainers/testcontainers-go/log"
+	"github.com/testcontainers/testcontainers-go/wait"
+
+	"github.com/backproof/backproof/sandbox"
+)
+
+// Labels on every sandbox container.
+const (
+	LabelSandbox  = "io.backproof.sandbox"  // "1"
+	LabelOwner    = "io.backproof.owner"    // host/pid/start-ticks of the process that started it
+	LabelDeadline = "io.backproof.deadline" // unix seconds after which it may be removed
+)
+
+// capabilities are what the official database images' entrypoints need to
+// fix data directory ownership and switch to their own user.
+var capabilities = []string{"CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID"}
+
+// Docker starts sandboxes on the Docker engine named by the environment
+// (DOCKER_HOST, or the local socket).
+type Docker struct {
+	log    *slog.Logger
+	cli    *testcontainers.DockerClient
+	labels map[string]string
+	owner  string
+	// PullTimeout bounds pulling an image that is not present locally.
+	PullTimeout time.Duration
+}
+
+var _ sandbox.Provider = (*Docker)(nil)
+
+// Option configures a Docker provider.
+type Option func(*Docker)
+
+// WithLabels adds labels to every container this provider starts (tests use
+// one to find their own containers).
+func WithLabels(l map[string]string) Option {
+	return func(d *Docker) {
+		for k, v := range l {
+			d.labels[k] = v
+		}
+	}
+}
+
+var setLogger sync.Once
+
+// New connects to the Docker engine and removes leftover sandboxes: those
+// past their deadline and those whose owner process on this host is gone.
+func New(ctx context.Context, log *slog.Logger, opts ...Option) (*Docker, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	// testcontainers-go prints to stderr by default; its messages are debug
+	// output of ours.
+	setLogger.Do(func() { tclog.SetDefault(slogPrintf{log}) })
+
+	cli, err := testcontainers.NewDockerClientWithOpts(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%w: docker: %v", sandbox.ErrUnavailable, err)
+	}
+	if _, err := cli.Ping(ctx, client.PingOptions{}); err != nil {
+		cli.Close()
+		return nil, fmt.Errorf("%w: docker engine not reachable: %v", sandbox.ErrUnavailable, err)
+	}
+	d := &Docker{
+		log:         log,
+		cli:         cli,
+		labels:      map[string]string{},
+		owner:       ownerID(os.Getpid()),
+		PullTimeout: 10 * time.Minute,
+	}
+	for _, o := range opts {
+		o(d)
+	}
+	if _, err := d.Sweep(ctx); err != nil {
+		log.WarnContext(ctx, "could not remove leftover sandboxes", "err", err)
+	}
+	return d, nil
+}
+
+// Close releases the connection to the engine.
+func (d *Docker) Close() error { return d.cli.Close() }
+
+// Start implements sandbox.Provider.
+func (d *Docker) Start(ctx context.Context, spec sandbox.Spec) (sandbox.Instance, error) {
+	imageID, err := d.ensureImage(ctx, spec.Image)
+	if err != nil {
+		return nil, err
+	}
+	port, err := network.ParsePort(spec.Port)
+	if err != nil {
+		return nil, fmt.Errorf("sandbox port %q: %w", spec.Port, err)
+	}
+	labels := map[string]string{
+		LabelSandbox:  "1",
+		LabelOwner:    d.owner,
+		LabelDeadline: strconv.FormatInt(spec.Deadline.Unix(), 10),
+	}
+	for k, v := range d.labels {
+		labels[k] = v
+	}
+	for k, v := range spec.Labels {
+		labels[k] = v
+	}
+	ready := wait.ForLog(spec.Ready).WithOccurrence(max(spec.ReadyCount, 1)).WithPollInterval(50 * time.Millisecond)
+	if !spec.Deadline.IsZero() {
+		ready = ready.WithStartupTimeout(time.Until(spec.Deadline))
+	}
+	opts := []testcontainers.ContainerCustomizer{
+		testcontainers.WithLogger(slogPrintf{d.log}),
+		testcontainers.WithEnv(spec.Env),
+		testcontainers.WithLabels(labels),
+		testcontainers.WithExposedPorts(spec.Port),
+		testcontainers.WithWaitStrategy(ready),
+		testcontainers.WithHostConfigModifier(func(hc *container.HostConfig) {
+			hc.Privileged = false
+			hc.SecurityOpt = append(hc.SecurityOpt, "no-new-privileges")
+			hc.CapDrop = []string{"ALL"}
+			hc.CapAdd = capabilities
+			hc.Memory = spec.Memory
+			hc.MemorySwap = spec.Memory // no swap beyond the limit
+			hc.NanoCPUs = int64(spec.CPUs * 1e9)
+			pids := int64(512)
+			hc.PidsLimit = &pids
+			hc.PortBindings = network.PortMap{port: {{HostIP: netip.AddrFrom4([4]byte{127, 0, 0, 1}), HostPort: "0"}}}
+		}),
+	}
+	if spec.Cmd != nil {
+		opts = append(opts, testcontainers.WithCmd(spec.Cmd...))
+	}
+
+	ctr, err := testcontainers.Run(ctx, spec.Image, opts...)
+	if err != nil {
+		msg := err.Error()
+		if ctr != nil {
+			if tail := containerLogs(context.WithoutCancel(ctx), ctr); tail != "" {
+				msg += "; container output: " + tail
+			}
+			terminate(context.WithoutCancel(ctx), ctr, d.log)
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("start sandbox %s: %w", spec.Image, context.Cause(ctx))
+		}
+		return nil, fmt.Errorf("%w: start sandbox %s: %s", sandbox.ErrUnavailable, spec.Image, msg)
+	}
+	// The port is published on the engine host's loopback only, so the
+	// engine must be local and 127.0.0.1 is the one address to use
+	// (testcontainers' own guess is the default gateway inside a container).
+	inst := &instance{ctr: ctr, ref: spec.Image, imageID: imageID, log: d.log, host: "127.0.0.1"}
+	p, err := ctr.MappedPort(ctx, spec.Port)
+	inst.port = int(p.Num())
+	if err != nil {
+		inst.Close(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("%w: sandbox %s: mapped port: %v", sandbox.ErrUnavailable, spec.Image, err)
+	}
+	d.log.DebugContext(ctx, "sandbox ready", "image", spec.Image, "container", shortID(ctr.GetContainerID()), "port", inst.port)
+	return inst, nil
+}
+
+// ensureImage returns the local image id of ref, pulling it once (no retry
+// loop) when it is missing, so an air-gapped site gets a clear error at once.
+func (d *Docker) ensureImage(ctx context.Context, ref string) (string, error) {
+	img, err := d.cli.ImageInspect(ctx, ref)
+	if err == nil {
+		return img.ID, nil
+	}
+	if ctx.Err() != nil {
+		return "", fmt.Errorf("start sandbox %s: %w", ref, context.Cause(ctx))
+	}
+	d.log.InfoContext(ctx, "pulling sandbox image", "image", ref)
+	pctx, cancel := context.WithTimeout(ctx, d.PullTimeout)
+	defer cancel()
+	resp, err := d.cli.ImagePull(pctx, ref, client.ImagePullOptions{})
+	if err == nil {
+		err = resp.Wait(pctx)
+		resp.Close()
+	}
+	if err == nil {
+		if img, err = d.cli.ImageInspect(ctx, ref); err == nil {
+			return img.ID, nil
+		}
+	}
+	if ctx.Err() != nil {
+		return "", fmt.Errorf("pull sandbox image %s: %w", ref, context.Cause(ctx))
+	}
+	return "", fmt.Errorf("%w: sandbox image %s is not present locally and could not be pulled: %v", sandbox.ErrUnavailable, ref, err)
+}
+
+// Sweep removes sandboxes past their deadline and those whose owner was a
+// process on this host that is gone. It returns how many it removed.
+func (d *Docker) Sweep(ctx context.Context) (int, error) {
+	list, err := d.cli.ContainerList(ctx, client.ContainerListOptions{
+		All:     true,
+		Filters: make(client.Filters).Add("label", LabelSandbox),
+	})
+	if err != nil {
+		return 0, fmt.Errorf("list sandboxes: %w", err)
+	}
+	now := time.Now()
+	var removed int
+	var errs []error
+	for _, c := range list.Items {
+		why := leftover(c.Labels, now)
+		if why == "" {
+			continue
+		}
+		_, err := d.cli.ContainerRemove(ctx, c.ID, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("remove sandbox %s: %w", shortID(c.ID), err))
+			continue
+		}
+		removed++
+		d.log.InfoContext(ctx, "removed leftover sandbox", "container", shortID(c.ID), "reason", why)
+	}
+	return removed, errors.Join(errs...)
+}
+
+// leftover says why a labelled container may be removed, or "" when its
+// owner may still be using it.
+func leftover(labels map[string]string, now time.Time) string {
+	if dl, err := strconv.ParseInt(labels[LabelDeadline], 10, 64); err == nil && dl > 0 && now.Unix() > dl {
+		return "past its deadline"
+	}
+	host, pid, ok := parseOwner(labels[LabelOwner])
+	if !ok {
+		return "no owner label"
+	}
+	if h, _ := os.Hostname(); host != h {
+		return "" // another host's; only its deadline removes it
+	}
+	if ownerID(pid) != labels[LabelOwner] {
+		return "its owner process is gone"
+	}
+	return ""
+}
+
+// Owner is the owner label value of the containers this process starts.
+func Owner() string { return ownerID(os.Getpid()) }
+
+// ownerID names a process uniquely on this host: hostname, pid and, where
+// /proc has it, the process start time, so a reused pid is not mistaken for
+// the owner.
+func ownerID(pid int) string {
+	h, _ := os.Hostname()
+	return fmt.Sprintf("%s/%d/%s", h, pid, startTicks(pid))
+}
+
+func parseOwner(s string) (host string, pid int, ok bool) {
+	parts := strings.Split(s, "/")
+	if len(parts) != 3 {
+		return "", 0, false
+	}
+	pid, err := strconv.Atoi(parts[1])
+	if err != nil {
+		return "", 0, false
+	}
+	return parts[0], pid, true
+}
+
+// startTicks is field 22 of /proc/PID/stat, or "gone" when the process does
+// not exist, or "" where /proc is unavailable.
+func startTicks(pid int) string {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			if _, statErr := os.Stat("/proc/self/stat"); statErr == nil {
+				return "gone"
+			}
+		}
+		return ""
+	}
+	// The command name (field 2) may hold spaces; fields resume after ')'.
+	s := string(data)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return ""
+	}
+	fields := strings.Fields(s[i+1:])
+	if len(fields) < 20 {
+		return ""
+	}
+	return fields[19]
+}
+
+type instance struct {
+	ctr        *testcontainers.DockerContainer
+	ref        string
+	imageID    string
+	host       string
+	port       int
+	log        *slog.Logger
+	closeOnce  sync.Once
+	closeError error
+}
+
+func (i *instance) Addr() (string, int)   { return i.host, i.port }
+func (i *instance) Image() (string, string) { return i.ref, i.imageID }
+
+func (i *instance) Check(ctx context.Context) error {
+	st, err := i.ctr.State(ctx)
+	if err != nil {
+		return fmt.Errorf("%w: sandbox state: %v", sandbox.ErrUnavailable, err)
+	}
+	switch {
+	case st.OOMKilled:
+		return fmt.Errorf("%w: sandbox was killed for exceeding its memory limit (sandbox.memory)", sandbox.ErrUnavailable)
+	case !st.Running:
+		return fmt.Errorf("%w: sandbox exited (status %s, code %d)", sandbox.ErrUnavailable, st.Status, st.ExitCode)
+	}
+	return nil
+}
+
+func (i *instance) Logs(ctx context.Context) string { return containerLogs(ctx, i.ctr) }
+
+func (i *instance) Close(ctx context.Context) error {
+	i.closeOnce.Do(func() { i.closeError = terminate(ctx, i.ctr, i.log) })
+	return i.closeError
+}
+
+// terminate stops and removes a container, with its own timeout so that a
+// cancelled caller still cleans up.
+func terminate(ctx context.Context, ctr *testcontainers.DockerContainer, log *slog.Logger) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	// Nothing in a sandbox is worth a graceful shutdown: kill it at once.
+	err := ctr.Terminate(ctx, testcontainers.StopTimeout(0), testcontainers.RemoveVolumes())
+	if err != nil {
+		log.WarnContext(ctx, "could not remove sandbox; the next run removes it", "container", shortID(ctr.GetContainerID()), "err", err)
+		return fmt.Errorf("remove sandbox %s: %w", shortID(ctr.GetContainerID()), err)
+	}
+	return nil
+}
+
+// containerLogs returns the last lines of a container's output.
+func containerLogs(ctx context.Context, ctr *testcontainers.DockerContainer) string {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	rc, err := ctr.Logs(ctx)
+	if err != nil {
+		return ""
+	}
+	defer rc.Close()
+	data, _ := io.ReadAll(io.LimitReader(rc, 1<<20))
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	if len(lines) > 8 {
+		lines = lines[len(lines)-8:]
+	}
+	return strings.Join(lines, " | ")
+}
+
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
+
+// slogPrintf adapts testcontainers-go's Printf logger to slog at debug level.
+type slogPrintf struct{ log *slog.Logger }
+
+func (s slogPrintf) Printf(format string, v ...any) {
+	s.log.Debug(strings.TrimSpace(fmt.Sprintf(format, v...)), "component", "testcontainers")
+}

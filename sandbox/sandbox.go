@@ -1,0 +1,57 @@
+// Package sandbox starts throwaway database servers that verification and
+// restore --sandbox load backups into. Implementations live in subpackages
+// (docker).
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// ErrUnavailable means no sandbox could be started for a reason outside the
+// backup: no container engine, a missing image, no resources. Verification
+// reports it as an error, never as a bad backup.
+var ErrUnavailable = errors.New("sandbox unavailable")
+
+// Spec describes one throwaway database server.
+type Spec struct {
+	Image string
+	Env   map[string]string // may hold a generated password: never logged
+	Cmd   []string          // nil: the image's default
+	Port  string            // the server's port inside the container, e.g. "5432/tcp"
+	// Ready is a log line the server prints once it accepts connections,
+	// and ReadyCount how many times it must appear (the official postgres
+	// image logs it once for its init server and once for the real one).
+	Ready      string
+	ReadyCount int
+	Memory     int64   // bytes; 0: no limit
+	CPUs       float64 // 0: no limit
+	// Deadline bounds the sandbox's life: a sweep by any later run removes
+	// it once this has passed, even if the process that started it is alive.
+	Deadline time.Time
+	Labels   map[string]string // extra labels, e.g. target and backup id
+}
+
+// Provider starts sandboxes.
+type Provider interface {
+	// Start starts a server and waits until it is ready. On error nothing is
+	// left running.
+	Start(ctx context.Context, spec Spec) (Instance, error)
+}
+
+// Instance is a running sandbox.
+type Instance interface {
+	// Addr is where the server listens: a loopback host and a port.
+	Addr() (host string, port int)
+	// Image is the image reference and the image id it resolved to.
+	Image() (ref, id string)
+	// Check reports an error when the server is no longer running (exited,
+	// killed for memory), so a failed restore can be told apart from a
+	// sandbox that died under it.
+	Check(ctx context.Context) error
+	// Logs returns the tail of the server's output, for error messages.
+	Logs(ctx context.Context) string
+	// Close stops and removes the sandbox. It is safe to call more than once.
+	Close(ctx context.Context) error
+}

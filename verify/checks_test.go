@@ -1,0 +1,145 @@
+package verify
+
+import (
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/backproof/backproof/catalog"
+	"github.com/backproof/backproof/config"
+	"github.com/backproof/backproof/engine"
+)
+
+func TestCompareTables(t *testing.T) {
+	want := []engine.TableStats{{Schema: "public", Name: "orders", Rows: 10}, {Schema: "Billing", Name: "Invoice Lines", Rows: 3}, {Schema: "public", Name: "gone", Rows: 0}}
+	got := []engine.TableStats{{Schema: "public", Name: "orders", Rows: 9}, {Schema: "Billing", Name: "Invoice Lines", Rows: 3}, {Schema: "public", Name: "extra", Rows: 5}}
+	observed, problems := compareTables(want, got)
+	wantProblems := []string{"table public.orders has 9 rows, the dump recorded 10", "table public.gone missing"}
+	if strings.Join(problems, "|") != strings.Join(wantProblems, "|") {
+		t.Errorf("problems %q, want %q", problems, wantProblems)
+	}
+	if observed != "3 tables, 12 rows" {
+		t.Errorf("observed %q", observed)
+	}
+	if _, problems := compareTables(want[:2], []engine.TableStats{want[1], want[0]}); len(problems) != 0 {
+		t.Errorf("identical tables in another order: %q", problems)
+	}
+}
+
+func TestCompareObjects(t *testing.T) {
+	want := map[string][]string{"index": {"public.a_idx", "public.b_idx"}, "view": {"public.v"}}
+	got := map[string][]string{"index": {"public.b_idx", "public.a_idx", "public.new_idx"}, "function": {"public.f()"}}
+	observed, problems := compareObjects(want, got)
+	if strings.Join(problems, "|") != "view public.v missing" || observed != "3 objects" {
+		t.Errorf("observed %q problems %q", observed, problems)
+	}
+}
+
+func TestSummarizeBoundsTheMessage(t *testing.T) {
+	var ps []string
+	for range 8 {
+		ps = append(ps, "p")
+	}
+	if got := summarize(ps); got != "p; p; p; p; p; and 3 more" {
+		t.Errorf("got %q", got)
+	}
+}
+
+func TestEvaluate(t *testing.T) {
+	created := time.Date(2026, 11, 22, 2, 0, 0, 0, time.UTC)
+	at := func(d time.Duration) engine.Value {
+		tm := created.Add(-d)
+		return engine.Value{Text: tm.Format(time.RFC3339), Time: &tm}
+	}
+	cases := []struct {
+		name  string
+		check config.Check
+		val   engine.Value
+		want  Outcome
+		msg   string
+	}{
+		{"greater holds", config.Check{Expect: "> 0"}, engine.Value{Text: "12"}, Pass, ""},
+		{"greater fails", config.Check{Expect: "> 0"}, engine.Value{Text: "0"}, Fail, "got 0, want > 0"},
+		{"equal numeric", config.Check{Expect: "= 3"}, engine.Value{Text: "3.0"}, Pass, ""},
+		{"not a number", config.Check{Expect: ">= 1"}, engine.Value{Text: "lots"}, Fail, "expects a number"},
+		{"null", config.Check{Expect: "> 0"}, engine.Value{Null: true}, Fail, "NULL"},
+		{"true holds", config.Check{Expect: "true"}, engine.Value{Text: "true"}, Pass, ""},
+		{"true fails", config.Check{Expect: "true"}, engine.Value{Text: "false"}, Fail, "want true"},
+		{"fresh", config.Check{MaxAge: 26 * time.Hour}, at(25 * time.Hour), Pass, ""},
+		{"newer than the backup", config.Check{MaxAge: time.Hour}, at(-time.Hour), Pass, ""},
+		{"stale", config.Check{MaxAge: 26 * time.Hour}, at(27 * time.Hour), Fail, "27h0m0s older than the backup"},
+		{"max_age of NULL", config.Check{MaxAge: time.Hour}, engine.Value{Null: true}, Fail, "NULL"},
+		{"max_age of a number", config.Check{MaxAge: time.Hour}, engine.Value{Text: "7"}, Fail, "want a timestamp"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, _, _, msg := evaluate(tc.check, tc.val, created)
+			if got != tc.want || !strings.Contains(msg, tc.msg) {
+				t.Errorf("got %s %q, want %s containing %q", got, msg, tc.want, tc.msg)
+			}
+		})
+	}
+}
+
+func TestSettle(t *testing.T) {
+	cases := []struct {
+		outcomes []Outcome
+		want     Outcome
+	}{
+		{[]Outcome{Pass, Pass, Skipped}, Pass},
+		{[]Outcome{Pass, Error}, Error},
+		{[]Outcome{Pass, Error, Fail}, Fail}, // a proven bad backup outranks a check that could not run
+		{[]Outcome{Fail, Pass}, Fail},
+		{nil, Pass},
+	}
+	for _, tc := range cases {
+		r := &Record{}
+		for i, o := range tc.outcomes {
+			r.Checks = append(r.Checks, CheckResult{Name: string(rune('a' + i)), Outcome: o, Message: "m"})
+		}
+		r.settle()
+		if r.Outcome != tc.want {
+			t.Errorf("%v: got %s, want %s", tc.outcomes, r.Outcome, tc.want)
+		}
+	}
+}
+
+func TestPick(t *testing.T) {
+	now := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+	var backups []catalog.Backup
+	for d := 10; d >= 0; d-- {
+		backups = append(backups, catalog.Backup{ID: catalog.NewID(now.Add(-time.Duration(d) * 24 * time.Hour))})
+	}
+	if b := Latest(backups, now); b.ID != backups[10].ID {
+		t.Errorf("latest picked %s", b.ID)
+	}
+	if Latest(nil, now) != nil || Random(time.Hour, rand.New(rand.NewPCG(1, 2)))(nil, now) != nil {
+		t.Error("picked from nothing")
+	}
+	pick := Random(3*24*time.Hour, rand.New(rand.NewPCG(1, 2)))
+	seen := map[string]int{}
+	for range 400 {
+		seen[pick(backups, now).ID]++
+	}
+	if len(seen) != 4 {
+		t.Errorf("random within 3 days picked %d distinct backups, want the 4 in the window: %v", len(seen), seen)
+	}
+	for id := range seen {
+		if tm, _ := catalog.IDTime(id); now.Sub(tm) > 3*24*time.Hour {
+			t.Errorf("picked %s outside the window", id)
+		}
+	}
+	// Nothing recent: the newest.
+	if b := Random(time.Hour, rand.New(rand.NewPCG(1, 2)))(backups[:5], now); b.ID != backups[4].ID {
+		t.Errorf("picked %s, want the newest", b.ID)
+	}
+}
+
+func TestMajorVersion(t *testing.T) {
+	for in, want := range map[string]string{"15.10 (Debian 15.10-0+deb12u1)": "15", "7.0.15": "7", "16beta1": "16", "": "", "v7": ""} {
+		if got := majorVersion(in); got != want {
+			t.Errorf("majorVersion(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -1,0 +1,355 @@
+// Package verify proves a backup works: it checks the stored bytes against
+// the manifest, restores them into a throwaway sandbox, compares the restored
+// copy with what the dump recorded and runs the target's own checks. A run
+// ends in pass, fail (the backup is bad) or error (no verdict), never
+// confusing the last two.
+package verify
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/backproof/backproof/catalog"
+	"github.com/backproof/backproof/config"
+	"github.com/backproof/backproof/destination"
+	"github.com/backproof/backproof/engine"
+	"github.com/backproof/backproof/restore"
+	"github.com/backproof/backproof/sandbox"
+)
+
+// Verifier runs verifications.
+type Verifier struct {
+	Sandbox sandbox.Provider
+	Log     *slog.Logger
+	Now     func() time.Time
+	Version string // recorded in each record
+	// Images maps an engine to its sandbox image; "{major}" is replaced by
+	// the major version of the server the backup was taken from.
+	Images  map[string]string
+	Memory  int64         // sandbox memory limit, bytes
+	CPUs    float64       // sandbox CPU limit
+	Timeout time.Duration // bounds one verification, sandbox start to last check
+	// SpoolDir holds the decompressed artifact during the restore; "" is
+	// the system temp directory. It needs room for the uncompressed dump.
+	SpoolDir string
+	// Redact scrubs secrets from messages before they are recorded.
+	Redact func(string) string
+}
+
+// Request names what to verify.
+type Request struct {
+	Target      string
+	Engine      string // engine name, e.g. "postgres"
+	Prover      engine.Prover
+	Destination string
+	Store       destination.Destination
+	// BackupID selects a backup; empty: the one Pick chooses.
+	BackupID string
+	Pick     Picker
+	Checks   []config.Check
+	Amcheck  *bool // nil: when the sandbox has it
+}
+
+// Run verifies one backup on one destination and stores the record next to
+// it. It always returns a record; the record's Outcome is the verdict.
+func (v *Verifier) Run(ctx context.Context, req Request) *Record {
+	log := v.Log.With("target", req.Target, "destination", req.Destination)
+	rec := &Record{Format: RecordFormat, Target: req.Target, Destination: req.Destination, Version: v.Version, Started: v.Now().UTC()}
+	r := &run{v: v, req: req, rec: rec, log: log}
+
+	vctx, cancel := context.WithTimeoutCause(ctx, v.Timeout,
+		fmt.Errorf("verification timed out after %s (sandbox.timeout)", v.Timeout))
+	defer cancel()
+	r.verify(vctx)
+
+	rec.Ended = v.Now().UTC()
+	rec.DurationSeconds = rec.Ended.Sub(rec.Started).Seconds()
+	rec.settle()
+	if v.Redact != nil {
+		rec.Reason = v.Redact(rec.Reason)
+		for i := range rec.Checks {
+			rec.Checks[i].Message = v.Redact(rec.Checks[i].Message)
+			rec.Checks[i].Observed = v.Redact(rec.Checks[i].Observed)
+		}
+	}
+	// A record belongs to a backup; an interrupted run leaves none.
+	if rec.BackupID != "" && ctx.Err() == nil {
+		name := catalog.RecordName(rec.Started)
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		if err := catalog.WriteRecord(wctx, req.Store, req.Target, rec.BackupID, name, rec); err != nil {
+			rec.StoreError = err.Error()
+			log.ErrorContext(ctx, "could not store the verification record", "backup_id", rec.BackupID, "err", err)
+		} else {
+			rec.Stored = name
+		}
+	}
+	log.InfoContext(ctx, "verification finished", "backup_id", rec.BackupID, "outcome", rec.Outcome,
+		"restore_seconds", round(rec.RestoreSeconds), "seconds", round(rec.DurationSeconds), "reason", rec.Reason)
+	return rec
+}
+
+// run is one verification in progress.
+type run struct {
+	v   *Verifier
+	req Request
+	rec *Record
+	log *slog.Logger
+}
+
+// step records the result of a built-in step.
+func (r *run) step(name string, start time.Time, outcome Outcome, observed, msg string) {
+	r.rec.Checks = append(r.rec.Checks, CheckResult{
+		Name: name, Kind: KindBuiltin, Outcome: outcome, Observed: observed, Message: msg,
+		Seconds: round(r.v.Now().Sub(start).Seconds()),
+	})
+}
+
+// stepErr records a step that ended in err, as a failure of the backup when
+// isBad says so and as an error otherwise.
+func (r *run) stepErr(ctx context.Context, name string, start time.Time, err error, isBad bool) {
+	outcome := Error
+	if isBad && ctx.Err() == nil {
+		outcome = Fail
+	}
+	if ctx.Err() != nil {
+		err = context.Cause(ctx)
+	}
+	r.step(name, start, outcome, "", err.Error())
+}
+
+func (r *run) verify(ctx context.Context) {
+	start := r.v.Now()
+	m, err := r.selectBackup(ctx)
+	if err != nil {
+		r.stepErr(ctx, "select", start, err, errors.Is(err, errInvalidManifest))
+		return
+	}
+	image, err := r.image(m)
+	if err != nil {
+		r.stepErr(ctx, "select", start, err, false)
+		return
+	}
+	r.rec.Image = image
+
+	// Start the sandbox while the artifact downloads: both take time and
+	// neither needs the other until the restore. A sandbox that cannot
+	// start stops the download.
+	spec, srv := r.req.Prover.Sandbox(image, randomPassword())
+	spec.Memory, spec.CPUs = r.v.Memory, r.v.CPUs
+	if dl, ok := ctx.Deadline(); ok {
+		spec.Deadline = dl
+	}
+	spec.Labels = map[string]string{"io.backproof.target": r.req.Target, "io.backproof.backup": m.ID}
+	spoolCtx, stopSpool := context.WithCancelCause(ctx)
+	defer stopSpool(nil)
+	sctx, cancelStart := context.WithCancel(ctx)
+	defer cancelStart()
+	started := make(chan startResult, 1)
+	go func() {
+		t := r.v.Now()
+		inst, err := r.v.Sandbox.Start(sctx, spec)
+		if err != nil {
+			stopSpool(errSandboxFailed)
+		}
+		started <- startResult{inst, err, t}
+	}()
+
+	spoolStart := r.v.Now()
+	dir, path, spoolErr := r.spool(spoolCtx, m)
+	if dir != "" {
+		defer os.RemoveAll(dir)
+	}
+	spoolFailed := spoolErr != nil && !errors.Is(context.Cause(spoolCtx), errSandboxFailed)
+	if spoolFailed {
+		cancelStart()
+	}
+	res := <-started
+	if res.inst != nil {
+		defer func() {
+			if err := res.inst.Close(ctx); err != nil {
+				r.log.WarnContext(ctx, "sandbox cleanup failed", "err", err)
+			}
+		}()
+	}
+	if spoolFailed {
+		bad := errors.Is(spoolErr, restore.ErrChecksumMismatch) || errors.Is(spoolErr, restore.ErrMissing) || errors.Is(spoolErr, restore.ErrUndecodable)
+		r.stepErr(ctx, CheckChecksum, spoolStart, spoolErr, bad)
+		return
+	}
+	if res.err != nil {
+		r.stepErr(ctx, "sandbox", res.start, res.err, false)
+		return
+	}
+	a := m.Artifacts[0]
+	r.step(CheckChecksum, spoolStart, Pass, fmt.Sprintf("%s: %d bytes, SHA-256 %s", a.Name, a.Size, a.SHA256), "")
+	inst := res.inst
+	_, r.rec.ImageID = inst.Image()
+	srv.Host, srv.Port = inst.Addr()
+	r.step("sandbox", res.start, Pass, image, "")
+
+	if !r.restore(ctx, inst, srv, path, m) {
+		return
+	}
+	os.RemoveAll(dir) // the restored copy is all that is needed now
+
+	copy, err := r.req.Prover.Open(ctx, srv)
+	if err != nil {
+		r.stepErr(ctx, CheckTables, r.v.Now(), err, false)
+		return
+	}
+	defer copy.Close(ctx)
+	if !r.compare(ctx, copy, &m.Source) {
+		return
+	}
+	if !r.amcheck(ctx, copy) {
+		return
+	}
+	r.userChecks(ctx, copy, m)
+}
+
+type startResult struct {
+	inst  sandbox.Instance
+	err   error
+	start time.Time
+}
+
+var (
+	errInvalidManifest = errors.New("invalid manifest")
+	errSandboxFailed   = errors.New("sandbox failed to start")
+)
+
+// selectBackup finds the backup to verify and records which it is.
+func (r *run) selectBackup(ctx context.Context) (*catalog.Manifest, error) {
+	l, err := catalog.List(ctx, r.req.Store, r.req.Target)
+	if err != nil {
+		return nil, fmt.Errorf("list backups: %w", err)
+	}
+	var b *catalog.Backup
+	if r.req.BackupID != "" {
+		for i := range l.Backups {
+			if l.Backups[i].ID == r.req.BackupID {
+				b = &l.Backups[i]
+			}
+		}
+		if b == nil {
+			return nil, fmt.Errorf("backup %s of %s is not on destination %s", r.req.BackupID, r.req.Target, r.req.Destination)
+		}
+	} else {
+		pick := r.req.Pick
+		if pick == nil {
+			pick = Latest
+		}
+		if b = pick(l.Backups, r.v.Now()); b == nil {
+			return nil, fmt.Errorf("no backups of %s on destination %s", r.req.Target, r.req.Destination)
+		}
+	}
+	r.rec.BackupID = b.ID
+	if created, err := catalog.IDTime(b.ID); err == nil {
+		r.rec.BackupCreated = &created
+	}
+	if b.Invalid != "" {
+		return nil, fmt.Errorf("%w: %s", errInvalidManifest, b.Invalid)
+	}
+	m := b.Manifest
+	r.rec.BackupCreated = &m.Start
+	switch {
+	case m.Engine != r.req.Engine:
+		return nil, fmt.Errorf("%w: backup %s is a %s backup, target %s is %s", errInvalidManifest, m.ID, m.Engine, r.req.Target, r.req.Engine)
+	case m.Encryption != nil:
+		return nil, fmt.Errorf("backup %s is encrypted; this build cannot decrypt it", m.ID)
+	case len(m.Artifacts) != 1:
+		return nil, fmt.Errorf("%w: backup %s has %d artifacts, a %s backup has one", errInvalidManifest, m.ID, len(m.Artifacts), m.Engine)
+	}
+	return m, nil
+}
+
+// image resolves the sandbox image for a backup.
+func (r *run) image(m *catalog.Manifest) (string, error) {
+	tmpl, ok := r.v.Images[r.req.Engine]
+	if !ok || tmpl == "" {
+		return "", fmt.Errorf("no sandbox image for engine %s (sandbox.images.%s)", r.req.Engine, r.req.Engine)
+	}
+	if !strings.Contains(tmpl, "{major}") {
+		return tmpl, nil
+	}
+	major := majorVersion(m.ServerVersion)
+	if major == "" {
+		return "", fmt.Errorf("%w: server version %q has no major version for %s", errInvalidManifest, m.ServerVersion, tmpl)
+	}
+	return strings.ReplaceAll(tmpl, "{major}", major), nil
+}
+
+// majorVersion returns the leading number of a server version: "15" for
+// "15.10 (Debian 15.10-0+deb12u1)", "7" for "7.0.15".
+func majorVersion(v string) string {
+	i := 0
+	for i < len(v) && v[i] >= '0' && v[i] <= '9' {
+		i++
+	}
+	return v[:i]
+}
+
+// spool downloads the artifact into a new directory and proves it matches
+// the manifest. The directory is returned even on error, for removal.
+func (r *run) spool(ctx context.Context, m *catalog.Manifest) (dir, path string, err error) {
+	dir, err = os.MkdirTemp(r.v.SpoolDir, "backproof-verify-")
+	if err != nil {
+		return "", "", fmt.Errorf("spool directory: %w", err)
+	}
+	path, err = restore.Spool(ctx, r.req.Store, m, m.Artifacts[0], dir)
+	return dir, path, err
+}
+
+// restore loads the spooled artifact into the sandbox and measures how long
+// that takes.
+func (r *run) restore(ctx context.Context, inst sandbox.Instance, srv engine.Server, path string, m *catalog.Manifest) bool {
+	info := &engine.DumpInfo{ServerVersion: m.ServerVersion, Tools: m.Tools, Source: m.Source}
+	start := r.v.Now()
+	err := r.req.Prover.Restore(ctx, srv, path, info, engine.RestoreOptions{Jobs: r.v.jobs()})
+	elapsed := r.v.Now().Sub(start)
+	if err != nil {
+		// A sandbox that died under the restore says nothing about the backup.
+		if cerr := inst.Check(context.WithoutCancel(ctx)); cerr != nil {
+			err = fmt.Errorf("%w; %v; sandbox output: %s", cerr, err, inst.Logs(context.WithoutCancel(ctx)))
+			r.stepErr(ctx, CheckRestore, start, err, false)
+			return false
+		}
+		r.stepErr(ctx, CheckRestore, start, err, errors.Is(err, engine.ErrRestore))
+		return false
+	}
+	r.rec.RestoreSeconds = round(elapsed.Seconds())
+	r.step(CheckRestore, start, Pass, elapsed.Round(time.Millisecond).String(), "")
+	return true
+}
+
+// jobs is how many parallel restore jobs the sandbox's CPUs can use.
+func (v *Verifier) jobs() int {
+	return min(8, max(2, int(math.Ceil(v.CPUs))*2))
+}
+
+func (r *run) amcheck(ctx context.Context, copy engine.Copy) bool {
+	if a := r.req.Amcheck; a != nil && !*a {
+		return true
+	}
+	start := r.v.Now()
+	n, err := copy.Amcheck(ctx)
+	switch {
+	case err == nil:
+		r.step(CheckAmcheck, start, Pass, fmt.Sprintf("%d indexes", n), "")
+	case errors.Is(err, errors.ErrUnsupported) && r.req.Amcheck == nil:
+		r.step(CheckAmcheck, start, Skipped, "", err.Error())
+	default:
+		r.stepErr(ctx, CheckAmcheck, start, err, errors.Is(err, engine.ErrCorrupt))
+		return errors.Is(err, engine.ErrCorrupt) // the other checks still say something
+	}
+	return true
+}
+
+func round(s float64) float64 { return math.Round(s*1000) / 1000 }
