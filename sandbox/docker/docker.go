@@ -317,7 +317,7 @@ type instance struct {
 	closeError error
 }
 
-func (i *instance) Addr() (string, int)   { return i.host, i.port }
+func (i *instance) Addr() (string, int)     { return i.host, i.port }
 func (i *instance) Image() (string, string) { return i.ref, i.imageID }
 
 func (i *instance) Check(ctx context.Context) error {
