@@ -10,6 +10,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/backproof/backproof/catalog"
+	"github.com/backproof/backproof/destination"
+	"github.com/backproof/backproof/verify"
 )
 
 type listEntry struct {
@@ -22,6 +24,16 @@ type listEntry struct {
 	Size        int64     `json:"size"`
 	Engine      string    `json:"engine,omitempty"`
 	Problem     string    `json:"problem,omitempty"`
+	// Verification is the backup's last verification on this destination;
+	// nil: never verified there.
+	Verification *lastVerification `json:"verification"`
+}
+
+type lastVerification struct {
+	Outcome verify.Outcome `json:"outcome"`
+	At      time.Time      `json:"at"`
+	Reason  string         `json:"reason,omitempty"`
+	Record  string         `json:"record"`
 }
 
 type listFailure struct {
@@ -61,7 +73,9 @@ func (e *env) listCommand() *cobra.Command {
 						continue
 					}
 					for _, b := range l.Backups {
-						entries = append(entries, newListEntry(t.Name, d.Name, b))
+						le := newListEntry(t.Name, d.Name, b)
+						le.Verification = e.lastVerification(d, t.Name, b)
+						entries = append(entries, le)
 					}
 				}
 			}
@@ -106,20 +120,44 @@ func newListEntry(target, dest string, b catalog.Backup) listEntry {
 	return le
 }
 
+// lastVerification reads a backup's newest verification record. One that
+// cannot be read is reported as such rather than hiding the backup.
+func (e *env) lastVerification(d destination.Destination, target string, b catalog.Backup) *lastVerification {
+	if len(b.Records) == 0 {
+		return nil
+	}
+	name := b.Records[len(b.Records)-1]
+	var rec verify.Record
+	if err := catalog.ReadRecord(e.ctx, d, target, b.ID, name, &rec); err != nil {
+		return &lastVerification{Outcome: verify.Error, Reason: e.redactor.String("unreadable record: " + err.Error()), Record: name}
+	}
+	return &lastVerification{Outcome: rec.Outcome, At: rec.Ended, Reason: rec.Reason, Record: name}
+}
+
 func (e *env) printList(entries []listEntry) {
 	if len(entries) == 0 {
 		fmt.Fprintln(e.stdout, "no backups")
 		return
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "TARGET\tDESTINATION\tBACKUP ID\tCREATED (UTC)\tSIZE\tSTATE")
+	fmt.Fprintln(tw, "TARGET\tDESTINATION\tBACKUP ID\tCREATED (UTC)\tSIZE\tSTATE\tVERIFIED")
 	for _, le := range entries {
 		state := le.State
 		if le.Problem != "" {
 			state += ": " + le.Problem
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", le.Target, le.Destination, le.ID,
-			le.Created.UTC().Format("2006-01-02 15:04:05"), formatSize(le.Size), state)
+		verified := "never"
+		if v := le.Verification; v != nil {
+			verified = string(v.Outcome)
+			if !v.At.IsZero() {
+				verified += " " + v.At.UTC().Format("2006-01-02 15:04")
+			}
+			if v.Outcome != verify.Pass && v.Reason != "" {
+				verified += ": " + v.Reason
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", le.Target, le.Destination, le.ID,
+			le.Created.UTC().Format("2006-01-02 15:04:05"), formatSize(le.Size), state, verified)
 	}
 	tw.Flush()
 }

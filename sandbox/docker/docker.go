@@ -78,6 +78,14 @@ func New(ctx context.Context, log *slog.Logger, opts ...Option) (*Docker, error)
 	// output of ours.
 	setLogger.Do(func() { tclog.SetDefault(slogPrintf{log}) })
 
+	// testcontainers-go falls back to the default socket when DOCKER_HOST
+	// does not answer; a user who named an engine must get that one or an
+	// error.
+	if host := os.Getenv("DOCKER_HOST"); host != "" {
+		if err := ping(ctx, client.FromEnv); err != nil {
+			return nil, fmt.Errorf("%w: docker engine at DOCKER_HOST=%s not reachable: %v", sandbox.ErrUnavailable, host, err)
+		}
+	}
 	cli, err := testcontainers.NewDockerClientWithOpts(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("%w: docker: %v", sandbox.ErrUnavailable, err)
@@ -100,6 +108,16 @@ func New(ctx context.Context, log *slog.Logger, opts ...Option) (*Docker, error)
 		log.WarnContext(ctx, "could not remove leftover sandboxes", "err", err)
 	}
 	return d, nil
+}
+
+func ping(ctx context.Context, opts ...client.Opt) error {
+	c, err := client.New(opts...)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_, err = c.Ping(ctx, client.PingOptions{})
+	return err
 }
 
 // Close releases the connection to the engine.
