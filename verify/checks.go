@@ -20,9 +20,9 @@ const maxListed = 5
 
 // compare checks the restored copy against the statistics the dump
 // recorded: every table with exactly its row count, every schema object.
-func (r *run) compare(ctx context.Context, copy engine.Copy, want *engine.SourceStats) bool {
+func (r *run) compare(ctx context.Context, cp engine.Copy, want *engine.SourceStats) bool {
 	start := r.v.Now()
-	got, err := copy.Observe(ctx)
+	got, err := cp.Observe(ctx)
 	if err != nil {
 		r.stepErr(ctx, CheckTables, start, err, false)
 		return false
@@ -101,11 +101,11 @@ func summarize(problems []string) string {
 }
 
 // userChecks runs the target's configured checks against the copy.
-func (r *run) userChecks(ctx context.Context, copy engine.Copy, m *catalog.Manifest) {
+func (r *run) userChecks(ctx context.Context, cp engine.Copy, m *catalog.Manifest) {
 	for _, c := range r.req.Checks {
 		start := r.v.Now()
 		res := CheckResult{Name: c.Name, Kind: KindQuery}
-		val, err := copy.Query(ctx, c.Query)
+		val, err := cp.Query(ctx, c.Query)
 		switch {
 		case err != nil && ctx.Err() != nil:
 			res.Outcome, res.Message = Error, context.Cause(ctx).Error()

@@ -199,19 +199,19 @@ func (r *run) verify(ctx context.Context) {
 	}
 	os.RemoveAll(dir) // the restored copy is all that is needed now
 
-	copy, err := r.req.Prover.Open(ctx, srv)
+	cp, err := r.req.Prover.Open(ctx, srv)
 	if err != nil {
 		r.stepErr(ctx, CheckTables, r.v.Now(), err, false)
 		return
 	}
-	defer copy.Close(ctx)
-	if !r.compare(ctx, copy, &m.Source) {
+	defer cp.Close(ctx)
+	if !r.compare(ctx, cp, &m.Source) {
 		return
 	}
-	if !r.amcheck(ctx, copy) {
+	if !r.amcheck(ctx, cp) {
 		return
 	}
-	r.userChecks(ctx, copy, m)
+	r.userChecks(ctx, cp, m)
 }
 
 type startResult struct {
@@ -334,12 +334,12 @@ func (v *Verifier) jobs() int {
 	return min(8, max(2, int(math.Ceil(v.CPUs))*2))
 }
 
-func (r *run) amcheck(ctx context.Context, copy engine.Copy) bool {
+func (r *run) amcheck(ctx context.Context, cp engine.Copy) bool {
 	if a := r.req.Amcheck; a != nil && !*a {
 		return true
 	}
 	start := r.v.Now()
-	n, err := copy.Amcheck(ctx)
+	n, err := cp.Amcheck(ctx)
 	switch {
 	case err == nil:
 		r.step(CheckAmcheck, start, Pass, fmt.Sprintf("%d indexes", n), "")

@@ -16,6 +16,7 @@ import (
 	"github.com/backproof/backproof/catalog"
 	"github.com/backproof/backproof/config"
 	"github.com/backproof/backproof/destination/local"
+	"github.com/backproof/backproof/engine"
 	"github.com/backproof/backproof/engine/postgres"
 	"github.com/backproof/backproof/internal/sample"
 	"github.com/backproof/backproof/internal/testenv"
@@ -308,4 +309,56 @@ type testWriter struct{ t *testing.T }
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))
 	return len(p), nil
+}
+
+// hookedProver runs a hook before restoring.
+type hookedProver struct {
+	*postgres.Engine
+	before func()
+}
+
+func (p hookedProver) Restore(ctx context.Context, srv engine.Server, path string, info *engine.DumpInfo, opts engine.RestoreOptions) error {
+	p.before()
+	return p.Engine.Restore(ctx, srv, path, info, opts)
+}
+
+// The sandbox is removed on every path out of a verification.
+func TestVerifyTearsDownOnPanicAndCancel(t *testing.T) {
+	f := newFixture(t)
+	m := f.backup(t)
+
+	t.Run("panic", func(t *testing.T) {
+		func() {
+			defer func() {
+				if r := recover(); r != "boom" {
+					t.Errorf("recovered %v, want the panic to reach the caller", r)
+				}
+			}()
+			f.v.Run(context.Background(), verify.Request{
+				Target: "orders", Engine: "postgres", Destination: "local", Store: f.store, BackupID: m.ID,
+				Prover: hookedProver{f.eng, func() { panic("boom") }},
+			})
+		}()
+		if left := testenv.OwnSandboxes(t); len(left) != 0 {
+			t.Errorf("after a panic: %v", left)
+		}
+	})
+
+	t.Run("cancelled", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		rec := f.v.Run(ctx, verify.Request{
+			Target: "orders", Engine: "postgres", Destination: "local", Store: f.store, BackupID: m.ID,
+			Prover: hookedProver{f.eng, cancel},
+		})
+		if rec.Outcome != verify.Error || !strings.Contains(rec.Reason, "context canceled") {
+			t.Errorf("outcome %s: %s, want an error", rec.Outcome, rec.Reason)
+		}
+		if rec.Stored != "" {
+			t.Errorf("an interrupted verification stored record %s", rec.Stored)
+		}
+		if left := testenv.OwnSandboxes(t); len(left) != 0 {
+			t.Errorf("after cancellation: %v", left)
+		}
+	})
 }
