@@ -581,6 +581,9 @@ targets:
         - name: fresh2
           query: SELECT now()
           max_age: 0s
+      pick: newest
+      window: -1h
+      amcheck: sometimes
 `),
 			want: []string{
 				`/cfg/bp.yaml:9: targets.db.verify.schedule: invalid schedule "@sometimes": unrecognized descriptor: @sometimes`,
@@ -593,6 +596,9 @@ targets:
 				"/cfg/bp.yaml:20: targets.db.verify.checks[3]: one of expect or max_age is required",
 				"/cfg/bp.yaml:24: targets.db.verify.checks[4].max_age: must be positive",
 				"/cfg/bp.yaml:27: targets.db.verify.checks[5].max_age: must be positive",
+				`/cfg/bp.yaml:28: targets.db.verify.pick: unknown pick "newest" (want latest or random)`,
+				"/cfg/bp.yaml:29: targets.db.verify.window: must be positive",
+				`/cfg/bp.yaml:30: targets.db.verify.amcheck: expected true or false, got "sometimes"`,
 			},
 		},
 	}
@@ -731,6 +737,22 @@ targets:
 	}
 	if got := db.Verify.Checks[1].MaxAge; got != 36*time.Hour {
 		t.Errorf("max_age = %v", got)
+	}
+	if v := db.Verify; v.Pick != VerifyPickLatest || v.Window != DefaultVerifyWindow || v.Amcheck != nil {
+		t.Errorf("verify defaults: pick %q window %v amcheck %v", v.Pick, v.Window, v.Amcheck)
+	}
+	c = mustParse(t, y(`
+destinations:
+  local: {type: local, path: /b}
+targets:
+  db:
+    engine: postgres
+    dsn: x
+    destinations: [local]
+    verify: {pick: random, window: 3d, amcheck: false}
+`), nil)
+	if v := c.Targets["db"].Verify; v.Pick != VerifyPickRandom || v.Window != 72*time.Hour || v.Amcheck == nil || *v.Amcheck {
+		t.Errorf("verify: pick %q window %v amcheck %v", v.Pick, v.Window, v.Amcheck)
 	}
 }
 
