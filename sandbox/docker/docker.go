@@ -77,6 +77,12 @@ func New(ctx context.Context, log *slog.Logger, opts ...Option) (*Docker, error)
 	// testcontainers-go prints to stderr by default; its messages are debug
 	// output of ours.
 	setLogger.Do(func() { tclog.SetDefault(slogPrintf{log}) })
+	// Ryuk, testcontainers-go's reaper, would be one more container to pull
+	// and trust; the labels above do its job. Its settings are read from
+	// the environment only.
+	if os.Getenv("TESTCONTAINERS_RYUK_DISABLED") == "" {
+		os.Setenv("TESTCONTAINERS_RYUK_DISABLED", "true")
+	}
 
 	// testcontainers-go falls back to the default socket when DOCKER_HOST
 	// does not answer; a user who named an engine must get that one or an
