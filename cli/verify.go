@@ -13,7 +13,6 @@ import (
 
 	"github.com/backproof/backproof/config"
 	"github.com/backproof/backproof/destination"
-	"github.com/backproof/backproof/engine"
 	"github.com/backproof/backproof/sandbox"
 	"github.com/backproof/backproof/sandbox/docker"
 	"github.com/backproof/backproof/verify"
@@ -124,7 +123,7 @@ func (v *verifier) run(ctx context.Context, t *config.Target, destName string, d
 	req := verify.Request{
 		Target:      t.Name,
 		Engine:      t.Engine,
-		Prover:      eng.(engine.Prover),
+		Prover:      eng,
 		Destination: destName,
 		Store:       d,
 		BackupID:    backupID,

@@ -15,15 +15,22 @@ import (
 	"github.com/backproof/backproof/engine/postgres"
 )
 
+// dbEngine is what every engine of this build does: dump, and prove dumps by
+// restoring them.
+type dbEngine interface {
+	engine.Engine
+	engine.Prover
+}
+
 // The engines this build implements. config accepts every engine of the
 // contract; the ones missing here are refused by `config check`.
-var engines = map[string]func(t *config.Target, log *slog.Logger) engine.Engine{
-	"postgres": func(t *config.Target, log *slog.Logger) engine.Engine {
+var engines = map[string]func(t *config.Target, log *slog.Logger) dbEngine{
+	"postgres": func(t *config.Target, log *slog.Logger) dbEngine {
 		return postgres.New(t.DSN.Reveal(), postgres.WithLogger(log))
 	},
 }
 
-func newEngine(t *config.Target, log *slog.Logger) (engine.Engine, error) {
+func newEngine(t *config.Target, log *slog.Logger) (dbEngine, error) {
 	mk, ok := engines[t.Engine]
 	if !ok {
 		return nil, fmt.Errorf("target %s: engine %q is not supported by this build yet", t.Name, t.Engine)

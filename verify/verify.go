@@ -201,7 +201,7 @@ func (r *run) verify(ctx context.Context) {
 
 	cp, err := r.req.Prover.Open(ctx, srv)
 	if err != nil {
-		r.stepErr(ctx, CheckTables, r.v.Now(), err, false)
+		r.stepErr(ctx, "connect", r.v.Now(), err, false)
 		return
 	}
 	defer cp.Close(ctx)
