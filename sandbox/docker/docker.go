@@ -177,7 +177,8 @@ func (d *Docker) Start(ctx context.Context, spec sandbox.Spec) (sandbox.Instance
 		opts = append(opts, testcontainers.WithCmd(spec.Cmd...))
 	}
 
-	ctr, err := testcontainers.Run(ctx, spec.Image, opts...)
+	created := time.Now()
+	ctr, err := run(ctx, spec.Image, opts)
 	if err != nil {
 		msg := err.Error()
 		if ctr != nil {
@@ -194,7 +195,7 @@ func (d *Docker) Start(ctx context.Context, spec sandbox.Spec) (sandbox.Instance
 	// The port is published on the engine host's loopback only, so the
 	// engine must be local and 127.0.0.1 is the one address to use
 	// (testcontainers' own guess is the default gateway inside a container).
-	inst := &instance{ctr: ctr, ref: spec.Image, imageID: imageID, log: d.log, host: "127.0.0.1"}
+	inst := &instance{ctr: ctr, cli: d.cli, created: created, ref: spec.Image, imageID: imageID, log: d.log, host: "127.0.0.1"}
 	p, err := ctr.MappedPort(ctx, spec.Port)
 	inst.port = int(p.Num())
 	if err != nil {
@@ -203,6 +204,30 @@ func (d *Docker) Start(ctx context.Context, spec sandbox.Spec) (sandbox.Instance
 	}
 	d.log.DebugContext(ctx, "sandbox ready", "image", spec.Image, "container", shortID(ctr.GetContainerID()), "port", inst.port)
 	return inst, nil
+}
+
+// run creates and starts a container like testcontainers.Run, but creates it
+// whatever ctx says: the engine completes a create whose caller has gone
+// away, and that container would be left behind with no id to remove it by.
+// Starting and waiting for the server follow ctx.
+func run(ctx context.Context, image string, opts []testcontainers.ContainerCustomizer) (*testcontainers.DockerContainer, error) {
+	req := testcontainers.GenericContainerRequest{ContainerRequest: testcontainers.ContainerRequest{Image: image}}
+	for _, o := range opts {
+		if err := o.Customize(&req); err != nil {
+			return nil, err
+		}
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	c, err := testcontainers.GenericContainer(cctx, req)
+	cancel()
+	ctr, _ := c.(*testcontainers.DockerContainer)
+	if err != nil {
+		return ctr, err
+	}
+	if err := context.Cause(ctx); err != nil {
+		return ctr, err
+	}
+	return ctr, ctr.Start(ctx)
 }
 
 // ensureImage returns the local image id of ref, pulling it once (no retry
@@ -332,6 +357,8 @@ func startTicks(pid int) string {
 
 type instance struct {
 	ctr        *testcontainers.DockerContainer
+	cli        *testcontainers.DockerClient
+	created    time.Time
 	ref        string
 	imageID    string
 	host       string
@@ -352,10 +379,37 @@ func (i *instance) Check(ctx context.Context) error {
 	switch {
 	case st.OOMKilled:
 		return fmt.Errorf("%w: sandbox was killed for exceeding its memory limit (sandbox.memory)", sandbox.ErrUnavailable)
+	case i.oomKilled(ctx):
+		// A server survives when the kernel kills one of its processes (a
+		// PostgreSQL backend), so the container's state does not show it.
+		return fmt.Errorf("%w: a sandbox process was killed for exceeding its memory limit (sandbox.memory)", sandbox.ErrUnavailable)
 	case !st.Running:
 		return fmt.Errorf("%w: sandbox exited (status %s, code %d)", sandbox.ErrUnavailable, st.Status, st.ExitCode)
 	}
 	return nil
+}
+
+// oomKilled reports whether the engine has recorded an out-of-memory kill in
+// this container since it was created. The engine keeps only its last 256
+// events, which is enough when asked right after a failure the kill caused;
+// when the engine cannot tell, the answer is no.
+func (i *instance) oomKilled(ctx context.Context) bool {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	res := i.cli.Events(ctx, client.EventsListOptions{
+		Since:   i.created.Add(-time.Second).UTC().Format(time.RFC3339Nano),
+		Until:   time.Now().UTC().Format(time.RFC3339Nano),
+		Filters: make(client.Filters).Add("type", "container").Add("container", i.ctr.GetContainerID()).Add("event", "oom"),
+	})
+	select {
+	case <-res.Messages:
+		return true
+	case err := <-res.Err: // io.EOF: the engine has sent every event up to Until
+		if !errors.Is(err, io.EOF) {
+			i.log.DebugContext(ctx, "could not read the engine's events", "container", shortID(i.ctr.GetContainerID()), "err", err)
+		}
+		return false
+	}
 }
 
 func (i *instance) Logs(ctx context.Context) string { return containerLogs(ctx, i.ctr) }
@@ -389,7 +443,13 @@ func containerLogs(ctx context.Context, ctr *testcontainers.DockerContainer) str
 	}
 	defer rc.Close()
 	data, _ := io.ReadAll(io.LimitReader(rc, 1<<20))
-	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	// Blank lines would take the place of the first line of a message.
+	var lines []string
+	for l := range strings.Lines(string(data)) {
+		if l = strings.TrimSpace(l); l != "" {
+			lines = append(lines, l)
+		}
+	}
 	if len(lines) > 8 {
 		lines = lines[len(lines)-8:]
 	}
