@@ -46,9 +46,9 @@ type Instance interface {
 	Addr() (host string, port int)
 	// Image is the image reference and the image id it resolved to.
 	Image() (ref, id string)
-	// Check reports an error when the server is no longer running (exited,
-	// killed for memory), so a failed restore can be told apart from a
-	// sandbox that died under it.
+	// Check reports an error when the server is no longer running (exited)
+	// or one of its processes was killed for memory, so a failed restore can
+	// be told apart from a sandbox that failed under it.
 	Check(ctx context.Context) error
 	// Logs returns the tail of the server's output, for error messages.
 	Logs(ctx context.Context) string

@@ -425,7 +425,7 @@ func terminate(ctx context.Context, ctr *testcontainers.DockerContainer, log *sl
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer cancel()
 	// Nothing in a sandbox is worth a graceful shutdown: kill it at once.
-	err := ctr.Terminate(ctx, testcontainers.StopTimeout(0), testcontainers.RemoveVolumes())
+	err := ctr.Terminate(ctx, testcontainers.StopTimeout(0)) // removes anonymous volumes too
 	if err != nil {
 		log.WarnContext(ctx, "could not remove sandbox; the next run removes it", "container", shortID(ctr.GetContainerID()), "err", err)
 		return fmt.Errorf("remove sandbox %s: %w", shortID(ctr.GetContainerID()), err)
