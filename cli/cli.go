@@ -175,6 +175,23 @@ func newLogger(w io.Writer, c config.Log, r *redact.Redactor) *slog.Logger {
 }
 
 // selectTargets returns the named targets, or all of them when none is named.
+// loadTargets loads the config and selects the named targets (all when none
+// are named); destination, when set, must name a configured destination.
+func (e *env) loadTargets(names []string, destination string) (*config.Config, []*config.Target, error) {
+	cfg, err := e.loadConfig()
+	if err != nil {
+		return nil, nil, err
+	}
+	if _, ok := cfg.Destinations[destination]; destination != "" && !ok {
+		return nil, nil, usagef("unknown destination %q", destination)
+	}
+	targets, err := selectTargets(cfg, names)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cfg, targets, nil
+}
+
 func selectTargets(cfg *config.Config, names []string) ([]*config.Target, error) {
 	if len(names) == 0 {
 		var all []*config.Target

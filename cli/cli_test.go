@@ -144,11 +144,19 @@ func appDB(t *testing.T) string {
 
 func e2eConfig(t *testing.T, dsn, s3Secret string) string {
 	t.Helper()
+	return e2eConfigWith(t, dsn, s3Secret, "", "")
+}
+
+// e2eConfigWith is the end-to-end config with a local and a MinIO
+// destination, plus extra top-level and per-target YAML.
+func e2eConfigWith(t *testing.T, dsn, s3Secret, top, target string) string {
+	t.Helper()
 	env := testenv.S3(t)
 	bucket := testenv.NewBucket(t, env)
 	t.Setenv("BACKPROOF_TEST_APP_DSN", dsn)
 	return writeConfig(t, fmt.Sprintf(`
 log: {level: debug, format: json}
+%s
 destinations:
   local: {type: local, path: %s}
   offsite:
@@ -164,7 +172,8 @@ targets:
     engine: postgres
     dsn: ${BACKPROOF_TEST_APP_DSN}
     destinations: [local, offsite]
-`, t.TempDir(), bucket, env.Endpoint, env.AccessKey, s3Secret))
+%s
+`, top, t.TempDir(), bucket, env.Endpoint, env.AccessKey, s3Secret, target))
 }
 
 type backupDoc struct {

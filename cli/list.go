@@ -49,14 +49,7 @@ func (e *env) listCommand() *cobra.Command {
 		Use:   "list [TARGET...]",
 		Short: "List backups per target and destination",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := e.loadConfig()
-			if err != nil {
-				return err
-			}
-			if _, ok := cfg.Destinations[only]; only != "" && !ok {
-				return usagef("unknown destination %q", only)
-			}
-			targets, err := selectTargets(cfg, args)
+			cfg, targets, err := e.loadTargets(args, only)
 			if err != nil {
 				return err
 			}

@@ -29,14 +29,7 @@ destinations in turn (or --destination NAME) into a throwaway container, and
 run the built-in and configured checks. Exit 0: every backup passed; 3: a
 backup proved bad; 1: a verification could not run.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := e.loadConfig()
-			if err != nil {
-				return err
-			}
-			if _, ok := cfg.Destinations[only]; only != "" && !ok {
-				return usagef("unknown destination %q", only)
-			}
-			targets, err := selectTargets(cfg, args)
+			cfg, targets, err := e.loadTargets(args, only)
 			if err != nil {
 				return err
 			}

@@ -16,35 +16,16 @@ import (
 // verifyConfig is e2eConfig with a sandbox and checks.
 func verifyConfig(t *testing.T, dsn, image string) string {
 	t.Helper()
-	env := testenv.S3(t)
-	bucket := testenv.NewBucket(t, env)
-	t.Setenv("BACKPROOF_TEST_APP_DSN", dsn)
-	return writeConfig(t, fmt.Sprintf(`
-log: {level: debug, format: json}
+	return e2eConfigWith(t, dsn, testenv.S3(t).SecretKey, fmt.Sprintf(`
 sandbox:
   images: {postgres: "%s"}
   memory: 1GiB
   cpus: 1
-  timeout: 5m
-destinations:
-  local: {type: local, path: %s}
-  offsite:
-    type: s3
-    bucket: %s
-    endpoint: %s
-    path_style: true
-    access_key_id: %s
-    secret_access_key: %s
-targets:
-  orders:
-    engine: postgres
-    dsn: ${BACKPROOF_TEST_APP_DSN}
-    destinations: [local, offsite]
+  timeout: 5m`, image), `
     verify:
       checks:
         - {name: orders-present, query: SELECT count(*) FROM orders, expect: "> 0"}
-        - {name: orders-fresh, query: SELECT max(created_at) FROM orders, max_age: 26h}
-`, image, t.TempDir(), bucket, env.Endpoint, env.AccessKey, env.SecretKey))
+        - {name: orders-fresh, query: SELECT max(created_at) FROM orders, max_age: 26h}`)
 }
 
 type verifyDoc struct {

@@ -98,6 +98,17 @@ func (f *fixture) exec(t *testing.T, sql string) {
 	}
 }
 
+// rewriteManifest replaces a committed backup's manifest, as a tampered or
+// buggy writer would.
+func (f *fixture) rewriteManifest(t *testing.T, m *catalog.Manifest) {
+	t.Helper()
+	data, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(f.root, catalog.Key(m.Target, m.ID, catalog.ManifestName)), data)
+}
+
 func (f *fixture) artifactPath(m *catalog.Manifest) string {
 	return filepath.Join(f.root, catalog.Key(m.Target, m.ID, m.Artifacts[0].Name))
 }
@@ -198,11 +209,7 @@ func TestVerifyCatchesBadBackups(t *testing.T) {
 						m.Source.Tables[i].Rows++
 					}
 				}
-				data, err := json.Marshal(m)
-				if err != nil {
-					t.Fatal(err)
-				}
-				writeFile(t, filepath.Join(f.root, catalog.Key(m.Target, m.ID, catalog.ManifestName)), data)
+				f.rewriteManifest(t, m)
 			},
 			failed: verify.CheckTables, reason: "table public.orders has 2000 rows, the dump recorded 2001",
 		},
@@ -210,11 +217,7 @@ func TestVerifyCatchesBadBackups(t *testing.T) {
 			name: "schema object missing from the dump",
 			spoil: func(t *testing.T, m *catalog.Manifest) {
 				m.Source.Objects["index"] = append(m.Source.Objects["index"], "public.orders_total_idx")
-				data, err := json.Marshal(m)
-				if err != nil {
-					t.Fatal(err)
-				}
-				writeFile(t, filepath.Join(f.root, catalog.Key(m.Target, m.ID, catalog.ManifestName)), data)
+				f.rewriteManifest(t, m)
 			},
 			failed: verify.CheckSchema, reason: "index public.orders_total_idx missing",
 		},
