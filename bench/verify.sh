@@ -23,11 +23,12 @@
 #      `docker rm -f -v` (the container and its data volume, as backproof
 #      removes both).
 #   S  H with backproof's server settings (fsync=off, synchronous_commit=off,
-#      full_page_writes=off, max_wal_size=4GB, checkpoint_timeout=1h,
+#      full_page_writes=off, wal_level=minimal, max_wal_size=4GB, checkpoint_timeout=1h,
 #      autovacuum=off): what the settings alone buy.
 #   T  S with backproof's restore method: the artifact decompressed to a file
 #      while the container starts, then `pg_restore --jobs=N` from the file
-#      (N as backproof picks it: min(8, max(2, ceil(CPUS) * 2))). V minus T is
+#      (N as backproof picks it: 1 in a single transaction up to 2 CPUs, else
+#      min(8, ceil(CPUS))). V minus T is
 #      backproof's own cost: its checks and its overhead.
 # Two more by-hand variants take T apart:
 #   F  S from the decompressed file (one job, --single-transaction): the spool alone.
@@ -173,7 +174,7 @@ else
 fi
 
 # jobs_for CPUS: the pg_restore --jobs backproof uses (verify.Verifier.jobs).
-jobs_for() { awk -v c="$1" 'BEGIN { n = int(c); if (n < c) n++; n *= 2; if (n < 2) n = 2; if (n > 8) n = 8; print n }'; }
+jobs_for() { awk -v c="$1" 'BEGIN { if (c <= 2) { print 1; exit } n = int(c); if (n < c) n++; if (n > 8) n = 8; print n }'; }
 
 # One config per CPU limit. The DSN comes from the environment (${VAR} expansion).
 export BENCH_PG_DSN=''
@@ -226,6 +227,7 @@ trap cleanup EXIT
 server=()
 if [[ $mode != H ]]; then # backproof's sandbox settings (engine/postgres/prove.go)
   server=(postgres -c fsync=off -c synchronous_commit=off -c full_page_writes=off
+    -c wal_level=minimal -c max_wal_senders=0
     -c max_wal_size=4GB -c checkpoint_timeout=1h -c autovacuum=off)
 fi
 if [[ $mode == [TFN] ]]; then # decompress while the container starts, as backproof does
@@ -253,7 +255,7 @@ restore=(pg_restore --no-owner --no-privileges --exit-on-error --no-password -d 
 mark restore
 case $mode in
   H | S) zstd -dcq "$artifact" | "${restore[@]}" --single-transaction ;;
-  T) "${restore[@]}" --jobs="$jobs" "$spool/dump" ;;
+  T) if [[ $jobs -gt 1 ]]; then "${restore[@]}" --jobs="$jobs" "$spool/dump"; else "${restore[@]}" --single-transaction "$spool/dump"; fi ;;
   F) "${restore[@]}" --single-transaction "$spool/dump" ;;
   N) "${restore[@]}" "$spool/dump" ;;
 esac

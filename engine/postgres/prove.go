@@ -37,8 +37,11 @@ func (e *Engine) Sandbox(image, password string) (sandbox.Spec, engine.Server) {
 			"POSTGRES_PASSWORD": srv.Password,
 			"POSTGRES_DB":       srv.Database,
 		},
+		// wal_level=minimal lets COPY into a table created in the same
+		// transaction skip WAL.
 		Cmd: []string{"postgres",
 			"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+			"-c", "wal_level=minimal", "-c", "max_wal_senders=0",
 			"-c", "max_wal_size=4GB", "-c", "checkpoint_timeout=1h", "-c", "autovacuum=off"},
 		Port:       "5432/tcp",
 		Ready:      ReadyLine,
