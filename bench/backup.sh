@@ -53,8 +53,8 @@ RESULTS_DIR=${RESULTS_DIR:-$REPO/bench-results}
 export BACKPROOF_TESTENV_DIR=${BACKPROOF_TESTENV_DIR:-/tmp/bp-bench}
 ENV_FILE=$BACKPROOF_TESTENV_DIR/env
 
-say() { echo "bench: $*" >&2; }
-die() { say "error: $*"; exit 1; }
+# shellcheck source=bench/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer, not '$ROUNDS'"
 for s in $SCALES; do [[ $s =~ ^[1-9][0-9]*$ ]] || die "bad scale '$s' in SCALES"; done
@@ -100,7 +100,6 @@ say "test servers: scripts/testenv.sh up (BACKPROOF_TESTENV_DIR=$BACKPROOF_TESTE
 PG_BIN=$BACKPROOF_TEST_PG_BIN
 S3_ENDPOINT=$BACKPROOF_TEST_S3_ENDPOINT
 
-loopback() { [[ $1 == 127.0.0.1 || $1 == localhost || $1 == ::1 || $1 == '[::1]' ]]; }
 
 # The DSN is postgres://USER:PASSWORD@HOST:PORT/DB?PARAMS (what testenv writes).
 dsn_re='^postgres(ql)?://([^:@/]+):([^@]*)@([^/?]+):([0-9]+)/([^?]*)(\?.*)?$'
@@ -175,29 +174,6 @@ EOF
 )
 
 # ---------------------------------------------------------------- measuring
-
-# busy_ticks: CPU ticks all CPUs spent busy since boot (user nice system irq softirq steal).
-busy_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat; }
-HZ=$(getconf CLK_TCK)
-NCPU=$(nproc)
-QUIET_WAIT=${QUIET_WAIT:-60}
-
-# wait_quiet: other work on the machine (tests, builds) skews timings. Wait up
-# to QUIET_WAIT seconds for a one-second window with the CPUs under 15% busy.
-# Sets M_BUSY_BEFORE (percent of all CPUs busy in the last window).
-wait_quiet() {
-  local t0 t1 deadline=$((SECONDS + QUIET_WAIT)) warned=''
-  while :; do
-    t0=$(busy_ticks); sleep 1; t1=$(busy_ticks)
-    M_BUSY_BEFORE=$(((t1 - t0) * 100 / (HZ * NCPU)))
-    ((M_BUSY_BEFORE < 15)) && return 0
-    if ((SECONDS >= deadline)); then
-      say "  machine still ${M_BUSY_BEFORE}% busy after ${QUIET_WAIT}s: measuring anyway"
-      return 0
-    fi
-    [[ -n $warned ]] || { say "  machine ${M_BUSY_BEFORE}% busy (other processes): waiting for quiet"; warned=1; }
-  done
-}
 
 # measure SCALE VARIANT ROUND CMD...: run CMD under GNU time, append to $RAW.
 # Sets M_WALL M_RSS M_CPU M_MACHINE. The command's output goes to a log; a failure is fatal.
@@ -311,8 +287,6 @@ stat_of() {
         else print (x[NR / 2] + x[NR / 2 + 1]) / 2
       }'
 }
-mib() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f×", a / b; else print "-" }'; }
 
 declare -A NAME=(
   [F]='F: `pg_dump -Fc -Z0 > /dev/null` (floor)'
