@@ -64,8 +64,11 @@ const (
 	KindQuery   = "query"
 )
 
-// Names of the built-in checks.
+// Names of the built-in steps and checks, in the order they run.
 const (
+	CheckSelect   = "select" // finding the backup and its manifest
+	CheckSandbox  = "sandbox"
+	CheckConnect  = "connect"
 	CheckChecksum = "checksum"
 	CheckRestore  = "restore"
 	CheckTables   = "tables"

@@ -128,12 +128,12 @@ func (r *run) verify(ctx context.Context) {
 	start := r.v.Now()
 	m, err := r.selectBackup(ctx)
 	if err != nil {
-		r.stepErr(ctx, "select", start, err, errors.Is(err, errInvalidManifest))
+		r.stepErr(ctx, CheckSelect, start, err, errors.Is(err, errInvalidManifest))
 		return
 	}
 	image, err := r.image(m)
 	if err != nil {
-		r.stepErr(ctx, "select", start, err, false)
+		r.stepErr(ctx, CheckSelect, start, err, false)
 		return
 	}
 	r.rec.Image = image
@@ -184,7 +184,7 @@ func (r *run) verify(ctx context.Context) {
 		return
 	}
 	if res.err != nil {
-		r.stepErr(ctx, "sandbox", res.start, res.err, false)
+		r.stepErr(ctx, CheckSandbox, res.start, res.err, false)
 		return
 	}
 	a := m.Artifacts[0]
@@ -192,7 +192,7 @@ func (r *run) verify(ctx context.Context) {
 	inst := res.inst
 	_, r.rec.ImageID = inst.Image()
 	srv.Host, srv.Port = inst.Addr()
-	r.step("sandbox", res.start, Pass, image, "")
+	r.step(CheckSandbox, res.start, Pass, image, "")
 
 	if !r.restore(ctx, inst, srv, path, m) {
 		return
@@ -201,7 +201,7 @@ func (r *run) verify(ctx context.Context) {
 
 	cp, err := r.req.Prover.Open(ctx, srv)
 	if err != nil {
-		r.stepErr(ctx, "connect", r.v.Now(), err, false)
+		r.stepErr(ctx, CheckConnect, r.v.Now(), err, false)
 		return
 	}
 	defer cp.Close(ctx)
