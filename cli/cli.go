@@ -112,6 +112,7 @@ func (e *env) rootCommand() *cobra.Command {
 	root.AddCommand(
 		e.backupCommand(),
 		e.verifyCommand(),
+		e.restoreCommand(),
 		e.listCommand(),
 		e.configCommand(),
 		e.versionCommand(),

@@ -20,6 +20,10 @@ import (
 type dbEngine interface {
 	engine.Engine
 	engine.Prover
+	// Objects counts what a restore into the database at dsn would collide with.
+	Objects(ctx context.Context, dsn string) (int, error)
+	// RestoreInto restores a spooled artifact into the database at dsn.
+	RestoreInto(ctx context.Context, dsn, path string, info *engine.DumpInfo, opts engine.RestoreOptions) error
 }
 
 // The engines this build implements. config accepts every engine of the

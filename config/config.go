@@ -375,7 +375,7 @@ func (c *Config) Secrets() []string {
 			continue
 		}
 		add(t.DSN.Reveal())
-		for _, p := range dsnPasswords(t.DSN.Reveal()) {
+		for _, p := range DSNPasswords(t.DSN.Reveal()) {
 			add(p)
 		}
 	}
@@ -383,10 +383,11 @@ func (c *Config) Secrets() []string {
 	return out
 }
 
-// dsnPasswords extracts the password from the DSN forms the engines use:
-// URLs (scheme://user:pass@host), go-sql-driver/mysql (user:pass@tcp(host)/db)
-// and libpq key=value strings (password=... or password='...').
-func dsnPasswords(dsn string) []string {
+// DSNPasswords extracts the password from the DSN forms the engines use, as
+// written and unescaped, for masking: URLs (scheme://user:pass@host),
+// go-sql-driver/mysql (user:pass@tcp(host)/db) and libpq key=value strings
+// (password=... or password='...').
+func DSNPasswords(dsn string) []string {
 	var out []string
 	add := func(p string) {
 		if p == "" {

@@ -221,8 +221,8 @@ func TestDSNPasswords(t *testing.T) {
 		{"host=db dbname=x", nil},
 		{"", nil},
 	} {
-		if got := dsnPasswords(tt.dsn); !slices.Equal(got, tt.want) {
-			t.Errorf("dsnPasswords(%q) = %q, want %q", tt.dsn, got, tt.want)
+		if got := DSNPasswords(tt.dsn); !slices.Equal(got, tt.want) {
+			t.Errorf("DSNPasswords(%q) = %q, want %q", tt.dsn, got, tt.want)
 		}
 	}
 }

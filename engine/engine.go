@@ -84,7 +84,9 @@ type Prover interface {
 
 // RestoreOptions tune a restore.
 type RestoreOptions struct {
-	Jobs int // parallel restore jobs where the format allows; <= 1: one
+	Jobs int // parallel restore jobs where the format allows; <= 1: one, in a single transaction
+	// Clean drops the objects the dump contains before recreating them.
+	Clean bool
 }
 
 // Copy is a restored database under inspection.

@@ -54,6 +54,11 @@ type Request struct {
 	Pick     Picker
 	Checks   []config.Check
 	Amcheck  *bool // nil: when the sandbox has it
+	// Hold, when set, runs after the checks while the sandbox is still up;
+	// the sandbox is removed when it returns (restore --sandbox).
+	Hold func(ctx context.Context, srv engine.Server)
+	// NoRecord: store no verification record.
+	NoRecord bool
 }
 
 // Run verifies one backup on one destination and stores the record next to
@@ -79,7 +84,7 @@ func (v *Verifier) Run(ctx context.Context, req Request) *Record {
 		}
 	}
 	// A record belongs to a backup; an interrupted run leaves none.
-	if rec.BackupID != "" && ctx.Err() == nil {
+	if rec.BackupID != "" && ctx.Err() == nil && !req.NoRecord {
 		name := catalog.RecordName(rec.Started)
 		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 		defer cancel()
@@ -212,6 +217,9 @@ func (r *run) verify(ctx context.Context) {
 		return
 	}
 	r.userChecks(ctx, cp, m)
+	if r.req.Hold != nil {
+		r.req.Hold(ctx, srv)
+	}
 }
 
 type startResult struct {

@@ -68,7 +68,13 @@ func ConnString(srv engine.Server) string {
 // Roles and grants of the source do not exist in a sandbox, so ownership and
 // privileges are not restored.
 func (e *Engine) Restore(ctx context.Context, srv engine.Server, path string, info *engine.DumpInfo, opts engine.RestoreOptions) error {
-	return e.RestoreDSN(ctx, ConnString(srv), path, dumpMajor(info), opts)
+	return e.RestoreDSN(ctx, ConnString(srv), path, DumpMajor(info), opts)
+}
+
+// RestoreInto restores the archive at path into the database at dsn, with a
+// pg_restore able to read what the backup's pg_dump wrote.
+func (e *Engine) RestoreInto(ctx context.Context, dsn, path string, info *engine.DumpInfo, opts engine.RestoreOptions) error {
+	return e.RestoreDSN(ctx, dsn, path, DumpMajor(info), opts)
 }
 
 // RestoreDSN restores the archive at path into the database at dsn with a
@@ -83,6 +89,9 @@ func (e *Engine) RestoreDSN(ctx context.Context, dsn, path string, minMajor int,
 		return err
 	}
 	args := []string{"--exit-on-error", "--no-owner", "--no-privileges", "--no-password", "--dbname=" + dbArg}
+	if opts.Clean {
+		args = append(args, "--clean", "--if-exists")
+	}
 	if opts.Jobs > 1 {
 		args = append(args, "--jobs="+strconv.Itoa(opts.Jobs))
 	} else {
@@ -105,8 +114,8 @@ func (e *Engine) RestoreDSN(ctx context.Context, dsn, path string, minMajor int,
 	return nil
 }
 
-// dumpMajor is the major version of the pg_dump that wrote a backup, or 0.
-func dumpMajor(info *engine.DumpInfo) int {
+// DumpMajor is the major version of the pg_dump that wrote a backup, or 0.
+func DumpMajor(info *engine.DumpInfo) int {
 	if info == nil {
 		return 0
 	}
@@ -295,4 +304,37 @@ func numericText(n pgtype.Numeric) string {
 		r.Quo(r, new(big.Rat).SetInt(new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(-n.Exp)), nil)))
 	}
 	return r.FloatString(max(0, int(-n.Exp)))
+}
+
+// Objects counts the schema objects of the database at dsn that a restore
+// would collide with: everything but the public schema every database has.
+func (e *Engine) Objects(ctx context.Context, dsn string) (int, error) {
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return 0, fmt.Errorf("connect to restore target: %w", err)
+	}
+	defer closeConn(ctx, conn)
+	objects, err := listObjects(ctx, conn)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for kind, names := range objects {
+		for _, name := range names {
+			if kind != "schema" || name != "public" {
+				n++
+			}
+		}
+	}
+	return n, nil
+}
+
+// Describe names the database a DSN points at without its credentials:
+// host:port/database.
+func Describe(dsn string) string {
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return "the given database"
+	}
+	return net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))) + "/" + cfg.Database
 }

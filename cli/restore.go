@@ -1,0 +1,241 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/backproof/backproof/config"
+	"github.com/backproof/backproof/engine"
+	"github.com/backproof/backproof/engine/postgres"
+	"github.com/backproof/backproof/internal/redact"
+	"github.com/backproof/backproof/restore"
+	"github.com/backproof/backproof/verify"
+)
+
+// maxHold bounds how long restore --sandbox keeps a sandbox without --keep.
+const maxHold = 24 * time.Hour
+
+type restoreOpts struct {
+	backupID, from, to string
+	sandbox, force     bool
+	dryRun, asJSON     bool
+	keep               time.Duration
+}
+
+// restoreResult is restore's JSON document.
+type restoreResult struct {
+	Target       string         `json:"target"`
+	BackupID     string         `json:"backup_id"`
+	Destination  string         `json:"destination"`
+	Skipped      []string       `json:"skipped,omitempty"` // copies found corrupt
+	Into         string         `json:"into,omitempty"`
+	DryRun       bool           `json:"dry_run,omitempty"`
+	Size         int64          `json:"size"`
+	Tables       int            `json:"tables"`
+	Rows         int64          `json:"rows"`
+	Seconds      float64        `json:"restore_duration_seconds,omitempty"`
+	Verification *verify.Record `json:"verification,omitempty"`
+}
+
+func (e *env) restoreCommand() *cobra.Command {
+	var o restoreOpts
+	cmd := &cobra.Command{
+		Use:   "restore TARGET (--to DSN | --sandbox)",
+		Short: "Restore a backup into a database, or into a throwaway container to inspect",
+		Long: `Restore the latest committed backup of TARGET (or --backup ID) from the named
+destination (--from) or the first that holds it intact; size and SHA-256 are
+checked before the target is touched, and a corrupt copy is skipped for an
+intact one on another destination unless --from pins it.
+
+--to DSN restores into that database in one transaction: a failed restore
+leaves it as it was. A database that already holds objects is refused unless
+--force, which drops and recreates the objects the dump contains. Put the
+password in PGPASSWORD or ~/.pgpass rather than in the DSN.
+
+--sandbox restores into a throwaway container, runs the target's checks,
+prints a connection string and keeps the container until Ctrl-C or --keep.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if o.backupID == "latest" {
+				o.backupID = ""
+			}
+			if (o.to == "") == !o.sandbox {
+				return usagef("pass exactly one of --to DSN or --sandbox")
+			}
+			cfg, targets, err := e.loadTargets(args, o.from)
+			if err != nil {
+				return err
+			}
+			t := targets[0]
+			if o.from != "" && !slices.Contains(t.Destinations, o.from) {
+				return usagef("target %s does not use destination %s", t.Name, o.from)
+			}
+			if o.to != "" { // the DSN's password is a secret like the config's
+				e.redactor = redact.New(append(cfg.Secrets(), config.DSNPasswords(o.to)...)...)
+				e.log = newLogger(e.stderr, cfg.Log, e.redactor)
+			}
+			names := t.Destinations
+			if o.from != "" {
+				names = []string{o.from}
+			}
+			var sources []restore.Source
+			for _, d := range openDestinations(e.ctx, cfg, names) {
+				sources = append(sources, restore.Source{Name: d.Name, Store: d.Destination})
+			}
+			copies, err := restore.Find(e.ctx, sources, t.Name, o.backupID)
+			if err != nil {
+				if restore.IsBad(err) {
+					return fmt.Errorf("%w: %w", errBadBackup, err)
+				}
+				return err
+			}
+			eng, err := newEngine(t, e.log.With("target", t.Name))
+			if err != nil {
+				return err
+			}
+			res := &restoreResult{Target: t.Name, BackupID: copies[0].Manifest.ID, Destination: copies[0].Source.Name, DryRun: o.dryRun}
+			res.Size = copies[0].Manifest.StoredSize()
+			for _, tb := range copies[0].Manifest.Source.Tables {
+				res.Tables++
+				res.Rows += tb.Rows
+			}
+			switch {
+			case o.dryRun:
+				res.Into = "sandbox"
+				if o.to != "" {
+					res.Into = postgres.Describe(o.to)
+				}
+			case o.sandbox:
+				err = e.restoreSandbox(cfg, t, eng, copies[0], o, res)
+			default:
+				err = e.restoreTo(eng, copies, o, res)
+			}
+			if o.asJSON {
+				if jerr := e.writeJSON(res); jerr != nil {
+					return errors.Join(err, jerr)
+				}
+			} else {
+				e.printRestore(res, o)
+			}
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.backupID, "backup", "", "backup id, or latest (default)")
+	f.StringVar(&o.from, "from", "", "read from this destination only")
+	f.StringVar(&o.to, "to", "", "restore into the database at this DSN")
+	f.BoolVar(&o.sandbox, "sandbox", false, "restore into a throwaway container and keep it for inspection")
+	f.BoolVar(&o.force, "force", false, "--to: restore into a database that is not empty, dropping the objects the dump contains first")
+	f.BoolVar(&o.dryRun, "dry-run", false, "print what would be restored and change nothing")
+	f.DurationVar(&o.keep, "keep", 0, "--sandbox: remove the container after this long (default: at Ctrl-C)")
+	f.BoolVar(&o.asJSON, "json", false, "print one JSON document on stdout")
+	return cmd
+}
+
+// restoreTo restores into the database at o.to.
+func (e *env) restoreTo(eng dbEngine, copies []restore.Copy, o restoreOpts, res *restoreResult) error {
+	n, err := eng.Objects(e.ctx, o.to)
+	if err != nil {
+		return err
+	}
+	if n > 0 && !o.force {
+		return fmt.Errorf("the target database is not empty (%d objects): nothing was changed; pass --force to drop and recreate the objects the backup contains", n)
+	}
+	dir, err := os.MkdirTemp("", "backproof-restore-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	used, path, err := restore.SpoolFirstIntact(e.ctx, e.log, copies, dir)
+	for _, c := range copies {
+		if c.Source.Name == used.Source.Name {
+			break
+		}
+		res.Skipped = append(res.Skipped, c.Source.Name)
+	}
+	if err != nil {
+		if restore.IsBad(err) {
+			return fmt.Errorf("%w: no intact copy of backup %s; the target was not touched: %w", errBadBackup, res.BackupID, err)
+		}
+		return fmt.Errorf("backup %s could not be read; the target was not touched: %w", res.BackupID, err)
+	}
+	res.Destination = used.Source.Name
+	m := used.Manifest
+	info := &engine.DumpInfo{ServerVersion: m.ServerVersion, Tools: m.Tools, Source: m.Source}
+	start := time.Now()
+	err = eng.RestoreInto(e.ctx, o.to, path, info, engine.RestoreOptions{Jobs: 1, Clean: o.force})
+	if err != nil {
+		return fmt.Errorf("restore failed and was rolled back (one transaction): the target is as it was before: %w", err)
+	}
+	res.Seconds = time.Since(start).Seconds()
+	res.Into = postgres.Describe(o.to)
+	return nil
+}
+
+// restoreSandbox restores into a throwaway container, runs the checks and
+// holds the container for inspection.
+func (e *env) restoreSandbox(cfg *config.Config, t *config.Target, eng dbEngine, c restore.Copy, o restoreOpts, res *restoreResult) error {
+	hold := o.keep
+	if hold <= 0 {
+		hold = maxHold
+	}
+	v := e.newVerifier(cfg)
+	defer v.close()
+	v.Timeout = cfg.Sandbox.Timeout + hold
+	req := verify.Request{
+		Target: t.Name, Engine: t.Engine, Prover: eng,
+		Destination: c.Source.Name, Store: c.Source.Store, BackupID: c.Manifest.ID,
+		NoRecord: true,
+		Hold: func(ctx context.Context, srv engine.Server) {
+			fmt.Fprintf(e.stdout, "sandbox ready: %s\n", postgres.ConnString(srv))
+			msg := "press Ctrl-C to remove it"
+			if o.keep > 0 {
+				msg = fmt.Sprintf("it is removed in %s or at Ctrl-C", o.keep)
+			}
+			fmt.Fprintln(e.stderr, msg)
+			select {
+			case <-ctx.Done():
+			case <-time.After(hold):
+			}
+		},
+	}
+	if t.Verify != nil {
+		req.Checks, req.Amcheck = t.Verify.Checks, t.Verify.Amcheck
+	}
+	rec := v.Run(e.ctx, req)
+	res.Verification = rec
+	res.Seconds = rec.RestoreSeconds
+	res.Into = "sandbox"
+	if e.ctx.Err() != nil && rec.RestoreSeconds > 0 {
+		return nil // Ctrl-C ended the inspection, as intended
+	}
+	return verdict([]*verify.Record{rec})
+}
+
+func (e *env) printRestore(r *restoreResult, o restoreOpts) {
+	if r.DryRun {
+		fmt.Fprintf(e.stdout, "would restore %s backup %s from %s (%s, %d tables, %d rows) into %s\n",
+			r.Target, r.BackupID, r.Destination, formatSize(r.Size), r.Tables, r.Rows, r.Into)
+		if o.force {
+			fmt.Fprintln(e.stdout, "  --force: objects the backup contains would be dropped first")
+		}
+		return
+	}
+	for _, s := range r.Skipped {
+		fmt.Fprintf(e.stdout, "copy on %s is corrupt or incomplete: skipped\n", s)
+	}
+	if r.Verification != nil {
+		e.printVerifications([]*verify.Record{r.Verification})
+		return
+	}
+	if r.Seconds > 0 {
+		fmt.Fprintf(e.stdout, "restored %s backup %s from %s into %s in %s (%d tables, %d rows)\n",
+			r.Target, r.BackupID, r.Destination, r.Into, seconds(r.Seconds), r.Tables, r.Rows)
+	}
+}

@@ -1,0 +1,106 @@
+package restore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/backproof/backproof/catalog"
+	"github.com/backproof/backproof/destination"
+)
+
+// Source is a destination a backup may be read from.
+type Source struct {
+	Name  string
+	Store destination.Destination
+}
+
+// Copy is one destination's copy of a backup.
+type Copy struct {
+	Source   Source
+	Manifest *catalog.Manifest
+}
+
+// Find locates a backup of target: id, or the latest committed one when id
+// is empty. It returns every destination's intact-looking copy of it, in
+// the order of sources; the first is where the backup was chosen. With
+// several sources and no id, the latest is the newest id on any of them.
+func Find(ctx context.Context, sources []Source, target, id string) ([]Copy, error) {
+	type listing struct {
+		src Source
+		l   *catalog.Listing
+	}
+	var listings []listing
+	var errs []error
+	for _, s := range sources {
+		l, err := catalog.List(ctx, s.Store, target)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("list %s on %s: %w", target, s.Name, err))
+			continue
+		}
+		listings = append(listings, listing{s, l})
+	}
+	if id == "" {
+		for _, li := range listings {
+			for _, b := range li.l.Backups {
+				if b.Manifest != nil && b.ID > id {
+					id = b.ID
+				}
+			}
+		}
+		if id == "" {
+			return nil, errors.Join(append([]error{fmt.Errorf("no committed backup of %s found", target)}, errs...)...)
+		}
+	}
+	var copies []Copy
+	var invalid []error
+	for _, li := range listings {
+		for _, b := range li.l.Backups {
+			if b.ID != id {
+				continue
+			}
+			if b.Manifest == nil {
+				invalid = append(invalid, fmt.Errorf("%s: %w: %s", li.src.Name, ErrChecksumMismatch, b.Invalid))
+				continue
+			}
+			copies = append(copies, Copy{Source: li.src, Manifest: b.Manifest})
+		}
+	}
+	if len(copies) == 0 {
+		if len(invalid) > 0 {
+			return nil, fmt.Errorf("backup %s of %s: no readable manifest: %w", id, target, errors.Join(invalid...))
+		}
+		return nil, errors.Join(append([]error{fmt.Errorf("backup %s of %s not found", id, target)}, errs...)...)
+	}
+	return copies, nil
+}
+
+// IsBad reports whether err says a stored copy is corrupt or incomplete, as
+// opposed to a destination that could not be read.
+func IsBad(err error) bool {
+	return errors.Is(err, ErrChecksumMismatch) || errors.Is(err, ErrMissing) || errors.Is(err, ErrUndecodable)
+}
+
+// SpoolFirstIntact spools the first copy whose bytes match its manifest into
+// dir, saying in the log when a copy is skipped. It returns the copy used
+// and the spooled file. A corrupt copy is never used; when every copy is
+// corrupt the error satisfies IsBad.
+func SpoolFirstIntact(ctx context.Context, log *slog.Logger, copies []Copy, dir string) (Copy, string, error) {
+	var errs []error
+	for i, c := range copies {
+		path, err := Spool(ctx, c.Source.Store, c.Manifest, c.Manifest.Artifacts[0], dir)
+		if err == nil {
+			return c, path, nil
+		}
+		if ctx.Err() != nil {
+			return c, "", err
+		}
+		errs = append(errs, fmt.Errorf("copy on %s: %w", c.Source.Name, err))
+		if i+1 < len(copies) {
+			log.WarnContext(ctx, "copy unusable, trying the next destination", "backup_id", c.Manifest.ID,
+				"destination", c.Source.Name, "next", copies[i+1].Source.Name, "err", err)
+		}
+	}
+	return Copy{}, "", errors.Join(errs...)
+}
