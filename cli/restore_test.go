@@ -157,6 +157,14 @@ func TestRestoreTo(t *testing.T) {
 		}
 	})
 
+	t.Run("password of --to stays secret", func(t *testing.T) {
+		// runCLI fails the test if the sentinel appears in any output.
+		r := runCLI(t, ctx, "restore", "orders", "-c", cfg, "--to", "postgres://nobody:"+sentinel+"@127.0.0.1:1/db?sslmode=disable")
+		if r.code != ExitError || !strings.Contains(r.stderr, "connect to restore target") {
+			t.Fatalf("exit %d: %s", r.code, r.stderr)
+		}
+	})
+
 	t.Run("usage", func(t *testing.T) {
 		for _, args := range [][]string{
 			{"restore", "orders", "-c", cfg},
