@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
@@ -278,6 +279,9 @@ func (d *Docker) Sweep(ctx context.Context) (int, error) {
 			continue
 		}
 		_, err := d.cli.ContainerRemove(ctx, c.ID, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
+		if errdefs.IsNotFound(err) || errdefs.IsConflict(err) {
+			continue // another run's sweep got there first ("already in progress")
+		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("remove sandbox %s: %w", shortID(c.ID), err))
 			continue

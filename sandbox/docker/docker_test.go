@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerd/errdefs"
 	"github.com/jackc/pgx/v5"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/mount"
@@ -498,7 +499,7 @@ func TestSweep(t *testing.T) {
 			var vols [][]string
 			for i, c := range cases {
 				ids[i] = e.create(t, c.labels, i%2 == 0)
-				vols = append(vols, volumes(e.inspect(t, ids[i])))
+				vols = append(vols, e.leftoverVolumes(t, ids[i]))
 			}
 			switch round {
 			case "New":
@@ -557,18 +558,33 @@ func (e *env) create(t *testing.T, labels map[string]string, start bool) string 
 		_, _ = e.cli.ContainerRemove(context.Background(), res.ID, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
 	})
 	if start {
-		if _, err := e.cli.ContainerStart(ctx, res.ID, client.ContainerStartOptions{}); err != nil {
+		// Other test processes sweep too: a leftover may already be gone.
+		if _, err := e.cli.ContainerStart(ctx, res.ID, client.ContainerStartOptions{}); err != nil && !errdefs.IsNotFound(err) {
 			t.Fatalf("start container: %v", err)
 		}
 	}
 	return res.ID
 }
 
+// leftoverVolumes returns a leftover's volumes, or none when another test
+// process's sweep has already removed it (with its volumes), as sweeps must.
+func (e *env) leftoverVolumes(t *testing.T, id string) []string {
+	t.Helper()
+	res, err := e.cli.ContainerInspect(context.Background(), id, client.ContainerInspectOptions{})
+	if errdefs.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		t.Fatalf("inspect %s: %v", id, err)
+	}
+	return volumes(res.Container)
+}
+
 // removeAll removes every container of this test.
 func (e *env) removeAll(t *testing.T) {
 	t.Helper()
 	for _, c := range e.containers(t) {
-		if _, err := e.cli.ContainerRemove(context.Background(), c.ID, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true}); err != nil {
+		if _, err := e.cli.ContainerRemove(context.Background(), c.ID, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true}); err != nil && !errdefs.IsNotFound(err) && !errdefs.IsConflict(err) {
 			t.Errorf("remove %s: %v", c.ID[:12], err)
 		}
 	}
