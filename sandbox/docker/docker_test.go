@@ -516,6 +516,9 @@ func TestSweep(t *testing.T) {
 				t.Logf("Sweep removed %d containers", n)
 			}
 			for i, c := range cases {
+				if !c.keep {
+					e.awaitRemoval(t, ids[i])
+				}
 				if got := e.exists(t, ids[i]); got != c.keep {
 					t.Errorf("%s: exists after the sweep = %v, want %v", c.name, got, c.keep)
 				}
@@ -564,6 +567,15 @@ func (e *env) create(t *testing.T, labels map[string]string, start bool) string 
 		}
 	}
 	return res.ID
+}
+
+// awaitRemoval waits briefly for a container to go: when another process's
+// sweep was already removing it, this one's sweep leaves it to that one.
+func (e *env) awaitRemoval(t *testing.T, id string) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); e.exists(t, id) && time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // leftoverVolumes returns a leftover's volumes, or none when another test
