@@ -86,7 +86,7 @@ func TestRestoreTo(t *testing.T) {
 
 	t.Run("non-empty target refused without --force", func(t *testing.T) {
 		into := testenv.NewPostgresDB(t)
-		execSQL(t, into, "CREATE TABLE keepme (x int); INSERT INTO keepme VALUES (42)")
+		testenv.Exec(t, into, "CREATE TABLE keepme (x int); INSERT INTO keepme VALUES (42)")
 		r := runCLI(t, ctx, "restore", "orders", "-c", cfg, "--to", into)
 		if r.code != ExitError || !strings.Contains(r.stderr, "not empty (1 objects): nothing was changed") {
 			t.Fatalf("exit %d: %s", r.code, r.stderr)
@@ -228,17 +228,5 @@ func TestRestoreSandbox(t *testing.T) {
 	}
 	if left := testenv.OwnSandboxes(t); len(left) != 0 {
 		t.Errorf("after Ctrl-C: %v", left)
-	}
-}
-
-func execSQL(t *testing.T, dsn, sql string) {
-	t.Helper()
-	conn, err := pgx.Connect(context.Background(), dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
-	if _, err := conn.Exec(context.Background(), sql); err != nil {
-		t.Fatal(err)
 	}
 }

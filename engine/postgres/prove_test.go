@@ -42,7 +42,7 @@ func TestObserveMatchesDump(t *testing.T) {
 	if err := sample.Seed(ctx, src, 300); err != nil {
 		t.Fatal(err)
 	}
-	execSQL(t, src, extraSchema)
+	testenv.Exec(t, src, extraSchema)
 	bin := testenv.PostgresBin(t)
 
 	var dump bytes.Buffer
@@ -191,18 +191,6 @@ func serverOf(t *testing.T, dsn string) engine.Server {
 		t.Fatal(err)
 	}
 	return engine.Server{Host: cfg.Host, Port: int(cfg.Port), User: cfg.User, Password: cfg.Password, Database: cfg.Database}
-}
-
-func execSQL(t *testing.T, dsn, sql string) {
-	t.Helper()
-	conn, err := pgx.Connect(context.Background(), dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
-	if _, err := conn.Exec(context.Background(), sql); err != nil {
-		t.Fatal(err)
-	}
 }
 
 func contains(list []string, s string) bool {

@@ -67,3 +67,17 @@ func NewPostgresDB(t testing.TB) string {
 	u.RawPath = ""
 	return u.String()
 }
+
+// Exec runs SQL statements on the database at dsn, failing the test on error.
+func Exec(t testing.TB, dsn, sql string) {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, sql); err != nil {
+		t.Fatal(err)
+	}
+}
