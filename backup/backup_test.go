@@ -89,8 +89,8 @@ func restoreCopy(t *testing.T, d destination.Destination, m *catalog.Manifest) m
 		t.Fatal(err)
 	}
 	into := testenv.NewPostgresDB(t)
-	major, _ := strconv.Atoi(strings.Split(m.Tools["pg_dump"], ".")[0])
-	if err := postgres.New("", postgres.WithBinDirs(testenv.PostgresBin(t))).RestoreDSN(ctx, into, path, major, engine.RestoreOptions{Jobs: 2}); err != nil {
+	info := &engine.DumpInfo{Tools: m.Tools}
+	if err := postgres.New("", postgres.WithBinDirs(testenv.PostgresBin(t))).RestoreInto(ctx, into, path, info, engine.RestoreOptions{Jobs: 2}); err != nil {
 		t.Fatalf("restore: %v", err)
 	}
 	counts, err := sample.Counts(ctx, into)

@@ -184,8 +184,7 @@ func (r *run) verify(ctx context.Context) {
 		}()
 	}
 	if spoolFailed {
-		bad := errors.Is(spoolErr, restore.ErrChecksumMismatch) || errors.Is(spoolErr, restore.ErrMissing) || errors.Is(spoolErr, restore.ErrUndecodable)
-		r.stepErr(ctx, CheckChecksum, spoolStart, spoolErr, bad)
+		r.stepErr(ctx, CheckChecksum, spoolStart, spoolErr, restore.IsBad(spoolErr))
 		return
 	}
 	if res.err != nil {

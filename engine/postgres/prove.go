@@ -68,19 +68,13 @@ func ConnString(srv engine.Server) string {
 // Roles and grants of the source do not exist in a sandbox, so ownership and
 // privileges are not restored.
 func (e *Engine) Restore(ctx context.Context, srv engine.Server, path string, info *engine.DumpInfo, opts engine.RestoreOptions) error {
-	return e.RestoreDSN(ctx, ConnString(srv), path, DumpMajor(info), opts)
+	return e.RestoreInto(ctx, ConnString(srv), path, info, opts)
 }
 
 // RestoreInto restores the archive at path into the database at dsn, with a
-// pg_restore able to read what the backup's pg_dump wrote.
+// pg_restore at least as new as the pg_dump that wrote it (info.Tools).
 func (e *Engine) RestoreInto(ctx context.Context, dsn, path string, info *engine.DumpInfo, opts engine.RestoreOptions) error {
-	return e.RestoreDSN(ctx, dsn, path, DumpMajor(info), opts)
-}
-
-// RestoreDSN restores the archive at path into the database at dsn with a
-// pg_restore at least minMajor (the major of the pg_dump that wrote it).
-func (e *Engine) RestoreDSN(ctx context.Context, dsn, path string, minMajor int, opts engine.RestoreOptions) error {
-	tool, err := pickTool("pg_restore", findTools(ctx, "pg_restore", e.binDirs), minMajor)
+	tool, err := pickTool("pg_restore", findTools(ctx, "pg_restore", e.binDirs), DumpMajor(info))
 	if err != nil {
 		return err
 	}

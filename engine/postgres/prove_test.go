@@ -73,7 +73,7 @@ func TestObserveMatchesDump(t *testing.T) {
 	for _, jobs := range []int{1, 3} {
 		t.Run(fmt.Sprintf("jobs=%d", jobs), func(t *testing.T) {
 			into := testenv.NewPostgresDB(t)
-			if err := New("", WithBinDirs(bin)).RestoreDSN(ctx, into, path, 15, engine.RestoreOptions{Jobs: jobs}); err != nil {
+			if err := New("", WithBinDirs(bin)).RestoreInto(ctx, into, path, pg15, engine.RestoreOptions{Jobs: jobs}); err != nil {
 				t.Fatal(err)
 			}
 			srv := serverOf(t, into)
@@ -109,7 +109,7 @@ func TestRestoreErrors(t *testing.T) {
 	if err := os.WriteFile(garbage, []byte("PGDMP not really an archive"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	err := New("", WithBinDirs(bin)).RestoreDSN(ctx, testenv.NewPostgresDB(t), garbage, 15, engine.RestoreOptions{})
+	err := New("", WithBinDirs(bin)).RestoreInto(ctx, testenv.NewPostgresDB(t), garbage, pg15, engine.RestoreOptions{})
 	if !errors.Is(err, engine.ErrRestore) {
 		t.Errorf("garbage archive: %v, want ErrRestore", err)
 	}
@@ -122,7 +122,7 @@ func TestRestoreErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	closed := "postgres://postgres:x@127.0.0.1:1/db?sslmode=disable"
-	err = New("", WithBinDirs(bin)).RestoreDSN(ctx, closed, valid, 15, engine.RestoreOptions{})
+	err = New("", WithBinDirs(bin)).RestoreInto(ctx, closed, valid, pg15, engine.RestoreOptions{})
 	if err == nil || errors.Is(err, engine.ErrRestore) {
 		t.Errorf("unreachable server: %v, want an operational error", err)
 	}
@@ -183,6 +183,9 @@ func TestNumericText(t *testing.T) {
 		}
 	}
 }
+
+// pg15 is the dump info of a backup written by pg_dump 15.
+var pg15 = &engine.DumpInfo{Tools: map[string]string{"pg_dump": "15"}}
 
 func serverOf(t *testing.T, dsn string) engine.Server {
 	t.Helper()
