@@ -91,3 +91,4 @@ func (b broken) Stat(context.Context, string) (destination.Object, error) {
 }
 func (b broken) List(context.Context, string) ([]destination.Object, error) { return nil, b.err }
 func (b broken) Delete(context.Context, string) error                       { return b.err }
+func (b broken) PutIfAbsent(context.Context, string, []byte) error          { return b.err }

@@ -16,6 +16,9 @@ import (
 // ErrNotFound is returned (wrapped) by Get and Stat when no object has the key.
 var ErrNotFound = errors.New("object not found")
 
+// ErrExists is returned (wrapped) by PutIfAbsent when an object has the key.
+var ErrExists = errors.New("object already exists")
+
 // Object describes one stored object.
 type Object struct {
 	Key     string
@@ -39,6 +42,12 @@ type Destination interface {
 	List(ctx context.Context, prefix string) ([]Object, error)
 	// Delete removes the object. Deleting a missing object is not an error.
 	Delete(ctx context.Context, key string) error
+	// PutIfAbsent stores a small object only if no object has the key, in
+	// one atomic step: of several concurrent calls for a key, across
+	// processes and machines, exactly one succeeds and the others return
+	// ErrExists. It is what leases are built on (S3: If-None-Match: *;
+	// local: link(2), which fails if the name exists).
+	PutIfAbsent(ctx context.Context, key string, data []byte) error
 }
 
 // ValidateKey rejects keys that could escape a destination's root or that

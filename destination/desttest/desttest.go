@@ -46,6 +46,10 @@ func Run(t *testing.T, newDest func(t *testing.T) destination.Destination, opts 
 		{"CancelledPutLeavesNothing", testCancelledPut},
 		{"InvalidKeys", testInvalidKeys},
 		{"ConcurrentPuts", testConcurrent},
+		{"PutIfAbsentCreates", testCreate},
+		{"PutIfAbsentKeepsExisting", testCreateExisting},
+		{"PutIfAbsentRace", testCreateRace},
+		{"PutIfAbsentWithDeletes", testCreateWithDeletes},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -302,5 +306,112 @@ func testConcurrent(t *testing.T, d destination.Destination, _ Options) {
 		if got := get(t, d, fmt.Sprintf("conc/%d", i)); !bytes.Equal(got, data[i]) {
 			t.Errorf("conc/%d differs after concurrent puts", i)
 		}
+	}
+}
+
+func testCreate(t *testing.T, d destination.Destination, _ Options) {
+	ctx := context.Background()
+	if err := d.PutIfAbsent(ctx, "c/t/lease/1.json", []byte("mine")); err != nil {
+		t.Fatalf("PutIfAbsent on a free key: %v", err)
+	}
+	if got := get(t, d, "c/t/lease/1.json"); string(got) != "mine" {
+		t.Errorf("Get after PutIfAbsent = %q", got)
+	}
+	objs, err := d.List(ctx, "c/")
+	if err != nil || len(objs) != 1 || objs[0].Key != "c/t/lease/1.json" || objs[0].Size != 4 {
+		t.Errorf("List after PutIfAbsent = %v, %v", objs, err)
+	}
+	// Free again once deleted.
+	if err := d.Delete(ctx, "c/t/lease/1.json"); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.PutIfAbsent(ctx, "c/t/lease/1.json", []byte("again")); err != nil {
+		t.Fatalf("PutIfAbsent after Delete: %v", err)
+	}
+	for _, key := range []string{"", "/abs", "../escape", "a//b"} {
+		if err := d.PutIfAbsent(ctx, key, []byte("x")); err == nil || errors.Is(err, destination.ErrExists) {
+			t.Errorf("PutIfAbsent accepted invalid key %q: %v", key, err)
+		}
+	}
+}
+
+func testCreateExisting(t *testing.T, d destination.Destination, _ Options) {
+	put(t, d, "c/obj", []byte("first"))
+	err := d.PutIfAbsent(context.Background(), "c/obj", []byte("second"))
+	if !errors.Is(err, destination.ErrExists) {
+		t.Fatalf("PutIfAbsent over an existing object: %v, want ErrExists", err)
+	}
+	if got := get(t, d, "c/obj"); string(got) != "first" {
+		t.Errorf("existing object changed to %q", got)
+	}
+	if err := d.PutIfAbsent(context.Background(), "c/obj", []byte("second")); !errors.Is(err, destination.ErrExists) {
+		t.Fatalf("second PutIfAbsent over an existing object: %v, want ErrExists", err)
+	}
+}
+
+// Of many writers racing for one key, exactly one wins, and its data is
+// what is stored.
+func testCreateRace(t *testing.T, d destination.Destination, _ Options) {
+	const n = 12
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			errs[i] = d.PutIfAbsent(context.Background(), "race/lease", []byte(fmt.Sprintf("writer %d", i)))
+		}()
+	}
+	close(start)
+	wg.Wait()
+	winner := -1
+	for i, err := range errs {
+		switch {
+		case err == nil && winner >= 0:
+			t.Fatalf("writers %d and %d both created the key", winner, i)
+		case err == nil:
+			winner = i
+		case !errors.Is(err, destination.ErrExists):
+			t.Errorf("writer %d: %v, want ErrExists", i, err)
+		}
+	}
+	if winner < 0 {
+		t.Fatal("no writer created the key")
+	}
+	if got, want := string(get(t, d, "race/lease")), fmt.Sprintf("writer %d", winner); got != want {
+		t.Errorf("stored %q, but %q won", got, want)
+	}
+}
+
+// Creating and deleting sibling keys at once, as lease holders do, never
+// fails: a directory or prefix emptied by one Delete does not break the
+// other's create.
+func testCreateWithDeletes(t *testing.T, d destination.Destination, _ Options) {
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			key := fmt.Sprintf("cd/t/lease/%d", w)
+			for range 25 {
+				if err := d.PutIfAbsent(ctx, key, []byte("x")); err != nil {
+					errs <- fmt.Errorf("PutIfAbsent %s: %w", key, err)
+					return
+				}
+				if err := d.Delete(ctx, key); err != nil {
+					errs <- fmt.Errorf("Delete %s: %w", key, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
 	}
 }

@@ -122,6 +122,69 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader) (err error) {
 	}
 }
 
+// PutIfAbsent writes data to a locked temporary file, fsyncs it and links it
+// under key: link(2) fails with EEXIST if the name exists, so the object
+// appears whole and only if it was absent, also between processes sharing
+// the directory (NFS included).
+func (s *Store) PutIfAbsent(ctx context.Context, key string, data []byte) (err error) {
+	final, err := s.path(key)
+	if err != nil {
+		return err
+	}
+	tmpRoot := filepath.Join(s.root, tmpDir)
+	if err := os.MkdirAll(tmpRoot, 0o700); err != nil {
+		return fmt.Errorf("create %s: %w", key, err)
+	}
+	f, err := os.CreateTemp(tmpRoot, "create-*")
+	if err != nil {
+		return fmt.Errorf("create %s: %w", key, err)
+	}
+	// The temporary name goes in every case: on success the object lives on
+	// under its link.
+	defer func() {
+		f.Close()
+		os.Remove(f.Name())
+	}()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		return fmt.Errorf("create %s: lock temporary file: %w", key, err)
+	}
+	if _, err := f.Write(data); err != nil {
+		return fmt.Errorf("create %s: %w", key, err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("create %s: fsync: %w", key, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("create %s: %w", key, err)
+	}
+	dir := filepath.Dir(final)
+	// A concurrent Delete may remove the parent directory once it is empty,
+	// between MkdirAll and Link: try again then.
+	for attempt := 0; ; attempt++ {
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return fmt.Errorf("create %s: %w", key, err)
+		}
+		err = os.Link(f.Name(), final)
+		if err == nil {
+			break
+		}
+		if errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("create %s: %w", key, destination.ErrExists)
+		}
+		if !errors.Is(err, fs.ErrNotExist) || attempt == 5 {
+			return fmt.Errorf("create %s: %w", key, err)
+		}
+	}
+	for d := dir; ; d = filepath.Dir(d) {
+		if err := syncDir(d); err != nil {
+			return fmt.Errorf("create %s: fsync %s: %w", key, d, err)
+		}
+		if d == s.root {
+			return nil
+		}
+	}
+}
+
 func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 	p, err := s.path(key)
 	if err != nil {

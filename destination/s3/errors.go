@@ -23,7 +23,7 @@ import (
 // errors.As for whoever needs it.
 type Error struct {
 	Store string // bucket or bucket/prefix
-	Op    string // put, get, stat, list, delete
+	Op    string // put, get, stat, list, delete, create
 	Key   string
 	Msg   string // short cause
 	Err   error  // the underlying error: SDK, network, context or source

@@ -166,7 +166,8 @@ type Store struct {
 	maxParts     int   // maxParts; lowered by tests
 	listPageSize int32 // 0 = the server's default (1000); lowered by tests
 
-	bucketChecked atomic.Bool // HeadBucket succeeded once
+	bucketChecked      atomic.Bool // HeadBucket succeeded once
+	conditionalChecked atomic.Bool // the store refused a conditional create once
 }
 
 var _ destination.Destination = (*Store)(nil)

@@ -20,6 +20,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/smithy-go/middleware"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/backproof/backproof/destination"
 	"github.com/backproof/backproof/destination/desttest"
@@ -741,4 +743,42 @@ func BenchmarkStreamedPut(b *testing.B) {
 	}
 	b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MiB")
 	b.ReportMetric(float64(alloc)/float64(b.N)/(1<<20), "alloc-MiB/op")
+}
+
+// A store that ignores If-None-Match (simulated by dropping the header before
+// signing) is caught on the first create instead of letting two lease
+// holders in; the object it wrote is removed.
+func TestStoreIgnoringConditionalWritesIsRefused(t *testing.T) {
+	env := testenv.S3(t)
+	dropIfNoneMatch := func(o *s3.Options) {
+		o.APIOptions = append(o.APIOptions, func(stack *middleware.Stack) error {
+			return stack.Build.Add(middleware.BuildMiddlewareFunc("dropIfNoneMatch",
+				func(ctx context.Context, in middleware.BuildInput, next middleware.BuildHandler) (middleware.BuildOutput, middleware.Metadata, error) {
+					if req, ok := in.Request.(*smithyhttp.Request); ok {
+						req.Header.Del("If-None-Match")
+					}
+					return next.HandleBuild(ctx, in)
+				}), middleware.After)
+		})
+	}
+	s := newTestStore(t, env, nil, dropIfNoneMatch)
+	err := s.PutIfAbsent(context.Background(), "t/lease/1.json", []byte("x"))
+	if err == nil || !strings.Contains(err.Error(), "ignores conditional writes") {
+		t.Fatalf("PutIfAbsent on a store ignoring If-None-Match: %v", err)
+	}
+	if keys := rawKeys(t, s); len(keys) != 0 {
+		t.Errorf("left behind: %v", keys)
+	}
+
+	// The same bucket through an honest client: checked once, then trusted.
+	honest, err := newStore(context.Background(), testConfig(env, s.bucket))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := honest.PutIfAbsent(context.Background(), "t/lease/1.json", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if !honest.conditionalChecked.Load() {
+		t.Error("a store honouring If-None-Match was not marked as checked")
+	}
 }
