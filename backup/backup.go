@@ -22,10 +22,8 @@ import (
 	"github.com/backproof/backproof/engine"
 )
 
-// DefaultDebrisGrace is how old debris (a backup id without a manifest) must
-// be before a run removes it. Artifacts land moments before their manifest,
-// so anything this old was left by a run that died.
-const DefaultDebrisGrace = time.Hour
+// DefaultDebrisGrace is how old debris must be before a run removes it.
+const DefaultDebrisGrace = catalog.DebrisGrace
 
 // Destination is a destination with its configured name.
 type Destination struct {

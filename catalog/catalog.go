@@ -281,6 +281,11 @@ func WriteManifest(ctx context.Context, d destination.Destination, m *Manifest) 
 	return d.Put(ctx, Key(m.Target, m.ID, ManifestName), strings.NewReader(string(data)+"\n"))
 }
 
+// DebrisGrace is how old debris (a backup id without a manifest) must be
+// before it is removed. Artifacts land moments before their manifest, so
+// anything this old was left by a run that died.
+const DebrisGrace = time.Hour
+
 // RemoveDebris deletes debris whose newest object is older than grace. The
 // grace period protects a run still writing: its artifacts land moments
 // before its manifest, so anything older is left by a run that died.
