@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -8,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/backproof/backproof/backup"
+	"github.com/backproof/backproof/lease"
 )
 
 func (e *env) backupCommand() *cobra.Command {
@@ -24,6 +26,10 @@ func (e *env) backupCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			opts, err := e.leaseOptions()
+			if err != nil {
+				return err
+			}
 			runner := &backup.Runner{Log: e.log, Version: e.build.Version}
 			var results []*backup.Result
 			var errs []error
@@ -32,12 +38,12 @@ func (e *env) backupCommand() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				res, err := runner.Run(e.ctx, backup.Target{
+				res, err := e.backupTarget(runner, backup.Target{
 					Name:         t.Name,
 					EngineName:   t.Engine,
 					Engine:       eng,
 					Destinations: openDestinations(e.ctx, cfg, t.Destinations),
-				})
+				}, opts)
 				results = append(results, res)
 				if err != nil {
 					errs = append(errs, fmt.Errorf("target %s: %w", t.Name, err))
@@ -62,8 +68,29 @@ func (e *env) backupCommand() *cobra.Command {
 	return cmd
 }
 
+// backupTarget backs t up under its lease. Another process holding it fails
+// the target at once, naming the holder: a manual run never waits behind a
+// daemon's, and a daemon's next scheduled run comes soon enough.
+func (e *env) backupTarget(runner *backup.Runner, t backup.Target, opts lease.Options) (*backup.Result, error) {
+	held, err := lease.Acquire(e.ctx, t.Destinations, t.Name, "backup", opts)
+	if err != nil {
+		return &backup.Result{Target: t.Name, Destinations: []backup.DestinationResult{}, Error: e.redactor.String(err.Error())}, err
+	}
+	defer held.Release(context.WithoutCancel(e.ctx))
+	res, err := runner.Run(held.Context(), t)
+	if held.Context().Err() != nil && e.ctx.Err() == nil {
+		err = errors.Join(context.Cause(held.Context()), err)
+		res.Error = e.redactor.String(err.Error())
+	}
+	return res, err
+}
+
 func (e *env) printBackupResults(results []*backup.Result) {
 	for _, r := range results {
+		if r.ID == "" {
+			fmt.Fprintf(e.stdout, "%s: FAILED: %s\n", r.Target, e.redactor.String(r.Error))
+			continue
+		}
 		status := "committed"
 		if !r.Committed() {
 			status = "FAILED"

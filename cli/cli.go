@@ -114,6 +114,7 @@ func (e *env) rootCommand() *cobra.Command {
 		e.verifyCommand(),
 		e.restoreCommand(),
 		e.listCommand(),
+		e.pruneCommand(),
 		e.configCommand(),
 		e.versionCommand(),
 	)

@@ -53,6 +53,7 @@ type Report struct {
 	Target       string              `json:"target"`
 	DryRun       bool                `json:"dry_run"`
 	Destinations []DestinationReport `json:"destinations"`
+	Error        string              `json:"error,omitempty"` // the target could not be pruned at all
 }
 
 // DestinationReport is one destination's part.
@@ -80,7 +81,9 @@ func Target(ctx context.Context, log *slog.Logger, target string, policy *config
 	}
 	rep := &Report{Target: target, DryRun: dryRun, Destinations: []DestinationReport{}}
 	if !dryRun && (held == nil || held.Target() != target) {
-		return rep, fmt.Errorf("prune %s: the target's lease is not held", target)
+		err := fmt.Errorf("prune %s: the target's lease is not held", target)
+		rep.Error = err.Error()
+		return rep, err
 	}
 	var errs []error
 	for _, d := range dests {
@@ -88,9 +91,8 @@ func Target(ctx context.Context, log *slog.Logger, target string, policy *config
 			held: held, now: now, dryRun: dryRun}
 		dr := DestinationReport{Name: d.Name, Plan: []retention.Decision{}, Deleted: []string{}, Debris: []string{}}
 		if err := p.run(ctx, policy, &dr); err != nil {
-			err = fmt.Errorf("destination %s: %w", d.Name, err)
 			dr.Error = err.Error()
-			errs = append(errs, err)
+			errs = append(errs, fmt.Errorf("destination %s: %w", d.Name, err))
 			p.log.ErrorContext(ctx, "prune failed", "error", err)
 		}
 		rep.Destinations = append(rep.Destinations, dr)
