@@ -73,6 +73,7 @@ targets:
 		{"unknown engine", strings.Replace(valid, "engine: postgres", "engine: oracle", 1), ":6: targets.orders.engine", 2},
 		{"engine not built yet", strings.Replace(valid, "engine: postgres", "engine: mongodb", 1), "targets.orders.engine: \"mongodb\" is not supported by this build yet", 2},
 		{"encryption not built yet", valid + "encryption: {recipients: [age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p]}\n", "encryption: not supported by this build yet; refusing to write unencrypted backups", 2},
+		{"retention keeps nothing", valid + "    retention: {keep_daily: 0}\n", ":10: targets.orders.retention: keeps nothing", 2},
 		{"missing bucket", strings.Replace(valid, "{type: local, path: "+dir+"}", "{type: s3, region: us-east-1}", 1), ":3: destinations.local.bucket: required", 2},
 	}
 	for _, tc := range cases {

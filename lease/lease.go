@@ -88,7 +88,8 @@ type Record struct {
 
 const recordFormat = 1
 
-// HeldError says another live holder has the lease.
+// HeldError says another live holder has the lease. Its message leaves the
+// target to the caller's context.
 type HeldError struct {
 	Target      string
 	Destination string
@@ -97,8 +98,8 @@ type HeldError struct {
 
 func (e *HeldError) Error() string {
 	h := e.Holder
-	return fmt.Sprintf("target %s is busy: %s by %s (pid %d) since %s; its lease on %s expires %s unless renewed",
-		e.Target, h.Op, h.Host, h.PID, h.Started.UTC().Format(time.RFC3339), e.Destination, h.Expires.UTC().Format(time.RFC3339))
+	return fmt.Sprintf("busy: %s by %s (pid %d) since %s; its lease on %s lasts until %s unless renewed",
+		h.Op, h.Host, h.PID, h.Started.UTC().Format(time.RFC3339), e.Destination, h.Expires.UTC().Format(time.RFC3339))
 }
 
 // Lease is a target's lease, held on the destinations Acquire could reach.

@@ -72,7 +72,7 @@ func TestSecondHolderIsRefusedUntilRelease(t *testing.T) {
 		t.Fatalf("second Acquire: %v, want *HeldError", err)
 	}
 	if held.Holder.Host != "host-a" || held.Holder.PID != 4242 || held.Holder.Op != "backup" ||
-		!strings.Contains(err.Error(), "target orders is busy: backup by host-a (pid 4242)") {
+		!strings.Contains(err.Error(), "busy: backup by host-a (pid 4242) since") {
 		t.Errorf("holder reported as %+v: %v", held.Holder, err)
 	}
 	// The refused attempt left nothing that blocks: after Release, it works.
