@@ -380,3 +380,14 @@ func TestFormatDuration(t *testing.T) {
 		}
 	}
 }
+
+func BenchmarkPlanHourlyYear(b *testing.B) {
+	bs := series(date("2026-01-01T00:00:00Z"), date("2026-12-31T23:00:00Z"), time.Hour)
+	policy := config.Retention{KeepLast: 5, KeepHourly: 24, KeepDaily: 7, KeepWeekly: 4, KeepMonthly: 12, KeepYearly: 2, KeepWithin: 48 * time.Hour}
+	now := date("2027-01-01T00:00:00Z")
+	for b.Loop() {
+		if _, err := Plan(bs, now, policy); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

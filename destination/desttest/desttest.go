@@ -50,6 +50,7 @@ func Run(t *testing.T, newDest func(t *testing.T) destination.Destination, opts 
 		{"PutIfAbsentKeepsExisting", testCreateExisting},
 		{"PutIfAbsentRace", testCreateRace},
 		{"PutIfAbsentWithDeletes", testCreateWithDeletes},
+		{"PutIfAbsentCancelled", testCreateCancelled},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -414,4 +415,13 @@ func testCreateWithDeletes(t *testing.T, d destination.Destination, _ Options) {
 	for err := range errs {
 		t.Error(err)
 	}
+}
+
+func testCreateCancelled(t *testing.T, d destination.Destination, _ Options) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := d.PutIfAbsent(ctx, "cc/lease", []byte("x")); err == nil || errors.Is(err, destination.ErrExists) {
+		t.Fatalf("PutIfAbsent with a cancelled context: %v, want the context's error", err)
+	}
+	assertAbsent(t, d, "cc/lease")
 }

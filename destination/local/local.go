@@ -102,10 +102,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader) (err error) {
 		return fmt.Errorf("put %s: %w", key, err)
 	}
 	dir := filepath.Dir(final)
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return fmt.Errorf("put %s: %w", key, err)
-	}
-	if err := os.Rename(f.Name(), final); err != nil {
+	if err := inDir(dir, func() error { return os.Rename(f.Name(), final) }); err != nil {
 		return fmt.Errorf("put %s: %w", key, err)
 	}
 	// The lock goes with the close; the file is already in place.
@@ -158,22 +155,11 @@ func (s *Store) PutIfAbsent(ctx context.Context, key string, data []byte) (err e
 		return fmt.Errorf("create %s: %w", key, err)
 	}
 	dir := filepath.Dir(final)
-	// A concurrent Delete may remove the parent directory once it is empty,
-	// between MkdirAll and Link: try again then.
-	for attempt := 0; ; attempt++ {
-		if err := os.MkdirAll(dir, 0o750); err != nil {
-			return fmt.Errorf("create %s: %w", key, err)
-		}
-		err = os.Link(f.Name(), final)
-		if err == nil {
-			break
-		}
+	if err := inDir(dir, func() error { return os.Link(f.Name(), final) }); err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			return fmt.Errorf("create %s: %w", key, destination.ErrExists)
 		}
-		if !errors.Is(err, fs.ErrNotExist) || attempt == 5 {
-			return fmt.Errorf("create %s: %w", key, err)
-		}
+		return fmt.Errorf("create %s: %w", key, err)
 	}
 	for d := dir; ; d = filepath.Dir(d) {
 		if err := syncDir(d); err != nil {
@@ -282,6 +268,21 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 		}
 	}
 	return nil
+}
+
+// inDir creates dir and runs place, which puts a file into it. Delete removes
+// directories it leaves empty, so a concurrent Delete of a sibling can remove
+// dir, or a parent, between the two steps: then both run again.
+func inDir(dir string, place func() error) error {
+	for attempt := 0; ; attempt++ {
+		err := os.MkdirAll(dir, 0o750)
+		if err == nil {
+			err = place()
+		}
+		if err == nil || !errors.Is(err, fs.ErrNotExist) || attempt == 20 {
+			return err
+		}
+	}
 }
 
 // sweepTemp removes temporary files whose writer is gone (no lock held).
