@@ -60,8 +60,8 @@ type TargetStatus struct {
 	SkippedRuns    map[string]int       `json:"skipped_runs"`
 	LastAttempt    *backup.Result       `json:"last_attempt,omitempty"` // by this process
 	// LastRun is this process's newest verification, stored or not.
-	LastRun []*verify.Record `json:"last_run,omitempty"`
-	LastPrune      *PruneRun            `json:"last_prune,omitempty"`
+	LastRun   []*verify.Record `json:"last_run,omitempty"`
+	LastPrune *PruneRun        `json:"last_prune,omitempty"`
 	// BackupAge and VerifiedAge are seconds since the newest backup
 	// committed everywhere and the newest verified backup were created
 	// (RPO); RestoreSeconds is the last measured restore time (RTO).

@@ -16,13 +16,13 @@ import (
 var pageSource string
 
 var pageTemplate = template.Must(template.New("status").Funcs(template.FuncMap{
-	"age":      age,
-	"ageOf":    func(p *float64) string { return agePtr(p) },
-	"seconds":  seconds,
-	"bytes":    humanBytes,
-	"when":     func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
-	"chart":    chart,
-	"outcome":  func(o verify.Outcome) string { return string(o) },
+	"age":              age,
+	"ageOf":            func(p *float64) string { return agePtr(p) },
+	"seconds":          seconds,
+	"bytes":            humanBytes,
+	"when":             func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
+	"chart":            chart,
+	"outcome":          func(o verify.Outcome) string { return string(o) },
 	"lastCheckResults": lastCheckResults,
 }).Parse(pageSource))
 

@@ -19,28 +19,28 @@ const (
 
 // Metrics holds every metric of the daemon.
 type Metrics struct {
-	BackupLastSuccess  *prometheus.GaugeVec     // target
-	BackupLastAttempt  *prometheus.GaugeVec     // target
-	BackupAttempts     *prometheus.CounterVec   // target
-	BackupFailures     *prometheus.CounterVec   // target
-	BackupDuration     *prometheus.HistogramVec // target
-	BackupSize         *prometheus.GaugeVec     // target
-	DestLastSuccess    *prometheus.GaugeVec     // target, destination
-	DestFailures       *prometheus.CounterVec   // target, destination
-	VerifyLastSuccess  *prometheus.GaugeVec     // target
-	VerifyLastResult   *prometheus.GaugeVec     // target
-	VerifyDuration     *prometheus.HistogramVec // target
-	RestoreDuration    *prometheus.GaugeVec     // target
-	VerifiedBackup     *prometheus.GaugeVec     // target
-	CheckLastSuccess   *prometheus.GaugeVec     // target, check
-	NextRun            *prometheus.GaugeVec     // target, job
-	ScheduleInterval   *prometheus.GaugeVec     // target, job
-	SkippedRuns        *prometheus.CounterVec   // target, job
-	PruneFailures      *prometheus.CounterVec   // target
-	ReloadSuccessful   prometheus.Gauge
-	ReloadSuccessTime  prometheus.Gauge
-	JobsRunning        *prometheus.GaugeVec // job
-	buildInfo          *prometheus.GaugeVec
+	BackupLastSuccess *prometheus.GaugeVec     // target
+	BackupLastAttempt *prometheus.GaugeVec     // target
+	BackupAttempts    *prometheus.CounterVec   // target
+	BackupFailures    *prometheus.CounterVec   // target
+	BackupDuration    *prometheus.HistogramVec // target
+	BackupSize        *prometheus.GaugeVec     // target
+	DestLastSuccess   *prometheus.GaugeVec     // target, destination
+	DestFailures      *prometheus.CounterVec   // target, destination
+	VerifyLastSuccess *prometheus.GaugeVec     // target
+	VerifyLastResult  *prometheus.GaugeVec     // target
+	VerifyDuration    *prometheus.HistogramVec // target
+	RestoreDuration   *prometheus.GaugeVec     // target
+	VerifiedBackup    *prometheus.GaugeVec     // target
+	CheckLastSuccess  *prometheus.GaugeVec     // target, check
+	NextRun           *prometheus.GaugeVec     // target, job
+	ScheduleInterval  *prometheus.GaugeVec     // target, job
+	SkippedRuns       *prometheus.CounterVec   // target, job
+	PruneFailures     *prometheus.CounterVec   // target
+	ReloadSuccessful  prometheus.Gauge
+	ReloadSuccessTime prometheus.Gauge
+	JobsRunning       *prometheus.GaugeVec // job
+	buildInfo         *prometheus.GaugeVec
 }
 
 // durationBuckets span a few seconds to several hours.
