@@ -259,6 +259,7 @@ func TestDaemonSchedules(t *testing.T) {
 	if !agreed {
 		t.Fatal("never caught /status still between two backups")
 	}
+	renderInChromium(t, base)
 
 	code, stderr := stop()
 	if code != 0 {
@@ -471,5 +472,61 @@ tests:
 	}
 	if code, stderr := stop(); code != 0 {
 		t.Errorf("exit %d: %s", code, lastLines(stderr, 10))
+	}
+}
+
+// renderInChromium loads the status page in headless Chromium, saves a
+// screenshot (test-artifacts/status-page.png, or $BACKPROOF_TEST_ARTIFACTS)
+// and checks the DOM it rendered.
+func renderInChromium(t *testing.T, base string) {
+	t.Helper()
+	chromium := testenv.Require(t, testenv.EnvChromium)
+	dir := os.Getenv("BACKPROOF_TEST_ARTIFACTS")
+	if dir == "" {
+		dir = filepath.Join("..", "test-artifacts")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	shot, err := filepath.Abs(filepath.Join(dir, "status-page.png"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(shot)
+	run := func(args ...string) []byte {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		args = append([]string{"--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+			"--disable-background-networking", "--disable-component-update", "--disable-sync",
+			"--user-data-dir=" + t.TempDir(), "--window-size=1280,800"}, args...)
+		cmd := exec.CommandContext(ctx, chromium, append(args, base+"/")...)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("chromium %v: %v\n%s", args, err, stderr.String())
+		}
+		return out
+	}
+	run("--screenshot=" + shot)
+	png, err := os.ReadFile(shot)
+	if err != nil || len(png) < 10_000 || !bytes.HasPrefix(png, []byte("\x89PNG")) {
+		t.Fatalf("screenshot %s: %d bytes, %v", shot, len(png), err)
+	}
+	t.Logf("status page screenshot: %s", shot)
+	dom := string(run("--dump-dom"))
+	for _, want := range []string{
+		`<section class="target ok" id="target-orders">`,
+		`<span class="badge ok">ok</span>`,
+		`<svg class="chart"`, `<polyline class="restore"`, `class="bar pass"`,
+		`<td>orders-present</td>`, `>local: pass</span>`, `>offsite: pass</span>`,
+		`<td>offsite</td>`, `newest verified backup (RPO)`, `last restore time (RTO)`,
+	} {
+		if !strings.Contains(dom, want) {
+			t.Errorf("rendered page lacks %s", want)
+		}
+	}
+	if strings.Count(dom, "<rect ") < 2 {
+		t.Errorf("chart has %d bars", strings.Count(dom, "<rect "))
 	}
 }

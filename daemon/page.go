@@ -83,18 +83,31 @@ func humanBytes(n int64) string {
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
-// checkRow is one check of a target's newest verifications.
+// checkRow is one check with its outcome on each destination's newest
+// verification.
 type checkRow struct {
-	Name, Destination, Observed, Message string
-	Outcome                              verify.Outcome
+	Name  string
+	Cells []checkCell
+}
+
+type checkCell struct {
+	Destination, Detail string
+	Outcome             verify.Outcome
 }
 
 func lastCheckResults(s TargetStatus) []checkRow {
 	var rows []checkRow
+	index := map[string]int{}
 	for _, r := range s.LastVerifications {
 		for _, c := range r.Checks {
-			rows = append(rows, checkRow{Name: c.Name, Destination: r.Destination, Observed: c.Observed,
-				Message: c.Message, Outcome: c.Outcome})
+			i, ok := index[c.Name]
+			if !ok {
+				i = len(rows)
+				index[c.Name] = i
+				rows = append(rows, checkRow{Name: c.Name})
+			}
+			detail := strings.TrimSpace(c.Observed + " " + c.Message)
+			rows[i].Cells = append(rows[i].Cells, checkCell{Destination: r.Destination, Detail: detail, Outcome: c.Outcome})
 		}
 	}
 	return rows
