@@ -237,9 +237,9 @@ func (d *Daemon) apply(cfg *config.Config) {
 	}
 }
 
-// schedule adds a job to the cron. Recover turns a panic into a logged
-// error; SkipIfStillRunning drops a run while the previous one goes on, and
-// its "skip" reaches skipCounter. The job itself skips (returns false) when
+// schedule adds a job to the cron. SkipIfStillRunning drops a run while the
+// previous one goes on, and its "skip" reaches skipCounter; Recover turns a
+// panic into a logged error. The job itself skips (returns false) when
 // a run from before a reload still holds the target's lock.
 func (d *Daemon) schedule(ts *targetState, job, spec string, now time.Time, run func() bool) {
 	sched, err := config.ParseSchedule(spec)
@@ -250,9 +250,11 @@ func (d *Daemon) schedule(ts *targetState, job, spec string, now time.Time, run 
 	next := sched.Next(now)
 	d.setNext(ts, job, next, sched.Next(next).Sub(next))
 	skip := func() { d.skipped(ts, job) }
+	// Recover goes inside: SkipIfStillRunning (v3.0.1) loses its token, and
+	// skips every later run, if a panic unwinds through it.
 	wrapped := cron.NewChain(
-		cron.Recover(cronLogger{d.Log.With("target", ts.name, "job", job)}),
 		cron.SkipIfStillRunning(skipCounter{skip}),
+		cron.Recover(cronLogger{d.Log.With("target", ts.name, "job", job)}),
 	).Then(cron.FuncJob(func() {
 		n := sched.Next(time.Now())
 		d.setNext(ts, job, n, sched.Next(n).Sub(n))
