@@ -66,7 +66,12 @@ type DestinationResult struct {
 	Committed bool   `json:"committed"`
 	Error     string `json:"error,omitempty"`
 	err       error
+	echo      bool // err is the dump's, not this destination's
 }
+
+// Failed reports whether the destination itself failed, rather than
+// receiving no backup because the dump failed.
+func (d DestinationResult) Failed() bool { return !d.Committed && !d.echo }
 
 // Committed reports whether every destination committed the backup.
 func (r *Result) Committed() bool {
@@ -140,7 +145,7 @@ func (r *Runner) run(ctx context.Context, t Target, res *Result, log *slog.Logge
 			dr := &res.Destinations[i]
 			// The dump's failure is the cause; the destination only saw its echo.
 			if dr.err == nil || errors.Is(dr.err, errReaderDone) || errors.Is(dr.err, err) {
-				dr.err = err
+				dr.err, dr.echo = err, true
 			}
 			dr.Error = dr.err.Error()
 		}

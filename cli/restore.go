@@ -152,7 +152,8 @@ func (e *env) restoreTo(eng dbEngine, copies []restore.Copy, o restoreOpts, res 
 		return err
 	}
 	defer os.RemoveAll(dir)
-	used, path, err := restore.SpoolFirstIntact(e.ctx, e.log, copies, dir)
+	progress := e.progress(o.asJSON)
+	used, path, err := restore.SpoolFirstIntact(e.ctx, e.log, copies, dir, progress)
 	for _, c := range copies {
 		if c.Source.Name == used.Source.Name {
 			break
@@ -168,8 +169,18 @@ func (e *env) restoreTo(eng dbEngine, copies []restore.Copy, o restoreOpts, res 
 	res.Destination = used.Source.Name
 	m := used.Manifest
 	info := &engine.DumpInfo{ServerVersion: m.ServerVersion, Tools: m.Tools, Source: m.Source}
+	opts := engine.RestoreOptions{Jobs: 1, Clean: o.force}
+	if progress != nil {
+		fi, err := os.Stat(path)
+		if err != nil {
+			return err
+		}
+		bar := progress("restore into "+postgres.Describe(o.to), fi.Size())
+		defer bar.Close()
+		opts.Progress = bar
+	}
 	start := time.Now()
-	err = eng.RestoreInto(e.ctx, o.to, path, info, engine.RestoreOptions{Jobs: 1, Clean: o.force})
+	err = eng.RestoreInto(e.ctx, o.to, path, info, opts)
 	if err != nil {
 		return fmt.Errorf("restore failed and was rolled back (one transaction): the target is as it was before: %w", err)
 	}

@@ -109,6 +109,10 @@ func (v *verifier) close() {
 }
 
 func (v *verifier) run(ctx context.Context, t *config.Target, destName string, d destination.Destination, backupID string) *verify.Record {
+	return v.runPick(ctx, t, destName, d, backupID, verify.Latest)
+}
+
+func (v *verifier) runPick(ctx context.Context, t *config.Target, destName string, d destination.Destination, backupID string, pick verify.Picker) *verify.Record {
 	eng, err := newEngine(t, v.e.log.With("target", t.Name))
 	if err != nil {
 		panic(err) // loadConfig refused engines this build lacks
@@ -120,7 +124,7 @@ func (v *verifier) run(ctx context.Context, t *config.Target, destName string, d
 		Destination: destName,
 		Store:       d,
 		BackupID:    backupID,
-		Pick:        verify.Latest,
+		Pick:        pick,
 	}
 	if t.Verify != nil {
 		req.Checks = t.Verify.Checks

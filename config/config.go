@@ -29,7 +29,8 @@ import (
 const (
 	DefaultListen         = "127.0.0.1:9847"
 	DefaultLogLevel       = "info"
-	DefaultLogFormat      = "text"
+	DefaultMaxBackups     = 2 // concurrent backups in the daemon
+	DefaultMaxVerifies    = 1 // concurrent verifications in the daemon
 	DefaultSandboxMemory  = 1 * GiB
 	DefaultSandboxCPUs    = 1.0
 	DefaultSandboxTimeout = 30 * time.Minute
@@ -60,6 +61,7 @@ type Config struct {
 	Log          Log                     `yaml:"log"`
 	Encryption   *Encryption             `yaml:"encryption"` // nil: artifacts are stored unencrypted
 	Sandbox      Sandbox                 `yaml:"sandbox"`
+	Concurrency  Concurrency             `yaml:"concurrency"`
 	Destinations map[string]*Destination `yaml:"destinations"`
 	Targets      map[string]*Target      `yaml:"targets"`
 
@@ -70,8 +72,20 @@ type Config struct {
 // Log configures the process logger.
 type Log struct {
 	Level  string `yaml:"level"`  // debug | info | warn | error
-	Format string `yaml:"format"` // text | json
+	Format string `yaml:"format"` // text | json; "" in the file: json in the daemon, text otherwise
 }
+
+// Concurrency limits how many jobs the daemon runs at once, over all targets.
+type Concurrency struct {
+	Backups       int `yaml:"backups"`       // 0 in the file: DefaultMaxBackups
+	Verifications int `yaml:"verifications"` // 0 in the file: DefaultMaxVerifies
+}
+
+// MaxBackups is the limit on concurrent backups.
+func (c Concurrency) MaxBackups() int { return cmp.Or(c.Backups, DefaultMaxBackups) }
+
+// MaxVerifications is the limit on concurrent verifications.
+func (c Concurrency) MaxVerifications() int { return cmp.Or(c.Verifications, DefaultMaxVerifies) }
 
 // Encryption configures age public-key encryption of every artifact.
 type Encryption struct {
@@ -271,7 +285,8 @@ func syntaxProblem(filename string, err error) Problem {
 func defaults() *Config {
 	return &Config{
 		Listen: DefaultListen,
-		Log:    Log{Level: DefaultLogLevel, Format: DefaultLogFormat},
+		Log:    Log{Level: DefaultLogLevel},
+
 		Sandbox: Sandbox{
 			Images: map[string]string{
 				EnginePostgres: "postgres:{major}",

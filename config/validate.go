@@ -42,6 +42,7 @@ func (c *Config) validate() []problem {
 	v := &validator{c: c}
 	v.listen()
 	v.log()
+	v.concurrency()
 	v.encryption()
 	v.sandbox()
 	v.destinations()
@@ -115,8 +116,17 @@ func (v *validator) log() {
 	if l := v.c.Log.Level; !slices.Contains([]string{"debug", "info", "warn", "error"}, l) {
 		v.addf("log.level", "unknown level %s (want debug, info, warn or error)", quoteValue(l))
 	}
-	if f := v.c.Log.Format; !slices.Contains([]string{"text", "json"}, f) {
+	if f := v.c.Log.Format; !slices.Contains([]string{"", "text", "json"}, f) {
 		v.addf("log.format", "unknown format %s (want text or json)", quoteValue(f))
+	}
+}
+
+func (v *validator) concurrency() {
+	if n := v.c.Concurrency.Backups; n < 0 {
+		v.addf("concurrency.backups", "must be at least 1, not %d", n)
+	}
+	if n := v.c.Concurrency.Verifications; n < 0 {
+		v.addf("concurrency.verifications", "must be at least 1, not %d", n)
 	}
 }
 

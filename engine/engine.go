@@ -87,6 +87,9 @@ type RestoreOptions struct {
 	Jobs int // parallel restore jobs where the format allows; <= 1: one, in a single transaction
 	// Clean drops the objects the dump contains before recreating them.
 	Clean bool
+	// Progress, when set, is written every byte of the artifact as the
+	// restore consumes it (single-job restores).
+	Progress io.Writer
 }
 
 // Copy is a restored database under inspection.

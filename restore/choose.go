@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 
 	"github.com/backproof/backproof/catalog"
@@ -76,6 +77,10 @@ func Find(ctx context.Context, sources []Source, target, id string) ([]Copy, err
 	return copies, nil
 }
 
+// Progress starts metering a transfer of total bytes, described by what.
+// The bytes are written to the returned writer, which is closed at the end.
+type Progress func(what string, total int64) io.WriteCloser
+
 // IsBad reports whether err says a stored copy is corrupt or incomplete, as
 // opposed to a destination that could not be read.
 func IsBad(err error) bool {
@@ -85,11 +90,20 @@ func IsBad(err error) bool {
 // SpoolFirstIntact spools the first copy whose bytes match its manifest into
 // dir, saying in the log when a copy is skipped. It returns the copy used
 // and the spooled file. A corrupt copy is never used; when every copy is
-// corrupt the error satisfies IsBad.
-func SpoolFirstIntact(ctx context.Context, log *slog.Logger, copies []Copy, dir string) (Copy, string, error) {
+// corrupt the error satisfies IsBad. progress, when not nil, meters each
+// download.
+func SpoolFirstIntact(ctx context.Context, log *slog.Logger, copies []Copy, dir string, progress Progress) (Copy, string, error) {
 	var errs []error
 	for i, c := range copies {
-		path, err := Spool(ctx, c.Source.Store, c.Manifest, c.Manifest.Artifacts[0], dir)
+		a := c.Manifest.Artifacts[0]
+		var w io.WriteCloser
+		if progress != nil {
+			w = progress("download from "+c.Source.Name, a.Size)
+		}
+		path, err := Spool(ctx, c.Source.Store, c.Manifest, a, dir, w)
+		if w != nil {
+			w.Close()
+		}
 		if err == nil {
 			return c, path, nil
 		}

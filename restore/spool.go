@@ -36,10 +36,14 @@ var ErrMissing = errors.New("artifact missing")
 // returns its path once the stored bytes proved identical to the manifest's
 // size and SHA-256. Restores read from this file, not from the stream: the
 // checksum must hold before a restore begins, and parallel pg_restore needs
-// a seekable file. On any error the file is removed.
-func Spool(ctx context.Context, d destination.Destination, m *catalog.Manifest, a catalog.Artifact, dir string) (path string, err error) {
+// a seekable file. On any error the file is removed. progress, when not
+// nil, is written the stored bytes as they arrive.
+func Spool(ctx context.Context, d destination.Destination, m *catalog.Manifest, a catalog.Artifact, dir string, progress io.Writer) (path string, err error) {
 	if err := CheckStored(ctx, d, m, a); err != nil {
 		return "", err
+	}
+	if progress != nil {
+		d = metered{d, progress}
 	}
 	rc, err := OpenArtifact(ctx, d, m, a)
 	if err != nil {
@@ -69,4 +73,21 @@ func Spool(ctx context.Context, d destination.Destination, m *catalog.Manifest, 
 		return "", fmt.Errorf("spool %s: %w", a.Name, err)
 	}
 	return f.Name(), nil
+}
+
+// metered copies every byte read through Get to w.
+type metered struct {
+	destination.Destination
+	w io.Writer
+}
+
+func (m metered) Get(ctx context.Context, key string) (io.ReadCloser, error) {
+	rc, err := m.Destination.Get(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{io.TeeReader(rc, m.w), rc}, nil
 }

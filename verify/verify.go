@@ -310,7 +310,7 @@ func (r *run) spool(ctx context.Context, m *catalog.Manifest) (dir, path string,
 	if err != nil {
 		return "", "", fmt.Errorf("spool directory: %w", err)
 	}
-	path, err = restore.Spool(ctx, r.req.Store, m, m.Artifacts[0], dir)
+	path, err = restore.Spool(ctx, r.req.Store, m, m.Artifacts[0], dir, nil)
 	return dir, path, err
 }
 

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/big"
 	"net"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -86,12 +88,29 @@ func (e *Engine) RestoreInto(ctx context.Context, dsn, path string, info *engine
 	if opts.Clean {
 		args = append(args, "--clean", "--if-exists")
 	}
+	var stdin io.Reader
 	if opts.Jobs > 1 {
-		args = append(args, "--jobs="+strconv.Itoa(opts.Jobs))
+		args = append(args, "--jobs="+strconv.Itoa(opts.Jobs), "--", path)
 	} else {
+		// One job reads the archive front to back, as from pg_dump's pipe;
+		// feeding it here lets Progress count what has been restored.
+		f, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		stdin = f
+		if opts.Progress != nil {
+			stdin = io.TeeReader(f, opts.Progress)
+		}
 		args = append(args, "--single-transaction")
 	}
-	cmd := command(ctx, tool.Path, password, append(args, "--", path)...)
+	cmd := command(ctx, tool.Path, password, args...)
+	if stdin != nil {
+		// An io.Reader that is not an *os.File goes through a pipe; pg_restore
+		// may exit before reading all of it, which is its error to report.
+		cmd.Stdin = stdin
+	}
 	stderr := &tailBuffer{max: 4096}
 	cmd.Stderr = stderr
 	e.log.DebugContext(ctx, "starting pg_restore", "path", tool.Path, "version", tool.Version, "jobs", opts.Jobs)

@@ -70,11 +70,22 @@ func TestObserveMatchesDump(t *testing.T) {
 	if err := os.WriteFile(path, dump.Bytes(), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	for _, jobs := range []int{1, 3} {
-		t.Run(fmt.Sprintf("jobs=%d", jobs), func(t *testing.T) {
+	for _, tc := range []struct {
+		jobs     int
+		progress bool
+	}{{1, false}, {1, true}, {3, false}} {
+		t.Run(fmt.Sprintf("jobs=%d,progress=%v", tc.jobs, tc.progress), func(t *testing.T) {
 			into := testenv.NewPostgresDB(t)
-			if err := New("", WithBinDirs(bin)).RestoreInto(ctx, into, path, pg15, engine.RestoreOptions{Jobs: jobs}); err != nil {
+			var counted countingWriter
+			opts := engine.RestoreOptions{Jobs: tc.jobs}
+			if tc.progress {
+				opts.Progress = &counted
+			}
+			if err := New("", WithBinDirs(bin)).RestoreInto(ctx, into, path, pg15, opts); err != nil {
 				t.Fatal(err)
+			}
+			if tc.progress && int(counted) != dump.Len() {
+				t.Errorf("progress counted %d bytes of a %d-byte archive", counted, dump.Len())
 			}
 			srv := serverOf(t, into)
 			c, err := New("").Open(ctx, srv)
@@ -203,4 +214,11 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+type countingWriter int
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	*c += countingWriter(len(p))
+	return len(p), nil
 }

@@ -35,6 +35,13 @@ func NoSandboxesLeft(t testing.TB) {
 // OwnSandboxes lists the sandbox containers (any state) this process started.
 func OwnSandboxes(t testing.TB) []string {
 	t.Helper()
+	return SandboxesOf(t, docker.Owner())
+}
+
+// SandboxesOf lists the sandbox containers (any state) of an owner, as
+// docker.OwnerOf names a process.
+func SandboxesOf(t testing.TB, owner string) []string {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cli, err := testcontainers.NewDockerClientWithOpts(ctx)
@@ -44,7 +51,7 @@ func OwnSandboxes(t testing.TB) []string {
 	defer cli.Close()
 	list, err := cli.ContainerList(ctx, client.ContainerListOptions{
 		All:     true,
-		Filters: make(client.Filters).Add("label", docker.LabelOwner+"="+docker.Owner()),
+		Filters: make(client.Filters).Add("label", docker.LabelOwner+"="+owner),
 	})
 	if err != nil {
 		t.Fatalf("list containers: %v", err)

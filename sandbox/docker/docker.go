@@ -105,7 +105,7 @@ func New(ctx context.Context, log *slog.Logger, opts ...Option) (*Docker, error)
 		log:         log,
 		cli:         cli,
 		labels:      map[string]string{},
-		owner:       ownerID(os.Getpid()),
+		owner:       OwnerOf(os.Getpid()),
 		PullTimeout: 10 * time.Minute,
 	}
 	for _, o := range opts {
@@ -305,19 +305,19 @@ func leftover(labels map[string]string, now time.Time) string {
 	if h, _ := os.Hostname(); host != h {
 		return "" // another host's; only its deadline removes it
 	}
-	if ownerID(pid) != labels[LabelOwner] {
+	if OwnerOf(pid) != labels[LabelOwner] {
 		return "its owner process is gone"
 	}
 	return ""
 }
 
 // Owner is the owner label value of the containers this process starts.
-func Owner() string { return ownerID(os.Getpid()) }
+func Owner() string { return OwnerOf(os.Getpid()) }
 
-// ownerID names a process uniquely on this host: hostname, pid and, where
+// OwnerOf names a process uniquely on this host: hostname, pid and, where
 // /proc has it, the process start time, so a reused pid is not mistaken for
 // the owner.
-func ownerID(pid int) string {
+func OwnerOf(pid int) string {
 	h, _ := os.Hostname()
 	return fmt.Sprintf("%s/%d/%s", h, pid, startTicks(pid))
 }
