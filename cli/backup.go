@@ -38,12 +38,15 @@ func (e *env) backupCommand() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				res, err := e.backupTarget(runner, backup.Target{
+				res, err := e.backupTarget(e.ctx, runner, backup.Target{
 					Name:         t.Name,
 					EngineName:   t.Engine,
 					Engine:       eng,
 					Destinations: openDestinations(e.ctx, cfg, t.Destinations),
 				}, opts)
+				if res == nil { // no lease
+					res = &backup.Result{Target: t.Name, Destinations: []backup.DestinationResult{}, Error: e.redactor.String(err.Error())}
+				}
 				results = append(results, res)
 				if err != nil {
 					errs = append(errs, fmt.Errorf("target %s: %w", t.Name, err))
@@ -69,16 +72,17 @@ func (e *env) backupCommand() *cobra.Command {
 }
 
 // backupTarget backs t up under its lease. Another process holding it fails
-// the target at once, naming the holder: a manual run never waits behind a
-// daemon's, and a daemon's next scheduled run comes soon enough.
-func (e *env) backupTarget(runner *backup.Runner, t backup.Target, opts lease.Options) (*backup.Result, error) {
-	held, err := lease.Acquire(e.ctx, t.Destinations, t.Name, "backup", opts)
+// the target at once with a *lease.HeldError naming the holder, and no
+// result: a manual run never waits behind a daemon's, and a daemon's next
+// scheduled run comes soon enough.
+func (e *env) backupTarget(ctx context.Context, runner *backup.Runner, t backup.Target, opts lease.Options) (*backup.Result, error) {
+	held, err := lease.Acquire(ctx, t.Destinations, t.Name, "backup", opts)
 	if err != nil {
-		return &backup.Result{Target: t.Name, Destinations: []backup.DestinationResult{}, Error: e.redactor.String(err.Error())}, err
+		return nil, err
 	}
-	defer held.Release(context.WithoutCancel(e.ctx))
+	defer held.Release(context.WithoutCancel(ctx))
 	res, err := runner.Run(held.Context(), t)
-	if held.Context().Err() != nil && e.ctx.Err() == nil {
+	if held.Context().Err() != nil && ctx.Err() == nil {
 		err = errors.Join(context.Cause(held.Context()), err)
 		res.Error = e.redactor.String(err.Error())
 	}

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"math/rand/v2"
 	"os"
 	"os/signal"
@@ -92,13 +91,17 @@ func (j *daemonJobs) Backup(ctx context.Context, cfg *config.Config, t *config.T
 	if err != nil {
 		return nil, err
 	}
+	opts, err := j.e.leaseOptions()
+	if err != nil {
+		return nil, err
+	}
 	runner := &backup.Runner{Log: log, Version: j.e.build.Version}
-	return runner.Run(ctx, backup.Target{
+	return j.e.backupTarget(ctx, runner, backup.Target{
 		Name:         t.Name,
 		EngineName:   t.Engine,
 		Engine:       eng,
 		Destinations: openDestinations(ctx, cfg, t.Destinations),
-	})
+	}, opts)
 }
 
 func (j *daemonJobs) Verify(ctx context.Context, cfg *config.Config, t *config.Target) []*verify.Record {
@@ -115,8 +118,13 @@ func (j *daemonJobs) Verify(ctx context.Context, cfg *config.Config, t *config.T
 	return records
 }
 
-func (j *daemonJobs) Prune(context.Context, *config.Config, *config.Target) error {
-	return errors.ErrUnsupported
+func (j *daemonJobs) Prune(ctx context.Context, cfg *config.Config, t *config.Target) error {
+	opts, err := j.e.leaseOptions()
+	if err != nil {
+		return err
+	}
+	_, err = j.e.pruneTarget(ctx, cfg, t, opts, false)
+	return err
 }
 
 func (j *daemonJobs) Destinations(ctx context.Context, cfg *config.Config, t *config.Target) []backup.Destination {

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net/url"
@@ -15,7 +14,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	dto "github.com/prometheus/client_model/go"
 
+	"github.com/backproof/backproof/catalog"
 	"github.com/backproof/backproof/internal/testenv"
 )
 
@@ -53,26 +54,9 @@ func backproofBin(t *testing.T) string {
 // proc is a backproof process.
 type proc struct {
 	cmd            *exec.Cmd
-	stdout, stderr syncBuf
+	stdout, stderr syncBuffer
 	done           chan struct{}
 	code           int
-}
-
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func startBin(t *testing.T, env []string, args ...string) *proc {
@@ -233,4 +217,69 @@ func adminDSN(t *testing.T, dsn string) string {
 	}
 	u.Path = "/" + cfg.Database
 	return u.String()
+}
+
+// Two daemons with the same config and destinations (two replicas): while
+// one backs the target up, the other's scheduled backup steps aside without
+// counting a failure; each successful backup is followed by a prune under
+// the lease.
+func TestTwoDaemonsShareATarget(t *testing.T) {
+	dsn := appDB(t)
+	cfg := daemonConfig(t, dsn, `    schedule: "@every 1s"
+    retention: {keep_last: 2}`)
+	data, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg2 := writeConfig(t, strings.Replace(string(data), "listen: "+listenOf(t, cfg), "listen: "+testenv.FreeAddr(t), 1))
+	release := lockOrders(t, adminDSN(t, dsn))
+
+	base1, stop1 := startDaemon(t, cfg)
+	base2, stop2 := startDaemon(t, cfg2)
+	orders := map[string]string{"target": "orders"}
+	// One daemon's backup waits on the lock with the lease held; the
+	// other's runs keep finding the target busy.
+	waitFor(t, 30*time.Second, "a backup blocked on the lock", func() bool {
+		f1, _ := scrape(t, base1)
+		f2, _ := scrape(t, base2)
+		return value(f1, "backproof_jobs_running", map[string]string{"job": "backup"})+
+			value(f2, "backproof_jobs_running", map[string]string{"job": "backup"}) >= 1
+	})
+	time.Sleep(3 * time.Second)
+	release()
+	local := configDests(t, cfg)["local"]
+	seen := map[string]bool{}
+	waitFor(t, time.Minute, "five backups, pruned to two", func() bool {
+		l, err := catalog.List(context.Background(), local, "orders")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, b := range l.Backups {
+			seen[b.ID] = true
+		}
+		return len(seen) >= 5
+	})
+	f1, _ := scrape(t, base1)
+	f2, _ := scrape(t, base2)
+	_, log1 := stop1()
+	_, log2 := stop2()
+	for i, f := range []map[string]*dto.MetricFamily{f1, f2} {
+		if v := value(f, "backproof_backup_failures_total", orders); v != 0 {
+			t.Errorf("daemon %d counted %v backup failures", i+1, v)
+		}
+		if v := value(f, "backproof_prune_failures_total", orders); v != 0 {
+			t.Errorf("daemon %d counted %v prune failures", i+1, v)
+		}
+	}
+	if !strings.Contains(log1+log2, "backup skipped: another process holds the target's lease") {
+		t.Errorf("no daemon stepped aside:\n%s\n%s", lastLines(log1, 20), lastLines(log2, 20))
+	}
+	if !strings.Contains(log1+log2, `"msg":"deleted backup"`) {
+		t.Errorf("no daemon pruned:\n%s\n%s", lastLines(log1, 20), lastLines(log2, 20))
+	}
+	// keep_last 2, pruned after every backup: never more than one more
+	// (a backup committed, its prune not done yet when the daemons stopped).
+	if n := countListed(t, cfg); n["local"] < 2 || n["local"] > 3 || n["offsite"] < 2 || n["offsite"] > 3 {
+		t.Errorf("listed %v with keep_last 2", n)
+	}
 }

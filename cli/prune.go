@@ -31,7 +31,7 @@ func (e *env) pruneCommand() *cobra.Command {
 			reports := []*prune.Report{}
 			var errs []error
 			for _, t := range targets {
-				rep, err := e.pruneTarget(cfg, t, opts, dryRun)
+				rep, err := e.pruneTarget(e.ctx, cfg, t, opts, dryRun)
 				reports = append(reports, rep)
 				if err != nil {
 					errs = append(errs, fmt.Errorf("prune %s: %w", t.Name, err))
@@ -59,9 +59,9 @@ func (e *env) pruneCommand() *cobra.Command {
 
 // pruneTarget prunes one target under its lease; a dry run reads only and
 // takes no lease.
-func (e *env) pruneTarget(cfg *config.Config, t *config.Target, opts lease.Options, dryRun bool) (*prune.Report, error) {
-	dests := openDestinations(e.ctx, cfg, t.Destinations)
-	ctx := e.ctx
+func (e *env) pruneTarget(ctx context.Context, cfg *config.Config, t *config.Target, opts lease.Options, dryRun bool) (*prune.Report, error) {
+	dests := openDestinations(ctx, cfg, t.Destinations)
+	outer := ctx
 	var held *lease.Lease
 	if !dryRun {
 		var err error
@@ -73,7 +73,7 @@ func (e *env) pruneTarget(cfg *config.Config, t *config.Target, opts lease.Optio
 		ctx = held.Context()
 	}
 	rep, err := prune.Target(ctx, e.log, t.Name, t.Retention, dests, held, time.Now(), dryRun)
-	if held != nil && held.Context().Err() != nil && e.ctx.Err() == nil {
+	if held != nil && held.Context().Err() != nil && outer.Err() == nil {
 		err = errors.Join(context.Cause(held.Context()), err)
 	}
 	for i := range rep.Destinations {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/backproof/backproof/backup"
 	"github.com/backproof/backproof/config"
+	"github.com/backproof/backproof/lease"
 	"github.com/backproof/backproof/metrics"
 	"github.com/backproof/backproof/verify"
 )
@@ -343,9 +344,15 @@ func (d *Daemon) backup(cfg *config.Config, t *config.Target, ts *targetState) b
 		ts.lastAttempt = res
 		ts.mu.Unlock()
 	}
+	var held *lease.HeldError
 	switch {
 	case err != nil && ctx.Err() != nil:
 		log.Warn("backup cancelled: the daemon is stopping", "err", err)
+	case errors.As(err, &held):
+		// Another replica (or a manual run) has this target right now:
+		// it does the work; not a failure of this one.
+		log.Info("backup skipped: another process holds the target's lease", "err", err)
+		return true
 	case err != nil:
 		m.BackupFailures.WithLabelValues(t.Name).Inc()
 		attrs := []any{"err", err}
@@ -370,6 +377,10 @@ func (d *Daemon) prune(cfg *config.Config, t *config.Target, ts *targetState) {
 	err := d.Jobs.Prune(d.ctx, cfg, t)
 	if errors.Is(err, errors.ErrUnsupported) {
 		log.Debug("retention is not applied by this build")
+		return
+	}
+	if held := (*lease.HeldError)(nil); errors.As(err, &held) {
+		log.Info("prune skipped: another process holds the target's lease", "err", err)
 		return
 	}
 	run := &PruneRun{At: time.Now()}
