@@ -17,6 +17,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -26,6 +27,7 @@ import (
 
 	"github.com/backproof/backproof/internal/sample"
 	"github.com/backproof/backproof/internal/testenv"
+	"github.com/backproof/backproof/lease"
 	"github.com/backproof/backproof/sandbox/docker"
 )
 
@@ -252,6 +254,9 @@ func committed(t *testing.T, dir string) (manifests, other []string) {
 		t.Fatal(err)
 	}
 	for _, e := range entries {
+		if e.Name() == lease.Dir {
+			continue // the target's lease, not a backup
+		}
 		if _, err := os.Stat(filepath.Join(dir, "orders", e.Name(), "manifest.json")); err == nil {
 			manifests = append(manifests, e.Name())
 		} else {
@@ -334,7 +339,7 @@ func TestDaemonSIGHUP(t *testing.T) {
 	dir, cfg, addr := t.TempDir(), filepath.Join(t.TempDir(), "c.yaml"), testenv.FreeAddr(t)
 	daemonConfig(t, cfg, addr, dsn, dir, "@every 1s", "")
 	cmd := backproof(context.Background(), "daemon", "-c", cfg)
-	var logs bytes.Buffer
+	var logs lockedBuffer // read while the daemon writes
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -385,4 +390,21 @@ func tail(s string, n int) string {
 		return s[len(s)-n:]
 	}
 	return s
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
