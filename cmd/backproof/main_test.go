@@ -17,6 +17,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -272,7 +273,7 @@ func TestDaemonSIGTERM(t *testing.T) {
 	dir, cfg, addr := t.TempDir(), filepath.Join(t.TempDir(), "c.yaml"), testenv.FreeAddr(t)
 	daemonConfig(t, cfg, addr, dsn, dir, "@every 1s", "    verify: {schedule: \"@every 1s\"}\n")
 	cmd := backproof(context.Background(), "daemon", "-c", cfg)
-	var logs bytes.Buffer
+	var logs lockedBuffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -334,7 +335,7 @@ func TestDaemonSIGHUP(t *testing.T) {
 	dir, cfg, addr := t.TempDir(), filepath.Join(t.TempDir(), "c.yaml"), testenv.FreeAddr(t)
 	daemonConfig(t, cfg, addr, dsn, dir, "@every 1s", "")
 	cmd := backproof(context.Background(), "daemon", "-c", cfg)
-	var logs bytes.Buffer
+	var logs lockedBuffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -378,6 +379,24 @@ func TestDaemonSIGHUP(t *testing.T) {
 	if m := metric(t, addr, attempts); m != n {
 		t.Errorf("attempts went from %v to %v under the new hourly schedule", n, m)
 	}
+}
+
+// lockedBuffer collects a child's output while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func tail(s string, n int) string {
