@@ -84,7 +84,7 @@ func manifestCounts(m *catalog.Manifest) map[string]int64 {
 func restoreCopy(t *testing.T, d destination.Destination, m *catalog.Manifest) map[string]int64 {
 	t.Helper()
 	ctx := context.Background()
-	path, err := restore.Spool(ctx, d, m, m.Artifacts[0], t.TempDir())
+	path, err := restore.Spool(ctx, d, m, m.Artifacts[0], nil, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,10 +9,12 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"strings"
 
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/backproof/backproof/catalog"
+	"github.com/backproof/backproof/crypt"
 	"github.com/backproof/backproof/destination"
 )
 
@@ -20,32 +22,83 @@ import (
 // recorded: the copy is corrupt or truncated.
 var ErrChecksumMismatch = errors.New("checksum mismatch")
 
-// ErrUndecodable means stored bytes match the manifest but do not
-// decompress: the backup was written wrong.
-var ErrUndecodable = errors.New("artifact does not decompress")
+// ErrUndecodable means stored bytes match the manifest but do not decrypt
+// or decompress: the backup was written wrong.
+var ErrUndecodable = errors.New("artifact does not decode")
 
-// OpenArtifact streams an artifact of a committed backup, decompressed. The
-// stored bytes are counted and hashed on the way; the reader returns
-// ErrChecksumMismatch instead of EOF when they differ from the manifest, so a
-// consumer never sees a clean end to a corrupt stream.
-func OpenArtifact(ctx context.Context, d destination.Destination, m *catalog.Manifest, a catalog.Artifact) (io.ReadCloser, error) {
+// ErrNoIdentity means a backup is encrypted and there is no identity to
+// decrypt it with.
+var ErrNoIdentity = errors.New("no identity to decrypt with")
+
+// CheckKeys tells, before anything is downloaded, whether ids can decrypt the
+// backup m: a plaintext backup needs none; an encrypted one needs an
+// identity for one of the recipients its manifest names. ids may be nil.
+func CheckKeys(m *catalog.Manifest, ids *crypt.Identities) error {
+	e := m.Encryption
+	switch {
+	case e == nil:
+		return nil
+	case e.Scheme != crypt.Scheme:
+		return fmt.Errorf("backup %s: unsupported encryption %q", m.ID, e.Scheme)
+	case ids == nil:
+		return fmt.Errorf("backup %s is encrypted (to %s): %w; set encryption.identity_file in the config",
+			m.ID, strings.Join(e.RecipientFingerprints, ", "), ErrNoIdentity)
+	}
+	if err := ids.Match(e.RecipientFingerprints); err != nil {
+		return fmt.Errorf("backup %s: %w", m.ID, err)
+	}
+	return nil
+}
+
+// OpenArtifact streams an artifact of a committed backup, decrypted with ids
+// when the backup is encrypted, and decompressed. The stored bytes are
+// counted and hashed on the way; the reader returns ErrChecksumMismatch
+// instead of EOF when they differ from the manifest, so a consumer never sees
+// a clean end to a corrupt stream.
+func OpenArtifact(ctx context.Context, d destination.Destination, m *catalog.Manifest, a catalog.Artifact, ids *crypt.Identities) (io.ReadCloser, error) {
 	if m.Compression != "zstd" {
 		return nil, fmt.Errorf("backup %s: unsupported compression %q", m.ID, m.Compression)
 	}
-	if m.Encryption != nil {
-		return nil, fmt.Errorf("backup %s is encrypted; this build cannot decrypt", m.ID)
+	if err := CheckKeys(m, ids); err != nil {
+		return nil, err
 	}
 	rc, err := d.Get(ctx, catalog.Key(m.Target, m.ID, a.Name))
 	if err != nil {
 		return nil, err
 	}
 	vr := &verifyingReader{r: rc, h: sha256.New(), want: a}
-	dec, err := zstd.NewReader(vr, zstd.WithDecoderConcurrency(1))
+	var plain io.Reader = vr
+	if m.Encryption != nil {
+		if plain, err = ids.Decrypt(vr); err != nil {
+			err = headerError(vr, err)
+			rc.Close()
+			return nil, err
+		}
+	}
+	dec, err := zstd.NewReader(plain, zstd.WithDecoderConcurrency(1))
 	if err != nil {
 		rc.Close()
 		return nil, err
 	}
 	return &artifactReader{dec: dec, vr: vr, body: rc}, nil
+}
+
+// headerError tells what an age header that did not open means. A corrupt
+// copy can look like a wrong key (a damaged stanza does not unwrap), so the
+// stored bytes are hashed to the end first: a mismatch is the cause to
+// report. Otherwise a key that does not match is not the backup's fault, and
+// any other failure means the backup was written wrong.
+func headerError(vr *verifyingReader, err error) error {
+	if vr.err == nil {
+		io.Copy(io.Discard, vr) //nolint:errcheck // only the verdict matters
+	}
+	switch {
+	case vr.err != nil:
+		return vr.err
+	case errors.Is(err, crypt.ErrNoMatchingKey):
+		return err
+	}
+	return fmt.Errorf("%w: %v", ErrUndecodable, err)
 }
 
 type artifactReader struct {

@@ -7,12 +7,15 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
+	"strings"
 	"testing"
 	"time"
 
+	"filippo.io/age"
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/backproof/backproof/catalog"
+	"github.com/backproof/backproof/crypt"
 	"github.com/backproof/backproof/destination/local"
 )
 
@@ -43,7 +46,7 @@ func TestOpenArtifactDetectsDamage(t *testing.T) {
 			if err := store.Put(ctx, catalog.Key("orders", id, "dump.pgdump.zst"), bytes.NewReader(data)); err != nil {
 				t.Fatal(err)
 			}
-			rc, err := OpenArtifact(ctx, store, m, m.Artifacts[0])
+			rc, err := OpenArtifact(ctx, store, m, m.Artifacts[0], nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -60,4 +63,116 @@ func TestOpenArtifactDetectsDamage(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestOpenEncryptedArtifact(t *testing.T) {
+	ctx := context.Background()
+	plain := bytes.Repeat([]byte("PGDMP order rows "), 50000)
+	zenc, _ := zstd.NewWriter(nil)
+	compressed := zenc.EncodeAll(plain, nil)
+
+	keys := func(t *testing.T) (*crypt.Recipients, *crypt.Identities) {
+		id, err := age.GenerateX25519Identity()
+		if err != nil {
+			t.Fatal(err)
+		}
+		rs, err := crypt.ParseRecipients([]string{id.Recipient().String()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids, err := crypt.ParseIdentities(strings.NewReader(id.String()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rs, ids
+	}
+	seal := func(t *testing.T, rs *crypt.Recipients, data []byte) []byte {
+		var b bytes.Buffer
+		w, err := rs.Encrypt(&b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Write(data)
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return b.Bytes()
+	}
+	rs, ids := keys(t)
+	_, wrong := keys(t)
+	stored := seal(t, rs, compressed)
+	const name = "dump.pgdump.zst.age"
+	manifest := func(data []byte, fps []string) *catalog.Manifest {
+		sum := sha256.Sum256(data)
+		return &catalog.Manifest{Format: catalog.FormatVersion, ID: catalog.NewID(time.Now()), Target: "orders", Compression: "zstd",
+			Encryption: &catalog.Encryption{Scheme: crypt.Scheme, RecipientFingerprints: fps},
+			Artifacts:  []catalog.Artifact{{Name: name, Size: int64(len(data)), SHA256: hex.EncodeToString(sum[:])}}}
+	}
+	// A byte of the recipient stanza's body changed: the key no longer
+	// unwraps, which age reports like a wrong identity.
+	stanza := append([]byte(nil), stored...)
+	lines := bytes.SplitN(stanza, []byte("\n"), 4)
+	body := len(lines[0]) + 1 + len(lines[1]) + 1 + 5
+	stanza[body] = map[bool]byte{true: 'B', false: 'A'}[stanza[body] == 'A']
+	payload := append([]byte(nil), stored...)
+	payload[len(payload)-200] ^= 0x01
+	uncompressed := seal(t, rs, plain)
+
+	cases := []struct {
+		name   string
+		stored []byte // nil: not stored at all
+		m      *catalog.Manifest
+		ids    *crypt.Identities
+		want   error // nil: decrypts to plain
+	}{
+		{"intact", stored, manifest(stored, rs.Fingerprints()), ids, nil},
+		{"no identity, nothing downloaded", nil, manifest(stored, rs.Fingerprints()), nil, ErrNoIdentity},
+		{"wrong identity, nothing downloaded", nil, manifest(stored, rs.Fingerprints()), wrong, crypt.ErrNoMatchingKey},
+		{"wrong identity, manifest names no recipient", stored, manifest(stored, nil), wrong, crypt.ErrNoMatchingKey},
+		{"stanza damaged", stanza, manifest(stored, rs.Fingerprints()), ids, ErrChecksumMismatch},
+		{"payload damaged", payload, manifest(stored, rs.Fingerprints()), ids, ErrChecksumMismatch},
+		{"truncated", stored[:len(stored)-100], manifest(stored, rs.Fingerprints()), ids, ErrChecksumMismatch},
+		{"header damaged", append([]byte("AGE"), stored[3:]...), manifest(stored, rs.Fingerprints()), ids, ErrChecksumMismatch},
+		{"written wrong: not compressed", uncompressed, manifest(uncompressed, rs.Fingerprints()), ids, ErrUndecodable},
+		{"written wrong: not encrypted", compressed, manifest(compressed, rs.Fingerprints()), ids, ErrUndecodable},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			store, err := local.New(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.stored != nil {
+				if err := store.Put(ctx, catalog.Key("orders", tc.m.ID, name), bytes.NewReader(tc.stored)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var got []byte
+			rc, err := OpenArtifact(ctx, store, tc.m, tc.m.Artifacts[0], tc.ids)
+			if err == nil {
+				got, err = io.ReadAll(rc)
+				rc.Close()
+			}
+			if tc.want == nil {
+				if err != nil || !bytes.Equal(got, plain) {
+					t.Fatalf("read %d bytes, err %v", len(got), err)
+				}
+				return
+			}
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("err = %v, want %v", err, tc.want)
+			}
+			if IsBad(err) == KeyProblem(err) {
+				t.Errorf("IsBad %v, KeyProblem %v: exactly one must hold for %v", IsBad(err), KeyProblem(err), err)
+			}
+		})
+	}
+
+	t.Run("unknown scheme", func(t *testing.T) {
+		m := manifest(stored, rs.Fingerprints())
+		m.Encryption.Scheme = "rot13"
+		if err := CheckKeys(m, ids); err == nil || IsBad(err) || !strings.Contains(err.Error(), `"rot13"`) {
+			t.Errorf("err = %v", err)
+		}
+	})
 }

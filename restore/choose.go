@@ -7,6 +7,7 @@ import (
 	"log/slog"
 
 	"github.com/backproof/backproof/catalog"
+	"github.com/backproof/backproof/crypt"
 	"github.com/backproof/backproof/destination"
 )
 
@@ -82,19 +83,25 @@ func IsBad(err error) bool {
 	return errors.Is(err, ErrChecksumMismatch) || errors.Is(err, ErrMissing) || errors.Is(err, ErrUndecodable)
 }
 
+// KeyProblem reports whether err says the backup cannot be decrypted with the
+// identities at hand: none configured, or none that matches.
+func KeyProblem(err error) bool {
+	return errors.Is(err, ErrNoIdentity) || errors.Is(err, crypt.ErrNoMatchingKey)
+}
+
 // SpoolFirstIntact spools the first copy whose bytes match its manifest into
 // dir, saying in the log when a copy is skipped. It returns the copy used
 // and the spooled file. A corrupt copy is never used; when every copy is
 // corrupt the error satisfies IsBad.
-func SpoolFirstIntact(ctx context.Context, log *slog.Logger, copies []Copy, dir string) (Copy, string, error) {
+func SpoolFirstIntact(ctx context.Context, log *slog.Logger, copies []Copy, ids *crypt.Identities, dir string) (Copy, string, error) {
 	var errs []error
 	for i, c := range copies {
-		path, err := Spool(ctx, c.Source.Store, c.Manifest, c.Manifest.Artifacts[0], dir)
+		path, err := Spool(ctx, c.Source.Store, c.Manifest, c.Manifest.Artifacts[0], ids, dir)
 		if err == nil {
 			return c, path, nil
 		}
-		if ctx.Err() != nil {
-			return c, "", err
+		if ctx.Err() != nil || KeyProblem(err) {
+			return c, "", err // another copy of the same backup needs the same key
 		}
 		errs = append(errs, fmt.Errorf("copy on %s: %w", c.Source.Name, err))
 		if i+1 < len(copies) {
