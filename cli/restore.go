@@ -101,7 +101,7 @@ prints a connection string and keeps the container until Ctrl-C or --keep.`,
 				return err
 			}
 			if err := restore.CheckKeys(copies[0].Manifest, ids); err != nil {
-				return fmt.Errorf("%w; nothing was restored", err)
+				return fmt.Errorf("%w; nothing was restored, the target was not touched", err)
 			}
 			eng, err := newEngine(t, e.log.With("target", t.Name))
 			if err != nil {
