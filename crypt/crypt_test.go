@@ -173,3 +173,44 @@ func TestGenerate(t *testing.T) {
 		t.Errorf("the identity does not belong to the recipient %s: %v", r, err)
 	}
 }
+
+// After a rotation, one identity file with the new and the retired key reads
+// backups written to either recipient.
+func TestRotation(t *testing.T) {
+	old, cur := newIdentity(t), newIdentity(t)
+	seal := func(id *age.X25519Identity) ([]byte, []string) {
+		rs, err := ParseRecipients([]string{id.Recipient().String()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var b bytes.Buffer
+		w, _ := rs.Encrypt(&b)
+		w.Write([]byte("rows of " + id.Recipient().String()))
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return b.Bytes(), rs.Fingerprints()
+	}
+	ids, err := ParseIdentities(strings.NewReader("# new\n" + cur.String() + "\n# retired\n" + old.String() + "\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []*age.X25519Identity{old, cur} {
+		stored, fps := seal(id)
+		if err := ids.Match(fps); err != nil {
+			t.Errorf("Match: %v", err)
+		}
+		r, err := ids.Decrypt(bytes.NewReader(stored))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := io.ReadAll(r); string(got) != "rows of "+id.Recipient().String() {
+			t.Errorf("decrypted %q", got)
+		}
+	}
+	// The new key alone cannot read the old backups.
+	only, _ := ParseIdentities(strings.NewReader(cur.String()))
+	if _, fps := seal(old); !errors.Is(only.Match(fps), ErrNoMatchingKey) {
+		t.Error("the new key alone matched a backup written to the retired one")
+	}
+}

@@ -85,20 +85,14 @@ func OpenArtifact(ctx context.Context, d destination.Destination, m *catalog.Man
 
 // headerError tells what an age header that did not open means. A corrupt
 // copy can look like a wrong key (a damaged stanza does not unwrap), so the
-// stored bytes are hashed to the end first: a mismatch is the cause to
-// report. Otherwise a key that does not match is not the backup's fault, and
-// any other failure means the backup was written wrong.
+// stored bytes' verdict comes first; with them intact, a key that does not
+// match is not the backup's fault.
 func headerError(vr *verifyingReader, err error) error {
-	if vr.err == nil {
-		io.Copy(io.Discard, vr) //nolint:errcheck // only the verdict matters
-	}
-	switch {
-	case vr.err != nil:
-		return vr.err
-	case errors.Is(err, crypt.ErrNoMatchingKey):
+	v := vr.verdict(err)
+	if errors.Is(v, ErrUndecodable) && errors.Is(err, crypt.ErrNoMatchingKey) {
 		return err
 	}
-	return fmt.Errorf("%w: %v", ErrUndecodable, err)
+	return v
 }
 
 type artifactReader struct {
@@ -115,15 +109,7 @@ func (a *artifactReader) Read(p []byte) (int, error) {
 			return n, derr
 		}
 	} else if err != nil {
-		// Finish hashing the stored bytes: if they differ from the manifest,
-		// that is the cause to report, not the decoder's view of it.
-		if a.vr.err == nil {
-			io.Copy(io.Discard, a.vr) //nolint:errcheck // only the verdict matters
-		}
-		if a.vr.err != nil {
-			return n, a.vr.err
-		}
-		return n, fmt.Errorf("%w: %v", ErrUndecodable, err)
+		return n, a.vr.verdict(err)
 	}
 	return n, err
 }
@@ -135,18 +121,25 @@ func (a *artifactReader) Close() error {
 
 // verifyingReader hashes what it reads and, at EOF, compares with the manifest.
 type verifyingReader struct {
-	r    io.Reader
-	h    hash.Hash
-	n    int64
-	want catalog.Artifact
-	err  error
+	r       io.Reader
+	h       hash.Hash
+	n       int64
+	want    catalog.Artifact
+	err     error // the stored bytes differ from the manifest
+	readErr error // the stored bytes could not be read
 }
 
 func (v *verifyingReader) Read(p []byte) (int, error) {
 	if v.err != nil {
 		return 0, v.err
 	}
+	if v.readErr != nil {
+		return 0, v.readErr
+	}
 	n, err := v.r.Read(p)
+	if err != nil && err != io.EOF {
+		v.readErr = err
+	}
 	v.h.Write(p[:n])
 	v.n += int64(n)
 	if v.n > v.want.Size {
@@ -164,4 +157,21 @@ func (v *verifyingReader) Read(p []byte) (int, error) {
 		}
 	}
 	return n, err
+}
+
+// verdict says what a failure to decrypt or decompress (cause) means, after
+// reading the rest of the stored bytes: a checksum mismatch (the copy is
+// corrupt) or a read error (the destination failed) is the real cause; with
+// the bytes intact and fully read, the backup was written wrong.
+func (v *verifyingReader) verdict(cause error) error {
+	if v.err == nil && v.readErr == nil {
+		io.Copy(io.Discard, v) //nolint:errcheck // the fields hold the outcome
+	}
+	switch {
+	case v.err != nil:
+		return v.err
+	case v.readErr != nil:
+		return fmt.Errorf("%s: read: %w", v.want.Name, v.readErr)
+	}
+	return fmt.Errorf("%w: %v", ErrUndecodable, cause)
 }

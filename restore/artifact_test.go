@@ -7,8 +7,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"filippo.io/age"
@@ -16,6 +20,7 @@ import (
 
 	"github.com/backproof/backproof/catalog"
 	"github.com/backproof/backproof/crypt"
+	"github.com/backproof/backproof/destination"
 	"github.com/backproof/backproof/destination/local"
 )
 
@@ -168,6 +173,26 @@ func TestOpenEncryptedArtifact(t *testing.T) {
 		})
 	}
 
+	t.Run("plaintext backup, identities at hand", func(t *testing.T) {
+		// Backups taken before encryption was turned on stay readable.
+		store, err := local.New(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := manifest(compressed, nil)
+		m.Encryption, m.Artifacts[0].Name = nil, "dump.pgdump.zst"
+		if err := store.Put(ctx, catalog.Key("orders", m.ID, "dump.pgdump.zst"), bytes.NewReader(compressed)); err != nil {
+			t.Fatal(err)
+		}
+		path, err := Spool(ctx, store, m, m.Artifacts[0], ids, t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := os.ReadFile(path); err != nil || !bytes.Equal(got, plain) || filepath.Base(path) != "dump.pgdump" {
+			t.Errorf("spooled %s: %d bytes, %v", path, len(got), err)
+		}
+	})
+
 	t.Run("unknown scheme", func(t *testing.T) {
 		m := manifest(stored, rs.Fingerprints())
 		m.Encryption.Scheme = "rot13"
@@ -175,4 +200,67 @@ func TestOpenEncryptedArtifact(t *testing.T) {
 			t.Errorf("err = %v", err)
 		}
 	})
+}
+
+// flaky is a destination whose downloads break off after half the object.
+type flaky struct{ destination.Destination }
+
+var errReset = errors.New("read tcp 127.0.0.1:9000: connection reset by peer")
+
+func (f flaky) Get(ctx context.Context, key string) (io.ReadCloser, error) {
+	rc, err := f.Destination.Get(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	obj, err := f.Destination.Stat(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(io.LimitReader(rc, obj.Size/2), iotest.ErrReader(errReset)), rc}, nil
+}
+
+// A download that breaks off is the destination's failure, never a bad
+// backup, whether the decoder or the decrypter sees it first.
+func TestBrokenDownloadIsNotABadBackup(t *testing.T) {
+	ctx := context.Background()
+	plain := make([]byte, 4<<20)
+	rand.NewChaCha8([32]byte{1}).Read(plain) // incompressible: the stored stream is large
+	zenc, _ := zstd.NewWriter(nil)
+	compressed := zenc.EncodeAll(plain, nil)
+	id, _ := age.GenerateX25519Identity()
+	rs, _ := crypt.ParseRecipients([]string{id.Recipient().String()})
+	ids, _ := crypt.ParseIdentities(strings.NewReader(id.String()))
+	var sealed bytes.Buffer
+	w, _ := rs.Encrypt(&sealed)
+	w.Write(compressed)
+	w.Close()
+
+	for _, tc := range []struct {
+		name   string
+		stored []byte
+		enc    *catalog.Encryption
+	}{
+		{"dump.pgdump.zst", compressed, nil},
+		{"dump.pgdump.zst.age", sealed.Bytes(), &catalog.Encryption{Scheme: crypt.Scheme, RecipientFingerprints: rs.Fingerprints()}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			store, err := local.New(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			sum := sha256.Sum256(tc.stored)
+			m := &catalog.Manifest{Format: catalog.FormatVersion, ID: catalog.NewID(time.Now()), Target: "orders", Compression: "zstd", Encryption: tc.enc,
+				Artifacts: []catalog.Artifact{{Name: tc.name, Size: int64(len(tc.stored)), SHA256: hex.EncodeToString(sum[:])}}}
+			if err := store.Put(ctx, catalog.Key("orders", m.ID, tc.name), bytes.NewReader(tc.stored)); err != nil {
+				t.Fatal(err)
+			}
+			_, err = Spool(ctx, flaky{store}, m, m.Artifacts[0], ids, t.TempDir())
+			if !errors.Is(err, errReset) || IsBad(err) {
+				t.Fatalf("err = %v (bad backup: %v), want the read error and not a bad backup", err, IsBad(err))
+			}
+		})
+	}
 }
