@@ -234,7 +234,7 @@ func TestEncryptedBackupToLocalAndS3(t *testing.T) {
 		if got := restoreWith(t, d, m, ids); !equalCounts(got, manifestCounts(m)) {
 			t.Errorf("%s: restored counts %v, manifest %v", d.Name, got, manifestCounts(m))
 		}
-		if _, err := restore.Spool(context.Background(), d, m, m.Artifacts[0], nil, t.TempDir()); !errors.Is(err, restore.ErrNoIdentity) {
+		if _, err := restore.Spool(context.Background(), d, m, m.Artifacts[0], nil, t.TempDir(), nil); !errors.Is(err, restore.ErrNoIdentity) {
 			t.Errorf("%s: spool without an identity: %v", d.Name, err)
 		}
 	}
