@@ -125,6 +125,7 @@ func (v *verifier) run(ctx context.Context, t *config.Target, destName string, d
 	if t.Verify != nil {
 		req.Checks = t.Verify.Checks
 		req.Amcheck = t.Verify.Amcheck
+		req.Tolerance = t.Verify.KeyTolerance
 	}
 	return v.Run(ctx, req)
 }
