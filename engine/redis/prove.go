@@ -67,8 +67,8 @@ func (e *Engine) Preload(ctx context.Context, spec *sandbox.Spec, srv engine.Ser
 		return fmt.Errorf("%w: %w", engine.ErrRestore, err)
 	case err != nil:
 		return fmt.Errorf("read %s: %w", filepath.Base(path), err)
-	case sum.Unsupported != nil:
-		e.log.WarnContext(ctx, "the RDB holds content this build cannot walk; its checksum is right, the sandbox server decides", "reason", sum.Unsupported)
+	case sum.Unreadable != nil:
+		e.log.WarnContext(ctx, "the RDB holds content this build cannot read though its checksum is right; the sandbox server decides", "reason", sum.Unreadable)
 	case sum.NoChecksum:
 		e.log.WarnContext(ctx, "the RDB carries no checksum (rdbchecksum no); the sandbox server decides whether it loads")
 	}

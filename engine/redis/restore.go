@@ -121,8 +121,8 @@ func checkFile(path string) error {
 		return fmt.Errorf("%w: %w", engine.ErrRestore, err)
 	case err != nil:
 		return err
-	case sum.Unsupported != nil:
-		return fmt.Errorf("the backup holds content this build cannot restore key by key (%w); restore it into a sandbox, or put dump.rdb in place of the server's RDB file while it is stopped", sum.Unsupported)
+	case sum.Unreadable != nil:
+		return fmt.Errorf("the backup holds content this build cannot restore key by key (%w); restore it into a sandbox, or put dump.rdb in place of the server's RDB file while it is stopped", sum.Unreadable)
 	}
 	return nil
 }

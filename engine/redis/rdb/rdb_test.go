@@ -170,7 +170,7 @@ func TestScan(t *testing.T) {
 		t.Fatal(err)
 	}
 	if s.Version != 10 || s.Keys[0] != 15 || s.Keys[3] != 1 || s.Expires[0] != 1 || s.Expires[3] != 1 ||
-		s.Functions != 1 || s.MaxDB != 3 || s.Unsupported != nil || s.NoChecksum {
+		s.Functions != 1 || s.MaxDB != 3 || s.Unreadable != nil || s.NoChecksum {
 		t.Errorf("summary %+v", s)
 	}
 
@@ -194,7 +194,7 @@ func TestScan(t *testing.T) {
 	// decides, over the whole file.
 	future := unknownType(t, data)
 	s, err = Scan(bytes.NewReader(future))
-	if err != nil || !errors.Is(s.Unsupported, ErrUnsupported) {
+	if err != nil || !errors.Is(s.Unreadable, ErrUnsupported) {
 		t.Errorf("unknown type: %v, summary %+v", err, s)
 	}
 	future[len(future)-20] ^= 1

@@ -410,8 +410,9 @@ func (r *Reader) end() error {
 	} else if err != nil {
 		return err
 	}
-	if _, err := r.r.ReadByte(); err != io.EOF {
+	if b, err := r.r.ReadByte(); err != io.EOF {
 		if err == nil {
+			r.v.Write([]byte{b}) //nolint:errcheck // past the header
 			return r.corrupt("data after the end of the file")
 		}
 		return err

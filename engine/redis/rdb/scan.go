@@ -15,15 +15,17 @@ type Summary struct {
 	// NoChecksum: the file was written without a checksum, so only its
 	// framing could be checked.
 	NoChecksum bool
-	// Unsupported is set when the walk met content it cannot read (the
-	// counts stop there); the checksum was still checked to the end.
-	Unsupported error
+	// Unreadable is set when the walk stopped at content it could not
+	// read although the file's checksum is right: content this build does
+	// not know (ErrUnsupported), or a server's bug. The counts stop there.
+	Unreadable error
 }
 
 // Scan walks the RDB file in r to its end. It returns ErrCorrupt when the
-// file is damaged. Content the walk does not understand is not an error by
-// itself: the rest of the file is still checked against its checksum, and
-// Summary.Unsupported says what stopped the walk.
+// file is damaged: truncated, or different from what its checksum says.
+// Content the walk cannot read is not an error by itself if the checksum
+// holds: Summary.Unreadable says what stopped the walk, and the server that
+// loads the file has the last word.
 func Scan(r io.Reader) (*Summary, error) {
 	rd, err := NewReader(r, false)
 	if err != nil {
@@ -36,11 +38,12 @@ func Scan(r io.Reader) (*Summary, error) {
 		if err == io.EOF {
 			return s, nil
 		}
-		if errors.Is(err, ErrUnsupported) {
-			s.Unsupported = err
-			err = rd.drain()
-			s.NoChecksum = rd.noSum
-			return s, err
+		if errors.Is(err, ErrUnsupported) || errors.Is(err, ErrCorrupt) {
+			if derr := rd.drain(); derr != nil {
+				return s, derr
+			}
+			s.Unreadable, s.NoChecksum = err, rd.noSum
+			return s, nil
 		}
 		if err != nil {
 			return s, err
@@ -57,11 +60,14 @@ func Scan(r io.Reader) (*Summary, error) {
 	}
 }
 
-// drain passes the rest of the file through the checksum.
+// drain passes the rest of the file through the checksum, after a walk
+// stopped early, and reports whether the whole file is intact.
 func (r *Reader) drain() error {
-	r.done = true
-	if _, err := io.Copy(&r.v, r.r); err != nil {
-		return err
+	if !r.done {
+		r.done = true
+		if _, err := io.Copy(&r.v, r.r); err != nil {
+			return err
+		}
 	}
 	err := r.v.Check()
 	if errors.Is(err, ErrNoChecksum) {
