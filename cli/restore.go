@@ -182,7 +182,11 @@ func (e *env) restoreTo(eng dbEngine, copies []restore.Copy, o restoreOpts, res 
 	start := time.Now()
 	err = eng.RestoreInto(e.ctx, o.to, path, info, opts)
 	if err != nil {
-		return fmt.Errorf("restore into %s failed: %w", eng.Describe(o.to), err)
+		err = fmt.Errorf("restore into %s failed: %w", eng.Describe(o.to), err)
+		if errors.Is(err, engine.ErrCorrupt) {
+			return fmt.Errorf("%w: %w", errBadBackup, err)
+		}
+		return err
 	}
 	res.Seconds = time.Since(start).Seconds()
 	res.Into = eng.Describe(o.to)

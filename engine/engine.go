@@ -18,7 +18,8 @@ var (
 	ErrRestore = errors.New("restore failed")
 	// ErrQuery: the restored database rejected a check query.
 	ErrQuery = errors.New("query failed")
-	// ErrCorrupt: an integrity check found the restored data corrupt.
+	// ErrCorrupt: an integrity check found the backup's data corrupt, in
+	// the restored copy or in the artifact itself.
 	ErrCorrupt = errors.New("corruption found")
 )
 

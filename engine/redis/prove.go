@@ -111,7 +111,11 @@ func (e *Engine) LoadFailed(err error) error {
 	if strings.Contains(msg, "Can't handle RDB format version") {
 		return fmt.Errorf("the sandbox image's Redis is older than the server the backup came from and cannot read its RDB version; set sandbox.images.redis to a newer image: %w", err)
 	}
+	// Redis logs the error, then runs its RDB checker, whose report ends the
+	// output, then exits.
 	for _, s := range []string{
+		"RDB ERROR DETECTED",
+		"Internal error in RDB reading",
 		"Terminating server after rdb file reading failure",
 		"Short read or OOM loading DB",
 		"Wrong RDB checksum",

@@ -261,7 +261,7 @@ func TestRestoreInto(t *testing.T) {
 	os.WriteFile(bad, data, 0o600)
 	empty := testenv.StartRedis(t)
 	err = e.RestoreInto(ctx, empty.DSN("", ""), bad, info, engine.RestoreOptions{})
-	if !errors.Is(err, engine.ErrRestore) {
+	if !errors.Is(err, engine.ErrRestore) || !errors.Is(err, engine.ErrCorrupt) || !strings.Contains(err.Error(), "the target was not touched") {
 		t.Fatalf("damaged file: %v", err)
 	}
 	if n := empty.Conn(t).Must("DBSIZE"); n != int64(0) {

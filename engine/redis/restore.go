@@ -118,7 +118,7 @@ func checkFile(path string) error {
 	sum, err := rdb.Scan(bufio.NewReaderSize(f, 1<<20))
 	switch {
 	case errors.Is(err, rdb.ErrCorrupt):
-		return fmt.Errorf("%w: %w", engine.ErrRestore, err)
+		return fmt.Errorf("%w: %w: %w; the target was not touched", engine.ErrRestore, engine.ErrCorrupt, err)
 	case err != nil:
 		return err
 	case sum.Unreadable != nil:
