@@ -254,3 +254,16 @@ func FuzzScan(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkValidator(b *testing.B) {
+	buf := make([]byte, 256<<10)
+	for i := range buf {
+		buf[i] = byte(i * 7)
+	}
+	b.SetBytes(int64(len(buf)))
+	var v Validator
+	v.Write([]byte("REDIS0010"))
+	for b.Loop() {
+		v.Write(buf)
+	}
+}
