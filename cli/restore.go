@@ -238,7 +238,7 @@ func (e *env) printRestore(r *restoreResult, o restoreOpts) {
 		fmt.Fprintf(e.stdout, "would restore %s backup %s from %s (%s, %d tables, %d rows) into %s\n",
 			r.Target, r.BackupID, r.Destination, formatSize(r.Size), r.Tables, r.Rows, r.Into)
 		if o.force {
-			fmt.Fprintln(e.stdout, "  --force: objects the backup contains would be dropped first")
+			fmt.Fprintln(e.stdout, "  --force: objects the backup contains would be replaced")
 		}
 		return
 	}
