@@ -45,12 +45,13 @@ const (
 // conn is a connection to a Redis server. It reads and writes through an
 // idle timeout, and breaks off whatever it is doing when its context ends.
 type conn struct {
-	ctx  context.Context
-	nc   *guardedConn
-	rw   net.Conn // nc, or TLS over it
-	r    *bufio.Reader
-	w    *bufio.Writer
-	stop func() bool
+	ctx    context.Context
+	nc     *guardedConn
+	rw     net.Conn // nc, or TLS over it
+	r      *bufio.Reader
+	w      *bufio.Writer
+	stop   func() bool
+	closed bool
 }
 
 // dial connects and authenticates. Errors never carry the password.
@@ -101,7 +102,12 @@ func userName(u string) string {
 	return "user " + strconv.Quote(u)
 }
 
+// close closes the connection; it may be called more than once.
 func (c *conn) close() {
+	if c.closed {
+		return
+	}
+	c.closed = true
 	c.stop()
 	c.rw.Close()
 }

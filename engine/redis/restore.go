@@ -207,7 +207,7 @@ func (w *restoreWriter) flush() error {
 }
 
 func (w *restoreWriter) failed(err error) error {
-	return fmt.Errorf("%w; keys restored before the failure stay in the target", err)
+	return fmt.Errorf("%w; the keys restored so far stay in the target", err)
 }
 
 func restoreError(what string, se ServerError, version int) error {
