@@ -24,6 +24,10 @@ func (e *env) backupCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			rs, err := recipients(cfg)
+			if err != nil {
+				return err
+			}
 			runner := &backup.Runner{Log: e.log, Version: e.build.Version}
 			var results []*backup.Result
 			var errs []error
@@ -37,6 +41,7 @@ func (e *env) backupCommand() *cobra.Command {
 					EngineName:   t.Engine,
 					Engine:       eng,
 					Destinations: openDestinations(e.ctx, cfg, t.Destinations),
+					Encrypt:      rs,
 				})
 				results = append(results, res)
 				if err != nil {

@@ -44,6 +44,7 @@ type env struct {
 	started    bool // a command's own code began to run
 	redactor   *redact.Redactor
 	log        *slog.Logger
+	daemonMode bool // the daemon runs: logs default to JSON
 }
 
 // usageError marks a problem with how the command was called.
@@ -110,11 +111,13 @@ func (e *env) rootCommand() *cobra.Command {
 	root.PersistentFlags().StringVarP(&e.configPath, "config", "c", e.getenv("BACKPROOF_CONFIG"), "config file (default $BACKPROOF_CONFIG)")
 	root.PersistentPreRun = func(*cobra.Command, []string) { e.started = true }
 	root.AddCommand(
+		e.daemonCommand(),
 		e.backupCommand(),
 		e.verifyCommand(),
 		e.restoreCommand(),
 		e.listCommand(),
 		e.configCommand(),
+		e.keygenCommand(),
 		e.versionCommand(),
 	)
 	return root
@@ -134,7 +137,7 @@ func (e *env) loadConfig() (*config.Config, error) {
 		return nil, usagef("%w", err)
 	}
 	e.redactor = redact.New(cfg.Secrets()...)
-	e.log = newLogger(e.stderr, cfg.Log, e.redactor)
+	e.log = e.newLogger(cfg.Log)
 	if err := checkSupported(cfg); err != nil {
 		return nil, err
 	}
@@ -142,12 +145,9 @@ func (e *env) loadConfig() (*config.Config, error) {
 }
 
 // checkSupported refuses a valid config that asks for what this build cannot
-// do yet, rather than doing less than it says (e.g. storing plaintext).
+// do yet, rather than doing less than it says.
 func checkSupported(cfg *config.Config) error {
 	var problems []string
-	if cfg.Encryption != nil {
-		problems = append(problems, fmt.Sprintf("%s: encryption: not supported by this build yet; refusing to write unencrypted backups", cfg.File))
-	}
 	for _, name := range cfg.TargetNames() {
 		if _, ok := engines[cfg.Targets[name].Engine]; !ok {
 			problems = append(problems, fmt.Sprintf("%s: targets.%s.engine: %q is not supported by this build yet",
@@ -158,6 +158,15 @@ func checkSupported(cfg *config.Config) error {
 		return usagef("%s", strings.Join(problems, "\n"))
 	}
 	return nil
+}
+
+// newLogger logs to stderr through the redactor; the daemon's default
+// format is JSON, the commands' text.
+func (e *env) newLogger(c config.Log) *slog.Logger {
+	if c.Format == "" && e.daemonMode {
+		c.Format = "json"
+	}
+	return newLogger(e.stderr, c, e.redactor)
 }
 
 func newLogger(w io.Writer, c config.Log, r *redact.Redactor) *slog.Logger {

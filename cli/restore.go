@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/backproof/backproof/config"
+	"github.com/backproof/backproof/crypt"
 	"github.com/backproof/backproof/engine"
 	"github.com/backproof/backproof/internal/redact"
 	"github.com/backproof/backproof/restore"
@@ -95,6 +96,13 @@ prints a connection string and keeps the container until Ctrl-C or --keep.`,
 				}
 				return err
 			}
+			ids, err := identities(cfg)
+			if err != nil {
+				return err
+			}
+			if err := restore.CheckKeys(copies[0].Manifest, ids); err != nil {
+				return fmt.Errorf("%w; nothing was restored, the target was not touched", err)
+			}
 			eng, err := newEngine(t, e.log.With("target", t.Name))
 			if err != nil {
 				return err
@@ -114,7 +122,7 @@ prints a connection string and keeps the container until Ctrl-C or --keep.`,
 			case o.sandbox:
 				err = e.restoreSandbox(cfg, t, eng, copies[0], o, res)
 			default:
-				err = e.restoreTo(eng, copies, o, res)
+				err = e.restoreTo(eng, copies, ids, o, res)
 			}
 			if o.asJSON {
 				if jerr := e.writeJSON(res); jerr != nil {
@@ -139,7 +147,7 @@ prints a connection string and keeps the container until Ctrl-C or --keep.`,
 }
 
 // restoreTo restores into the database at o.to.
-func (e *env) restoreTo(eng dbEngine, copies []restore.Copy, o restoreOpts, res *restoreResult) error {
+func (e *env) restoreTo(eng dbEngine, copies []restore.Copy, ids *crypt.Identities, o restoreOpts, res *restoreResult) error {
 	n, err := eng.Objects(e.ctx, o.to)
 	if err != nil {
 		return err
@@ -153,7 +161,7 @@ func (e *env) restoreTo(eng dbEngine, copies []restore.Copy, o restoreOpts, res 
 	}
 	defer os.RemoveAll(dir)
 	progress := e.progress(o.asJSON)
-	used, path, err := restore.SpoolFirstIntact(e.ctx, e.log, copies, dir, progress)
+	used, path, err := restore.SpoolFirstIntact(e.ctx, e.log, copies, ids, dir, progress)
 	for _, c := range copies {
 		if c.Source.Name == used.Source.Name {
 			break
@@ -200,7 +208,10 @@ func (e *env) restoreSandbox(cfg *config.Config, t *config.Target, eng dbEngine,
 	if hold <= 0 {
 		hold = maxHold
 	}
-	v := e.newVerifier(cfg)
+	v, err := e.newVerifier(cfg)
+	if err != nil {
+		return err
+	}
 	defer v.close()
 	v.Timeout = cfg.Sandbox.Timeout + hold
 	req := verify.Request{

@@ -41,7 +41,10 @@ backup proved bad; 1: a verification could not run.`,
 					return usagef("target %s does not use destination %s", t.Name, only)
 				}
 			}
-			v := e.newVerifier(cfg)
+			v, err := e.newVerifier(cfg)
+			if err != nil {
+				return err
+			}
 			defer v.close()
 			var records []*verify.Record
 			for _, t := range targets {
@@ -81,7 +84,11 @@ type verifier struct {
 	e      *env
 }
 
-func (e *env) newVerifier(cfg *config.Config) *verifier {
+func (e *env) newVerifier(cfg *config.Config) (*verifier, error) {
+	ids, err := identities(cfg)
+	if err != nil {
+		return nil, err
+	}
 	v := &verifier{cfg: cfg, e: e, Verifier: &verify.Verifier{
 		Log:     e.log,
 		Now:     time.Now,
@@ -91,6 +98,8 @@ func (e *env) newVerifier(cfg *config.Config) *verifier {
 		CPUs:    cfg.Sandbox.CPUs,
 		Timeout: cfg.Sandbox.Timeout,
 		Redact:  e.redactor.String,
+
+		Identities: ids,
 	}}
 	d, err := docker.New(e.ctx, e.log)
 	if err != nil {
@@ -99,7 +108,7 @@ func (e *env) newVerifier(cfg *config.Config) *verifier {
 	} else {
 		v.docker, v.Sandbox = d, d
 	}
-	return v
+	return v, nil
 }
 
 func (v *verifier) close() {
@@ -109,6 +118,10 @@ func (v *verifier) close() {
 }
 
 func (v *verifier) run(ctx context.Context, t *config.Target, destName string, d destination.Destination, backupID string) *verify.Record {
+	return v.runPick(ctx, t, destName, d, backupID, verify.Latest)
+}
+
+func (v *verifier) runPick(ctx context.Context, t *config.Target, destName string, d destination.Destination, backupID string, pick verify.Picker) *verify.Record {
 	eng, err := newEngine(t, v.e.log.With("target", t.Name))
 	if err != nil {
 		panic(err) // loadConfig refused engines this build lacks
@@ -120,7 +133,7 @@ func (v *verifier) run(ctx context.Context, t *config.Target, destName string, d
 		Destination: destName,
 		Store:       d,
 		BackupID:    backupID,
-		Pick:        verify.Latest,
+		Pick:        pick,
 	}
 	if t.Verify != nil {
 		req.Checks = t.Verify.Checks

@@ -29,7 +29,8 @@ import (
 const (
 	DefaultListen         = "127.0.0.1:9847"
 	DefaultLogLevel       = "info"
-	DefaultLogFormat      = "text"
+	DefaultMaxBackups     = 2 // concurrent backups in the daemon
+	DefaultMaxVerifies    = 1 // concurrent verifications in the daemon
 	DefaultSandboxMemory  = 1 * GiB
 	DefaultSandboxCPUs    = 1.0
 	DefaultSandboxTimeout = 30 * time.Minute
@@ -60,6 +61,7 @@ type Config struct {
 	Log          Log                     `yaml:"log"`
 	Encryption   *Encryption             `yaml:"encryption"` // nil: artifacts are stored unencrypted
 	Sandbox      Sandbox                 `yaml:"sandbox"`
+	Concurrency  Concurrency             `yaml:"concurrency"`
 	Destinations map[string]*Destination `yaml:"destinations"`
 	Targets      map[string]*Target      `yaml:"targets"`
 
@@ -70,13 +72,28 @@ type Config struct {
 // Log configures the process logger.
 type Log struct {
 	Level  string `yaml:"level"`  // debug | info | warn | error
-	Format string `yaml:"format"` // text | json
+	Format string `yaml:"format"` // text | json; "" in the file: json in the daemon, text otherwise
 }
+
+// Concurrency limits how many jobs the daemon runs at once, over all targets.
+type Concurrency struct {
+	Backups       int `yaml:"backups"`       // 0 in the file: DefaultMaxBackups
+	Verifications int `yaml:"verifications"` // 0 in the file: DefaultMaxVerifies
+}
+
+// MaxBackups is the limit on concurrent backups.
+func (c Concurrency) MaxBackups() int { return cmp.Or(c.Backups, DefaultMaxBackups) }
+
+// MaxVerifications is the limit on concurrent verifications.
+func (c Concurrency) MaxVerifications() int { return cmp.Or(c.Verifications, DefaultMaxVerifies) }
 
 // Encryption configures age public-key encryption of every artifact.
 type Encryption struct {
 	Recipients   []string `yaml:"recipients"`    // age X25519 public keys; writers need only these
 	IdentityFile string   `yaml:"identity_file"` // age identity file; verify and restore need it
+	// Identity is the content of IdentityFile, read and checked by
+	// validation so that what was checked is what is used.
+	Identity Secret `yaml:"-"`
 }
 
 // Sandbox configures the throwaway containers verification restores into.
@@ -275,7 +292,8 @@ func syntaxProblem(filename string, err error) Problem {
 func defaults() *Config {
 	return &Config{
 		Listen: DefaultListen,
-		Log:    Log{Level: DefaultLogLevel, Format: DefaultLogFormat},
+		Log:    Log{Level: DefaultLogLevel},
+
 		Sandbox: Sandbox{
 			Images: map[string]string{
 				EnginePostgres: "postgres:{major}",
@@ -353,8 +371,8 @@ func sortedKeys[V any](m map[string]V) []string {
 }
 
 // Secrets returns every non-empty secret in the config, for a log redactor:
-// DSNs, S3 keys and session tokens, plus the password part of each DSN on
-// its own, since drivers may print a DSN piecewise. The list has no
+// DSNs, S3 keys and session tokens, age identities, plus the password part
+// of each DSN on its own, since drivers may print a DSN piecewise. The list has no
 // duplicates and is ordered longest first, so that a replacer applied in
 // order never leaves part of a longer secret behind.
 func (c *Config) Secrets() []string {
@@ -381,6 +399,13 @@ func (c *Config) Secrets() []string {
 		add(t.DSN.Reveal())
 		for _, p := range DSNPasswords(t.DSN.Reveal()) {
 			add(p)
+		}
+	}
+	if e := c.Encryption; e != nil {
+		for line := range strings.Lines(e.Identity.Reveal()) {
+			if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
+				add(line)
+			}
 		}
 	}
 	slices.SortStableFunc(out, func(a, b string) int { return cmp.Compare(len(b), len(a)) })

@@ -651,7 +651,7 @@ targets:
 	if c.File != testFile {
 		t.Errorf("File = %q", c.File)
 	}
-	if c.Listen != DefaultListen || c.Log.Level != "info" || c.Log.Format != "text" {
+	if c.Listen != DefaultListen || c.Log.Level != "info" || c.Log.Format != "" {
 		t.Errorf("listen/log = %q %+v", c.Listen, c.Log)
 	}
 	if c.Encryption != nil {

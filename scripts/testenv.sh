@@ -83,6 +83,8 @@ install_packages() {
   [[ -x /usr/bin/time ]] || missing+=(time)
   command -v dockerd >/dev/null || missing+=(docker.io)
   command -v curl >/dev/null || missing+=(curl)
+  command -v promtool >/dev/null || missing+=(prometheus)        # alert rule tests
+  command -v chromium >/dev/null || missing+=(chromium)          # status page test
   ((${#missing[@]})) || return 0
 
   [[ $EUID -eq 0 ]] || die "missing packages: ${missing[*]} (run as root, or apt-get install them)"
@@ -231,6 +233,8 @@ export BACKPROOF_TEST_MINIO_BIN='$MINIO_BIN'
 export BACKPROOF_TEST_PG_IMAGE='$PG_IMAGE'
 export BACKPROOF_TEST_REDIS_IMAGE='$REDIS_IMAGE'
 export BACKPROOF_TEST_REDIS_SERVER='$REDIS_SERVER'
+export BACKPROOF_TEST_PROMTOOL='$(command -v promtool)'
+export BACKPROOF_TEST_CHROMIUM='$(command -v chromium)'
 export TESTCONTAINERS_HOST_OVERRIDE=127.0.0.1
 export TESTCONTAINERS_RYUK_DISABLED=true
 EOF
@@ -247,6 +251,7 @@ still_up() {
     [[ $BACKPROOF_TEST_MINIO_BIN == "$MINIO_BIN" ]] &&
       [[ ${BACKPROOF_TEST_PG_IMAGE:-} == "$PG_IMAGE" && ${BACKPROOF_TEST_REDIS_IMAGE:-} == "$REDIS_IMAGE" ]] &&
       [[ ${BACKPROOF_TEST_REDIS_SERVER:-} == "$REDIS_SERVER" ]] &&
+      [[ -n ${BACKPROOF_TEST_PROMTOOL:-} && -n ${BACKPROOF_TEST_CHROMIUM:-} ]] &&
       "$PG_BIN/psql" "$BACKPROOF_TEST_PG_DSN" -XAtqc 'SELECT 1' >/dev/null 2>&1 &&
       curl -fsS --noproxy '*' -o /dev/null -m 2 "$BACKPROOF_TEST_S3_ENDPOINT/minio/health/ready"
   )

@@ -17,6 +17,7 @@ import (
 
 	"github.com/backproof/backproof/catalog"
 	"github.com/backproof/backproof/config"
+	"github.com/backproof/backproof/crypt"
 	"github.com/backproof/backproof/destination"
 	"github.com/backproof/backproof/engine"
 	"github.com/backproof/backproof/restore"
@@ -40,6 +41,8 @@ type Verifier struct {
 	SpoolDir string
 	// Redact scrubs secrets from messages before they are recorded.
 	Redact func(string) string
+	// Identities decrypt encrypted backups; nil: none configured.
+	Identities *crypt.Identities
 }
 
 // Request names what to verify.
@@ -146,15 +149,13 @@ func (r *run) verify(ctx context.Context) {
 	}
 	r.rec.Image = image
 
-	// Start the sandbox while the artifact downloads: both take time and
-	// neither needs the other until the restore. A sandbox that cannot
-	// start stops the download.
 	spec, srv := r.req.Prover.Sandbox(image, randomPassword())
 	spec.Memory, spec.CPUs = r.v.Memory, r.v.CPUs
 	if dl, ok := ctx.Deadline(); ok {
 		spec.Deadline = dl
 	}
 	spec.Labels = map[string]string{"io.backproof.target": r.req.Target, "io.backproof.backup": m.ID}
+	// A server that loads the backup as it starts needs it spooled first.
 	if pre, ok := r.req.Prover.(engine.Preloader); ok {
 		inst, dir, loaded := r.startLoaded(ctx, m, pre, spec, &srv)
 		if dir != "" {
@@ -169,6 +170,10 @@ func (r *run) verify(ctx context.Context) {
 		}
 		return
 	}
+
+	// Start the sandbox while the artifact downloads: both take time and
+	// neither needs the other until the restore. A sandbox that cannot
+	// start stops the download.
 	spoolCtx, stopSpool := context.WithCancelCause(ctx)
 	defer stopSpool(nil)
 	sctx, cancelStart := context.WithCancel(ctx)
@@ -330,10 +335,13 @@ func (r *run) selectBackup(ctx context.Context) (*catalog.Manifest, error) {
 	switch {
 	case m.Engine != r.req.Engine:
 		return nil, fmt.Errorf("%w: backup %s is a %s backup, target %s is %s", errInvalidManifest, m.ID, m.Engine, r.req.Target, r.req.Engine)
-	case m.Encryption != nil:
-		return nil, fmt.Errorf("backup %s is encrypted; this build cannot decrypt it", m.ID)
 	case len(m.Artifacts) != 1:
 		return nil, fmt.Errorf("%w: backup %s has %d artifacts, a %s backup has one", errInvalidManifest, m.ID, len(m.Artifacts), m.Engine)
+	}
+	// A missing or wrong key stops here, before a sandbox starts: it says
+	// nothing about the backup.
+	if err := restore.CheckKeys(m, r.v.Identities); err != nil {
+		return nil, err
 	}
 	return m, nil
 }
@@ -371,7 +379,7 @@ func (r *run) spool(ctx context.Context, m *catalog.Manifest) (dir, path string,
 	if err != nil {
 		return "", "", fmt.Errorf("spool directory: %w", err)
 	}
-	path, err = restore.Spool(ctx, r.req.Store, m, m.Artifacts[0], dir, nil)
+	path, err = restore.Spool(ctx, r.req.Store, m, m.Artifacts[0], r.v.Identities, dir, nil)
 	return dir, path, err
 }
 

@@ -10,11 +10,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -190,6 +193,210 @@ func TestRestoreProgressOnTerminal(t *testing.T) {
 	if bytes.Contains(out2, []byte("download from")) || bytes.Contains(out2, []byte("%")) {
 		t.Errorf("progress drawn without a terminal:\n%s", out2)
 	}
+}
+
+// daemonConfig writes a config for a daemon on a free port backing up dsn
+// to dir every second; extra is added under the target.
+func daemonConfig(t *testing.T, path, addr, dsn, dir, schedule, extra string) {
+	t.Helper()
+	body := fmt.Sprintf(`
+listen: %s
+sandbox:
+  images: {postgres: %q}
+destinations:
+  local: {type: local, path: %s}
+targets:
+  orders:
+    engine: postgres
+    dsn: %s
+    schedule: %q
+    destinations: [local]
+%s`, addr, testenv.PostgresImage(t), dir, dsn, schedule, extra)
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// metric reads one sample from the daemon's /metrics; -1 when absent.
+func metric(t *testing.T, addr, series string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), series+" "); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			return f
+		}
+	}
+	return -1
+}
+
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(timeout); !cond(); time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+	}
+}
+
+// committed lists the backup directories of dir holding a manifest, and
+// everything else found there.
+func committed(t *testing.T, dir string) (manifests, other []string) {
+	t.Helper()
+	entries, err := os.ReadDir(filepath.Join(dir, "orders"))
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if _, err := os.Stat(filepath.Join(dir, "orders", e.Name(), "manifest.json")); err == nil {
+			manifests = append(manifests, e.Name())
+		} else {
+			other = append(other, e.Name())
+		}
+	}
+	return manifests, other
+}
+
+// SIGTERM while a backup waits on a lock and a verification holds a
+// sandbox: the daemon exits in bounded time, commits nothing partial and
+// leaves no container.
+func TestDaemonSIGTERM(t *testing.T) {
+	dsn := testenv.NewPostgresDB(t)
+	if err := sample.Seed(context.Background(), dsn, 20000); err != nil {
+		t.Fatal(err)
+	}
+	dir, cfg, addr := t.TempDir(), filepath.Join(t.TempDir(), "c.yaml"), testenv.FreeAddr(t)
+	daemonConfig(t, cfg, addr, dsn, dir, "@every 1s", "    verify: {schedule: \"@every 1s\"}\n")
+	cmd := backproof(context.Background(), "daemon", "-c", cfg)
+	var logs lockedBuffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill() //nolint:errcheck // a no-op once it exited
+	owner := docker.OwnerOf(cmd.Process.Pid)
+	eventually(t, time.Minute, "a committed backup", func() bool {
+		m, _ := committed(t, dir)
+		return len(m) > 0
+	})
+
+	conn, err := pgx.Connect(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	tx, err := conn.Begin(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(context.Background()) //nolint:errcheck // ends the lock
+	if _, err := tx.Exec(context.Background(), "LOCK TABLE orders IN ACCESS EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, time.Minute, "a blocked backup and a sandbox", func() bool {
+		return metric(t, addr, `backproof_jobs_running{job="backup"}`) == 1 && len(testenv.SandboxesOf(t, owner)) > 0
+	})
+	before, _ := committed(t, dir)
+
+	start := time.Now()
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	waited := make(chan error, 1)
+	go func() { waited <- cmd.Wait() }()
+	select {
+	case err := <-waited:
+		if err != nil {
+			t.Errorf("exit after SIGTERM: %v\n%s", err, tail(logs.String(), 3000))
+		}
+	case <-time.After(45 * time.Second):
+		t.Fatalf("daemon still running 45 s after SIGTERM\n%s", tail(logs.String(), 3000))
+	}
+	t.Logf("stopped %s after SIGTERM", time.Since(start).Round(time.Millisecond))
+	after, other := committed(t, dir)
+	if len(after) != len(before) || len(other) > 0 {
+		t.Errorf("after SIGTERM: backups %v (before %v), uncommitted %v", after, before, other)
+	}
+	if left := testenv.SandboxesOf(t, owner); len(left) > 0 {
+		t.Errorf("sandboxes left: %v", left)
+	}
+}
+
+// SIGHUP with a broken config keeps the running schedule (and says so in a
+// metric); with a valid one the new schedule replaces it.
+func TestDaemonSIGHUP(t *testing.T) {
+	dsn := testenv.NewPostgresDB(t)
+	testenv.Exec(t, dsn, "CREATE TABLE orders (id int)")
+	dir, cfg, addr := t.TempDir(), filepath.Join(t.TempDir(), "c.yaml"), testenv.FreeAddr(t)
+	daemonConfig(t, cfg, addr, dsn, dir, "@every 1s", "")
+	cmd := backproof(context.Background(), "daemon", "-c", cfg)
+	var logs lockedBuffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Signal(syscall.SIGTERM) //nolint:errcheck
+		cmd.Wait()                          //nolint:errcheck
+	}()
+	attempts := `backproof_backup_attempts_total{target="orders"}`
+	eventually(t, time.Minute, "a backup", func() bool { return metric(t, addr, attempts) >= 1 })
+
+	if err := os.WriteFile(cfg, []byte("targets: [this is: not a config\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the reload to be rejected", func() bool {
+		return metric(t, addr, "backproof_config_last_reload_successful") == 0
+	})
+	n := metric(t, addr, attempts)
+	eventually(t, 20*time.Second, "the old schedule to keep running", func() bool { return metric(t, addr, attempts) >= n+2 })
+	if !strings.Contains(logs.String(), "config reload rejected") {
+		t.Errorf("no log line about the rejected reload")
+	}
+
+	daemonConfig(t, cfg, addr, dsn, dir, "@every 1h", "")
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the reload to succeed", func() bool {
+		return metric(t, addr, "backproof_config_last_reload_successful") == 1
+	})
+	next := metric(t, addr, `backproof_schedule_next_run_timestamp_seconds{job="backup",target="orders"}`)
+	if wait := time.Until(time.Unix(int64(next), 0)); wait < 59*time.Minute {
+		t.Errorf("next backup in %s after switching to @every 1h", wait)
+	}
+	time.Sleep(1500 * time.Millisecond) // a run already started may still end
+	n = metric(t, addr, attempts)
+	time.Sleep(3 * time.Second)
+	if m := metric(t, addr, attempts); m != n {
+		t.Errorf("attempts went from %v to %v under the new hourly schedule", n, m)
+	}
+}
+
+// lockedBuffer collects a child's output while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func tail(s string, n int) string {

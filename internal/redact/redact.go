@@ -10,14 +10,18 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 )
 
 // Mask replaces each secret.
 const Mask = "[REDACTED]"
 
-// Redactor replaces secret values in strings.
+// Redactor replaces secret values in strings. It is safe for concurrent use.
 type Redactor struct {
-	r *strings.Replacer
+	mu  sync.Mutex
+	set map[string]bool
+	r   atomic.Pointer[strings.Replacer]
 }
 
 var kvPassword = regexp.MustCompile(`(?:^|\s)password\s*=\s*('(?:[^'\\]|\\.)*'|\S+)`)
@@ -26,7 +30,16 @@ var kvPassword = regexp.MustCompile(`(?:^|\s)password\s*=\s*('(?:[^'\\]|\\.)*'|\
 // connection string also contributes its password component, which drivers
 // and servers may echo on its own; URL-escaped forms are covered too.
 func New(secrets ...string) *Redactor {
-	set := map[string]bool{}
+	r := &Redactor{set: map[string]bool{}}
+	r.Add(secrets...)
+	return r
+}
+
+// Add masks more secrets from now on, e.g. those of a reloaded config.
+func (r *Redactor) Add(secrets ...string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	set := r.set
 	add := func(s string) {
 		if len(s) >= 4 { // shorter values would mask ordinary words
 			set[s] = true
@@ -59,15 +72,18 @@ func New(secrets ...string) *Redactor {
 	for _, s := range list {
 		pairs = append(pairs, s, Mask)
 	}
-	return &Redactor{r: strings.NewReplacer(pairs...)}
+	r.r.Store(strings.NewReplacer(pairs...))
 }
 
 // String masks every secret in s.
 func (r *Redactor) String(s string) string {
-	if r == nil || r.r == nil {
+	if r == nil {
 		return s
 	}
-	return r.r.Replace(s)
+	if rep := r.r.Load(); rep != nil {
+		return rep.Replace(s)
+	}
+	return s
 }
 
 // Handler wraps h so that every message and string-valued attribute is

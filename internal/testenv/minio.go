@@ -40,7 +40,7 @@ func StartMinIO(t testing.TB) (env S3Env, stop func()) {
 
 	var lastErr error
 	for attempt := 1; attempt <= 3; attempt++ { // a free port can be taken between probe and bind
-		addr, console := freeLoopbackAddr(t), freeLoopbackAddr(t)
+		addr, console := FreeAddr(t), FreeAddr(t)
 		logPath := filepath.Join(dir, "minio-"+strconv.Itoa(attempt)+".log")
 		logFile, err := os.Create(logPath)
 		if err != nil {
@@ -110,8 +110,8 @@ func waitMinIO(endpoint string, exited <-chan struct{}, timeout time.Duration) e
 	}
 }
 
-// freeLoopbackAddr returns 127.0.0.1:PORT for a port that was free a moment ago.
-func freeLoopbackAddr(t testing.TB) string {
+// FreeAddr returns 127.0.0.1:PORT for a port that was free a moment ago.
+func FreeAddr(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

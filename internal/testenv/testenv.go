@@ -37,6 +37,8 @@ const (
 	EnvS3SecretKey = "BACKPROOF_TEST_S3_SECRET_KEY"
 	EnvMinIOBin    = "BACKPROOF_TEST_MINIO_BIN" // MinIO binary, for tests that run their own server
 	EnvPGImage     = "BACKPROOF_TEST_PG_IMAGE"  // local sandbox image for postgres, "{major}" allowed (scripts/sandbox-images.sh)
+	EnvPromtool    = "BACKPROOF_TEST_PROMTOOL"  // promtool binary (Debian package prometheus)
+	EnvChromium    = "BACKPROOF_TEST_CHROMIUM"  // chromium binary, run headless for page tests
 )
 
 // Strict reports whether missing test dependencies must fail tests (BACKPROOF_TEST_STRICT=1).
