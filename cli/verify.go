@@ -138,6 +138,7 @@ func (v *verifier) runPick(ctx context.Context, t *config.Target, destName strin
 	if t.Verify != nil {
 		req.Checks = t.Verify.Checks
 		req.Amcheck = t.Verify.Amcheck
+		req.Tolerance = t.Verify.KeyTolerance
 	}
 	return v.Run(ctx, req)
 }

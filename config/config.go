@@ -155,6 +155,10 @@ type Verify struct {
 	Window   time.Duration `yaml:"window"`   // pick random: among backups created within this long; 0 in the file: DefaultVerifyWindow
 	Amcheck  *bool         `yaml:"amcheck"`  // nil: run amcheck when the sandbox has it
 	Checks   []Check       `yaml:"checks"`
+	// KeyTolerance (redis): how many keys per database the restored copy
+	// may differ by from the count recorded at dump time, as a live server
+	// changes while it is dumped. Zero: exactly equal.
+	KeyTolerance Tolerance `yaml:"key_tolerance"`
 }
 
 // How a scheduled verification picks the backup it restores.

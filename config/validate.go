@@ -362,6 +362,9 @@ func (v *validator) targets() {
 		}
 		if t.Verify != nil {
 			v.verify(p+".verify", t.Verify)
+			if v.c.has(p+".verify.key_tolerance") && t.Engine != EngineRedis {
+				v.addf(p+".verify.key_tolerance", "only for redis targets (the other engines record exact counts)")
+			}
 		}
 	}
 }
