@@ -1,6 +1,7 @@
 // Package backup takes a backup of one target: the engine's dump is
-// compressed, hashed and streamed to every destination at once, and each
-// destination's copy is committed by writing its manifest last.
+// compressed, encrypted when configured, hashed and streamed to every
+// destination at once, and each destination's copy is committed by writing
+// its manifest last.
 package backup
 
 import (
@@ -18,6 +19,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/backproof/backproof/catalog"
+	"github.com/backproof/backproof/crypt"
 	"github.com/backproof/backproof/destination"
 	"github.com/backproof/backproof/engine"
 )
@@ -37,6 +39,8 @@ type Target struct {
 	EngineName   string
 	Engine       engine.Engine
 	Destinations []Destination
+	// Encrypt, when set, encrypts every artifact to these recipients.
+	Encrypt *crypt.Recipients
 }
 
 // Runner takes backups.
@@ -116,6 +120,9 @@ func (r *Runner) run(ctx context.Context, t Target, res *Result, log *slog.Logge
 		res.Destinations = append(res.Destinations, DestinationResult{Name: d.Name})
 	}
 	artifact := t.Engine.Artifact() + ".zst"
+	if t.Encrypt != nil {
+		artifact += crypt.Suffix
+	}
 	key := catalog.Key(t.Name, res.ID, artifact)
 
 	// One pipe per destination; each Put runs until the stream ends.
@@ -137,7 +144,7 @@ func (r *Runner) run(ctx context.Context, t Target, res *Result, log *slog.Logge
 	}
 	fan := newFanout(writers)
 	hw := &hashWriter{w: fan, h: sha256.New()}
-	info, err := dump(ctx, t.Engine, hw)
+	info, err := dump(ctx, t.Engine, t.Encrypt, hw)
 	fan.close(err)
 	wg.Wait()
 	if err != nil {
@@ -164,6 +171,7 @@ func (r *Runner) run(ctx context.Context, t Target, res *Result, log *slog.Logge
 		Start:         res.Start,
 		End:           r.now().UTC(),
 		Compression:   "zstd",
+		Encryption:    encryption(t.Encrypt),
 		Artifacts:     []catalog.Artifact{{Name: artifact, Size: res.Size, SHA256: res.SHA256}},
 		Source:        info.Source,
 	}
@@ -199,9 +207,19 @@ func (r *Runner) run(ctx context.Context, t Target, res *Result, log *slog.Logge
 	return errors.Join(errs...)
 }
 
-// dump runs the engine into a zstd encoder feeding w.
-func dump(ctx context.Context, e engine.Engine, w io.Writer) (*engine.DumpInfo, error) {
-	enc, err := zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(2))
+// dump runs the engine into a zstd encoder feeding w, through an age
+// encrypter when rs is set: compress, then encrypt, then w hashes and fans
+// out the stored bytes.
+func dump(ctx context.Context, e engine.Engine, rs *crypt.Recipients, w io.Writer) (*engine.DumpInfo, error) {
+	sealed := io.WriteCloser(nopCloser{w})
+	if rs != nil {
+		ew, err := rs.Encrypt(w)
+		if err != nil {
+			return nil, err
+		}
+		sealed = ew
+	}
+	enc, err := zstd.NewWriter(sealed, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(2))
 	if err != nil {
 		return nil, err
 	}
@@ -213,11 +231,27 @@ func dump(ctx context.Context, e engine.Engine, w io.Writer) (*engine.DumpInfo, 
 	if err := enc.Close(); err != nil {
 		return nil, fmt.Errorf("compress: %w", err)
 	}
+	if err := sealed.Close(); err != nil {
+		return nil, fmt.Errorf("encrypt: %w", err)
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	return info, nil
 }
+
+// encryption is what a manifest records of rs: the scheme and the
+// recipients' fingerprints, never the keys.
+func encryption(rs *crypt.Recipients) *catalog.Encryption {
+	if rs == nil {
+		return nil
+	}
+	return &catalog.Encryption{Scheme: crypt.Scheme, RecipientFingerprints: rs.Fingerprints()}
+}
+
+type nopCloser struct{ io.Writer }
+
+func (nopCloser) Close() error { return nil }
 
 // commit checks the stored artifact's size and writes the manifest. On
 // failure it removes the artifact so nothing half-committed stays behind.

@@ -1,6 +1,7 @@
 package backup_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -8,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,10 +18,12 @@ import (
 	"testing"
 	"time"
 
+	"filippo.io/age"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/backproof/backproof/backup"
 	"github.com/backproof/backproof/catalog"
+	"github.com/backproof/backproof/crypt"
 	"github.com/backproof/backproof/destination"
 	"github.com/backproof/backproof/destination/local"
 	"github.com/backproof/backproof/destination/s3"
@@ -83,8 +87,14 @@ func manifestCounts(m *catalog.Manifest) map[string]int64 {
 // returns that database's row counts.
 func restoreCopy(t *testing.T, d destination.Destination, m *catalog.Manifest) map[string]int64 {
 	t.Helper()
+	return restoreWith(t, d, m, nil)
+}
+
+// restoreWith is restoreCopy of an encrypted backup.
+func restoreWith(t *testing.T, d destination.Destination, m *catalog.Manifest, ids *crypt.Identities) map[string]int64 {
+	t.Helper()
 	ctx := context.Background()
-	path, err := restore.Spool(ctx, d, m, m.Artifacts[0], t.TempDir(), nil)
+	path, err := restore.Spool(ctx, d, m, m.Artifacts[0], ids, t.TempDir(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,6 +183,75 @@ func TestBackupToLocalAndS3(t *testing.T) {
 			t.Errorf("%s: restored counts %v, manifest %v", d.Name, got, manifestCounts(m))
 		}
 	}
+}
+
+// An encrypted backup stores age files on every destination: no zstd frame,
+// no pg_dump archive in sight, the manifest naming recipients by fingerprint.
+func TestEncryptedBackupToLocalAndS3(t *testing.T) {
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := crypt.ParseRecipients([]string{id.Recipient().String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, err := crypt.ParseIdentities(strings.NewReader(id.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dests := []backup.Destination{newLocal(t), newS3(t)}
+	target := pgTarget(t, seededDB(t, 2000), dests...)
+	target.Encrypt = rs
+	res, err := (&backup.Runner{Version: "test"}).Run(context.Background(), target)
+	if err != nil {
+		t.Fatalf("backup: %v", err)
+	}
+	m := res.Manifest
+	if a := m.Artifacts[0]; a.Name != "dump.pgdump.zst.age" {
+		t.Errorf("artifact %q, want dump.pgdump.zst.age", a.Name)
+	}
+	if e := m.Encryption; e == nil || e.Scheme != crypt.Scheme || !slices.Equal(e.RecipientFingerprints, rs.Fingerprints()) {
+		t.Fatalf("manifest encryption %+v, want %s to %v", e, crypt.Scheme, rs.Fingerprints())
+	}
+	for _, d := range dests {
+		a := m.Artifacts[0]
+		sum, size := storedSHA(t, d, catalog.Key("orders", m.ID, a.Name))
+		if sum != a.SHA256 || size != a.Size {
+			t.Errorf("%s: stored %s/%d, manifest %s/%d: the checksum must cover the stored (encrypted) bytes", d.Name, sum, size, a.SHA256, a.Size)
+		}
+		stored := readObject(t, d, catalog.Key("orders", m.ID, a.Name))
+		if !bytes.HasPrefix(stored, []byte(crypt.Header)) {
+			t.Errorf("%s: stored bytes begin %q, want an age header", d.Name, stored[:min(len(stored), 24)])
+		}
+		if bytes.HasPrefix(stored, []byte{0x28, 0xb5, 0x2f, 0xfd}) || bytes.Contains(stored, []byte("PGDMP")) {
+			t.Errorf("%s: stored bytes hold a zstd frame or pg_dump plaintext", d.Name)
+		}
+		raw := readObject(t, d, catalog.Key("orders", m.ID, catalog.ManifestName))
+		if bytes.Contains(raw, []byte(id.Recipient().String())) || bytes.Contains(raw, []byte(id.String())) {
+			t.Errorf("%s: the manifest holds a key:\n%s", d.Name, raw)
+		}
+		if got := restoreWith(t, d, m, ids); !equalCounts(got, manifestCounts(m)) {
+			t.Errorf("%s: restored counts %v, manifest %v", d.Name, got, manifestCounts(m))
+		}
+		if _, err := restore.Spool(context.Background(), d, m, m.Artifacts[0], nil, t.TempDir(), nil); !errors.Is(err, restore.ErrNoIdentity) {
+			t.Errorf("%s: spool without an identity: %v", d.Name, err)
+		}
+	}
+}
+
+func readObject(t *testing.T, d destination.Destination, key string) []byte {
+	t.Helper()
+	rc, err := d.Get(context.Background(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	data, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
 }
 
 func equalCounts(a, b map[string]int64) bool {

@@ -26,6 +26,10 @@ func (e *env) backupCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			rs, err := recipients(cfg)
+			if err != nil {
+				return err
+			}
 			opts, err := e.leaseOptions()
 			if err != nil {
 				return err
@@ -43,6 +47,7 @@ func (e *env) backupCommand() *cobra.Command {
 					EngineName:   t.Engine,
 					Engine:       eng,
 					Destinations: openDestinations(e.ctx, cfg, t.Destinations),
+					Encrypt:      rs,
 				}, opts)
 				if res == nil { // no lease
 					res = &backup.Result{Target: t.Name, Destinations: []backup.DestinationResult{}, Error: e.redactor.String(err.Error())}

@@ -118,6 +118,7 @@ func (e *env) rootCommand() *cobra.Command {
 		e.listCommand(),
 		e.pruneCommand(),
 		e.configCommand(),
+		e.keygenCommand(),
 		e.versionCommand(),
 	)
 	return root
@@ -145,12 +146,9 @@ func (e *env) loadConfig() (*config.Config, error) {
 }
 
 // checkSupported refuses a valid config that asks for what this build cannot
-// do yet, rather than doing less than it says (e.g. storing plaintext).
+// do yet, rather than doing less than it says.
 func checkSupported(cfg *config.Config) error {
 	var problems []string
-	if cfg.Encryption != nil {
-		problems = append(problems, fmt.Sprintf("%s: encryption: not supported by this build yet; refusing to write unencrypted backups", cfg.File))
-	}
 	for _, name := range cfg.TargetNames() {
 		if _, ok := engines[cfg.Targets[name].Engine]; !ok {
 			problems = append(problems, fmt.Sprintf("%s: targets.%s.engine: %q is not supported by this build yet",

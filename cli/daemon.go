@@ -91,6 +91,10 @@ func (j *daemonJobs) Backup(ctx context.Context, cfg *config.Config, t *config.T
 	if err != nil {
 		return nil, err
 	}
+	rs, err := recipients(cfg)
+	if err != nil {
+		return nil, err
+	}
 	opts, err := j.e.leaseOptions()
 	if err != nil {
 		return nil, err
@@ -101,11 +105,21 @@ func (j *daemonJobs) Backup(ctx context.Context, cfg *config.Config, t *config.T
 		EngineName:   t.Engine,
 		Engine:       eng,
 		Destinations: openDestinations(ctx, cfg, t.Destinations),
+		Encrypt:      rs,
 	}, opts)
 }
 
 func (j *daemonJobs) Verify(ctx context.Context, cfg *config.Config, t *config.Target) []*verify.Record {
-	v := j.e.newVerifier(cfg)
+	v, err := j.e.newVerifier(cfg)
+	if err != nil { // the identity file went bad since the config was loaded
+		now := time.Now()
+		var records []*verify.Record
+		for _, d := range t.Destinations {
+			records = append(records, &verify.Record{Format: verify.RecordFormat, Target: t.Name, Destination: d,
+				Outcome: verify.Error, Reason: err.Error(), Started: now, Ended: now})
+		}
+		return records
+	}
 	defer v.close()
 	pick := verify.PickerFor(t.Verify, rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())))
 	var records []*verify.Record

@@ -23,7 +23,9 @@ type listEntry struct {
 	End         time.Time `json:"end,omitzero"`
 	Size        int64     `json:"size"`
 	Engine      string    `json:"engine,omitempty"`
-	Problem     string    `json:"problem,omitempty"`
+	// Encryption names the recipients a backup is encrypted to.
+	Encryption *catalog.Encryption `json:"encryption,omitempty"`
+	Problem    string              `json:"problem,omitempty"`
 	// Verification is the backup's last verification on this destination;
 	// nil: never verified there.
 	Verification *lastVerification `json:"verification"`
@@ -110,6 +112,7 @@ func newListEntry(target, dest string, b catalog.Backup) listEntry {
 	le.Created, le.End = b.Manifest.Start, b.Manifest.End
 	le.Size = b.Manifest.StoredSize()
 	le.Engine = b.Manifest.Engine
+	le.Encryption = b.Manifest.Encryption
 	return le
 }
 

@@ -11,8 +11,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/backproof/backproof/config"
+	"github.com/backproof/backproof/crypt"
 	"github.com/backproof/backproof/engine"
-	"github.com/backproof/backproof/engine/postgres"
 	"github.com/backproof/backproof/internal/redact"
 	"github.com/backproof/backproof/restore"
 	"github.com/backproof/backproof/verify"
@@ -53,10 +53,11 @@ destination (--from) or the first that holds it intact; size and SHA-256 are
 checked before the target is touched, and a corrupt copy is skipped for an
 intact one on another destination unless --from pins it.
 
---to DSN restores into that database in one transaction: a failed restore
-leaves it as it was. A database that already holds objects is refused unless
---force, which drops and recreates the objects the dump contains. Put the
-password in PGPASSWORD or ~/.pgpass rather than in the DSN.
+--to DSN restores into that database. PostgreSQL: in one transaction, so a
+failed restore leaves it as it was; put the password in PGPASSWORD or
+~/.pgpass rather than in the DSN. Redis: key by key with RESTORE, expiries
+kept. A database that already holds objects (Redis: keys) is refused unless
+--force, which replaces the objects the dump contains and leaves the others.
 
 --sandbox restores into a throwaway container, runs the target's checks,
 prints a connection string and keeps the container until Ctrl-C or --keep.`,
@@ -95,6 +96,13 @@ prints a connection string and keeps the container until Ctrl-C or --keep.`,
 				}
 				return err
 			}
+			ids, err := identities(cfg)
+			if err != nil {
+				return err
+			}
+			if err := restore.CheckKeys(copies[0].Manifest, ids); err != nil {
+				return fmt.Errorf("%w; nothing was restored, the target was not touched", err)
+			}
 			eng, err := newEngine(t, e.log.With("target", t.Name))
 			if err != nil {
 				return err
@@ -109,12 +117,12 @@ prints a connection string and keeps the container until Ctrl-C or --keep.`,
 			case o.dryRun:
 				res.Into = "sandbox"
 				if o.to != "" {
-					res.Into = postgres.Describe(o.to)
+					res.Into = eng.Describe(o.to)
 				}
 			case o.sandbox:
 				err = e.restoreSandbox(cfg, t, eng, copies[0], o, res)
 			default:
-				err = e.restoreTo(eng, copies, o, res)
+				err = e.restoreTo(eng, copies, ids, o, res)
 			}
 			if o.asJSON {
 				if jerr := e.writeJSON(res); jerr != nil {
@@ -131,7 +139,7 @@ prints a connection string and keeps the container until Ctrl-C or --keep.`,
 	f.StringVar(&o.from, "from", "", "read from this destination only")
 	f.StringVar(&o.to, "to", "", "restore into the database at this DSN")
 	f.BoolVar(&o.sandbox, "sandbox", false, "restore into a throwaway container and keep it for inspection")
-	f.BoolVar(&o.force, "force", false, "--to: restore into a database that is not empty, dropping the objects the dump contains first")
+	f.BoolVar(&o.force, "force", false, "--to: restore into a database that is not empty, replacing the objects the dump contains")
 	f.BoolVar(&o.dryRun, "dry-run", false, "print what would be restored and change nothing")
 	f.DurationVar(&o.keep, "keep", 0, "--sandbox: remove the container after this long (default: at Ctrl-C)")
 	f.BoolVar(&o.asJSON, "json", false, "print one JSON document on stdout")
@@ -139,13 +147,13 @@ prints a connection string and keeps the container until Ctrl-C or --keep.`,
 }
 
 // restoreTo restores into the database at o.to.
-func (e *env) restoreTo(eng dbEngine, copies []restore.Copy, o restoreOpts, res *restoreResult) error {
+func (e *env) restoreTo(eng dbEngine, copies []restore.Copy, ids *crypt.Identities, o restoreOpts, res *restoreResult) error {
 	n, err := eng.Objects(e.ctx, o.to)
 	if err != nil {
 		return err
 	}
 	if n > 0 && !o.force {
-		return fmt.Errorf("the target database is not empty (%d objects): nothing was changed; pass --force to drop and recreate the objects the backup contains", n)
+		return fmt.Errorf("the target database is not empty (%d objects): nothing was changed; pass --force to replace the objects the backup contains (others are left alone)", n)
 	}
 	dir, err := os.MkdirTemp("", "backproof-restore-")
 	if err != nil {
@@ -153,7 +161,7 @@ func (e *env) restoreTo(eng dbEngine, copies []restore.Copy, o restoreOpts, res 
 	}
 	defer os.RemoveAll(dir)
 	progress := e.progress(o.asJSON)
-	used, path, err := restore.SpoolFirstIntact(e.ctx, e.log, copies, dir, progress)
+	used, path, err := restore.SpoolFirstIntact(e.ctx, e.log, copies, ids, dir, progress)
 	for _, c := range copies {
 		if c.Source.Name == used.Source.Name {
 			break
@@ -175,17 +183,21 @@ func (e *env) restoreTo(eng dbEngine, copies []restore.Copy, o restoreOpts, res 
 		if err != nil {
 			return err
 		}
-		bar := progress("restore into "+postgres.Describe(o.to), fi.Size())
+		bar := progress("restore into "+eng.Describe(o.to), fi.Size())
 		defer bar.Close()
 		opts.Progress = bar
 	}
 	start := time.Now()
 	err = eng.RestoreInto(e.ctx, o.to, path, info, opts)
 	if err != nil {
-		return fmt.Errorf("restore failed and was rolled back (one transaction): the target is as it was before: %w", err)
+		err = fmt.Errorf("restore into %s failed: %w", eng.Describe(o.to), err)
+		if errors.Is(err, engine.ErrCorrupt) {
+			return fmt.Errorf("%w: %w", errBadBackup, err)
+		}
+		return err
 	}
 	res.Seconds = time.Since(start).Seconds()
-	res.Into = postgres.Describe(o.to)
+	res.Into = eng.Describe(o.to)
 	return nil
 }
 
@@ -196,7 +208,10 @@ func (e *env) restoreSandbox(cfg *config.Config, t *config.Target, eng dbEngine,
 	if hold <= 0 {
 		hold = maxHold
 	}
-	v := e.newVerifier(cfg)
+	v, err := e.newVerifier(cfg)
+	if err != nil {
+		return err
+	}
 	defer v.close()
 	v.Timeout = cfg.Sandbox.Timeout + hold
 	req := verify.Request{
@@ -204,7 +219,7 @@ func (e *env) restoreSandbox(cfg *config.Config, t *config.Target, eng dbEngine,
 		Destination: c.Source.Name, Store: c.Source.Store, BackupID: c.Manifest.ID,
 		NoRecord: true,
 		Hold: func(ctx context.Context, srv engine.Server) {
-			fmt.Fprintf(e.stdout, "sandbox ready: %s\n", postgres.ConnString(srv))
+			fmt.Fprintf(e.stdout, "sandbox ready: %s\n", eng.ConnString(srv))
 			msg := "press Ctrl-C to remove it"
 			if o.keep > 0 {
 				msg = fmt.Sprintf("it is removed in %s or at Ctrl-C", o.keep)
@@ -217,7 +232,7 @@ func (e *env) restoreSandbox(cfg *config.Config, t *config.Target, eng dbEngine,
 		},
 	}
 	if t.Verify != nil {
-		req.Checks, req.Amcheck = t.Verify.Checks, t.Verify.Amcheck
+		req.Checks, req.Amcheck, req.Tolerance = t.Verify.Checks, t.Verify.Amcheck, t.Verify.KeyTolerance
 	}
 	rec := v.Run(e.ctx, req)
 	res.Verification = rec
@@ -234,7 +249,7 @@ func (e *env) printRestore(r *restoreResult, o restoreOpts) {
 		fmt.Fprintf(e.stdout, "would restore %s backup %s from %s (%s, %d tables, %d rows) into %s\n",
 			r.Target, r.BackupID, r.Destination, formatSize(r.Size), r.Tables, r.Rows, r.Into)
 		if o.force {
-			fmt.Fprintln(e.stdout, "  --force: objects the backup contains would be dropped first")
+			fmt.Fprintln(e.stdout, "  --force: objects the backup contains would be replaced")
 		}
 		return
 	}

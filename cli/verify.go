@@ -41,7 +41,10 @@ backup proved bad; 1: a verification could not run.`,
 					return usagef("target %s does not use destination %s", t.Name, only)
 				}
 			}
-			v := e.newVerifier(cfg)
+			v, err := e.newVerifier(cfg)
+			if err != nil {
+				return err
+			}
 			defer v.close()
 			var records []*verify.Record
 			for _, t := range targets {
@@ -81,7 +84,11 @@ type verifier struct {
 	e      *env
 }
 
-func (e *env) newVerifier(cfg *config.Config) *verifier {
+func (e *env) newVerifier(cfg *config.Config) (*verifier, error) {
+	ids, err := identities(cfg)
+	if err != nil {
+		return nil, err
+	}
 	v := &verifier{cfg: cfg, e: e, Verifier: &verify.Verifier{
 		Log:     e.log,
 		Now:     time.Now,
@@ -91,6 +98,8 @@ func (e *env) newVerifier(cfg *config.Config) *verifier {
 		CPUs:    cfg.Sandbox.CPUs,
 		Timeout: cfg.Sandbox.Timeout,
 		Redact:  e.redactor.String,
+
+		Identities: ids,
 	}}
 	d, err := docker.New(e.ctx, e.log)
 	if err != nil {
@@ -99,7 +108,7 @@ func (e *env) newVerifier(cfg *config.Config) *verifier {
 	} else {
 		v.docker, v.Sandbox = d, d
 	}
-	return v
+	return v, nil
 }
 
 func (v *verifier) close() {
@@ -129,6 +138,7 @@ func (v *verifier) runPick(ctx context.Context, t *config.Target, destName strin
 	if t.Verify != nil {
 		req.Checks = t.Verify.Checks
 		req.Amcheck = t.Verify.Amcheck
+		req.Tolerance = t.Verify.KeyTolerance
 	}
 	return v.Run(ctx, req)
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/backproof/backproof/destination/s3"
 	"github.com/backproof/backproof/engine"
 	"github.com/backproof/backproof/engine/postgres"
+	"github.com/backproof/backproof/engine/redis"
 )
 
 // dbEngine is what every engine of this build does: dump, and prove dumps by
@@ -23,7 +24,12 @@ type dbEngine interface {
 	// Objects counts what a restore into the database at dsn would collide with.
 	Objects(ctx context.Context, dsn string) (int, error)
 	// RestoreInto restores a spooled artifact into the database at dsn.
+	// Its error says what state a failure left the target in.
 	RestoreInto(ctx context.Context, dsn, path string, info *engine.DumpInfo, opts engine.RestoreOptions) error
+	// Describe names the database at dsn without credentials.
+	Describe(dsn string) string
+	// ConnString is a connection string for a sandbox, password included.
+	ConnString(srv engine.Server) string
 }
 
 // The engines this build implements. config accepts every engine of the
@@ -31,6 +37,9 @@ type dbEngine interface {
 var engines = map[string]func(t *config.Target, log *slog.Logger) dbEngine{
 	"postgres": func(t *config.Target, log *slog.Logger) dbEngine {
 		return postgres.New(t.DSN.Reveal(), postgres.WithLogger(log))
+	},
+	"redis": func(t *config.Target, log *slog.Logger) dbEngine {
+		return redis.New(t.DSN.Reveal(), redis.WithLogger(log))
 	},
 }
 

@@ -91,6 +91,9 @@ func (c Concurrency) MaxVerifications() int { return cmp.Or(c.Verifications, Def
 type Encryption struct {
 	Recipients   []string `yaml:"recipients"`    // age X25519 public keys; writers need only these
 	IdentityFile string   `yaml:"identity_file"` // age identity file; verify and restore need it
+	// Identity is the content of IdentityFile, read and checked by
+	// validation so that what was checked is what is used.
+	Identity Secret `yaml:"-"`
 }
 
 // Sandbox configures the throwaway containers verification restores into.
@@ -152,6 +155,10 @@ type Verify struct {
 	Window   time.Duration `yaml:"window"`   // pick random: among backups created within this long; 0 in the file: DefaultVerifyWindow
 	Amcheck  *bool         `yaml:"amcheck"`  // nil: run amcheck when the sandbox has it
 	Checks   []Check       `yaml:"checks"`
+	// KeyTolerance (redis): how many keys per database the restored copy
+	// may differ by from the count recorded at dump time, as a live server
+	// changes while it is dumped. Zero: exactly equal.
+	KeyTolerance Tolerance `yaml:"key_tolerance"`
 }
 
 // How a scheduled verification picks the backup it restores.
@@ -364,8 +371,8 @@ func sortedKeys[V any](m map[string]V) []string {
 }
 
 // Secrets returns every non-empty secret in the config, for a log redactor:
-// DSNs, S3 keys and session tokens, plus the password part of each DSN on
-// its own, since drivers may print a DSN piecewise. The list has no
+// DSNs, S3 keys and session tokens, age identities, plus the password part
+// of each DSN on its own, since drivers may print a DSN piecewise. The list has no
 // duplicates and is ordered longest first, so that a replacer applied in
 // order never leaves part of a longer secret behind.
 func (c *Config) Secrets() []string {
@@ -392,6 +399,13 @@ func (c *Config) Secrets() []string {
 		add(t.DSN.Reveal())
 		for _, p := range DSNPasswords(t.DSN.Reveal()) {
 			add(p)
+		}
+	}
+	if e := c.Encryption; e != nil {
+		for line := range strings.Lines(e.Identity.Reveal()) {
+			if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
+				add(line)
+			}
 		}
 	}
 	slices.SortStableFunc(out, func(a, b string) int { return cmp.Compare(len(b), len(a)) })

@@ -97,6 +97,16 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 			v.SetInt(int64(b))
 		}
 		return
+	case t == reflect.TypeFor[Tolerance]():
+		if s, ok := d.text(n, path, t); ok && s != "" {
+			tol, err := ParseTolerance(s)
+			if err != nil {
+				d.fail(n.Line, path, "%v", err)
+				return
+			}
+			v.Set(reflect.ValueOf(tol))
+		}
+		return
 	}
 	switch t.Kind() {
 	case reflect.Pointer:
@@ -539,6 +549,8 @@ func typeName(t reflect.Type) string {
 		return "a duration"
 	case reflect.TypeFor[ByteSize]():
 		return "a size"
+	case reflect.TypeFor[Tolerance]():
+		return "a count or a percentage"
 	}
 	switch t.Kind() {
 	case reflect.String:

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"filippo.io/age"
 	"gopkg.in/yaml.v3"
 )
 
@@ -224,5 +225,41 @@ func TestDSNPasswords(t *testing.T) {
 		if got := DSNPasswords(tt.dsn); !slices.Equal(got, tt.want) {
 			t.Errorf("DSNPasswords(%q) = %q, want %q", tt.dsn, got, tt.want)
 		}
+	}
+}
+
+// TestIdentityIsSecret: the identity file's keys are loaded once, hidden
+// from every way of printing the config, and handed to the redactor.
+func TestIdentityIsSecret(t *testing.T) {
+	dir := t.TempDir()
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := filepath.Join(dir, "backproof.key")
+	if err := os.WriteFile(key, []byte("# public key: "+id.Recipient().String()+"\n"+id.String()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := mustParse(t, "encryption: {recipients: ["+id.Recipient().String()+"], identity_file: "+key+"}\n"+okTail, nil)
+	if !strings.Contains(c.Encryption.Identity.Reveal(), id.String()) {
+		t.Fatal("identity not loaded")
+	}
+	if got := c.Secrets(); !slices.Contains(got, id.String()) || slices.Contains(got, "# public key: "+id.Recipient().String()) {
+		t.Errorf("Secrets() = %q, want the key line and no comment", got)
+	}
+	var out bytes.Buffer
+	fmt.Fprintf(&out, "%v %+v %#v %v", c, *c, c.Encryption, *c.Encryption)
+	slog.New(slog.NewJSONHandler(&out, nil)).Info("x", "config", c, "encryption", c.Encryption)
+	j, _ := json.Marshal(c)
+	out.Write(j)
+	yml, _ := yaml.Marshal(c)
+	out.Write(yml)
+	if strings.Contains(out.String(), id.String()) || strings.Contains(strings.ToLower(out.String()), strings.ToLower(id.String()[15:])) {
+		t.Errorf("the identity leaks:\n%s", out.String())
+	}
+	// Validating again after a change reads the file again.
+	c.Encryption.IdentityFile = ""
+	if err := c.Validate(); err != nil || !c.Encryption.Identity.IsZero() {
+		t.Errorf("without identity_file: %v, identity loaded %v", err, !c.Encryption.Identity.IsZero())
 	}
 }

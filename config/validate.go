@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"net"
@@ -11,6 +12,8 @@ import (
 	"strings"
 
 	"filippo.io/age"
+
+	"github.com/backproof/backproof/crypt"
 )
 
 // Limits for S3 multipart uploads.
@@ -19,9 +22,6 @@ const (
 	MaxS3PartSize    = 5 * GiB
 	MaxS3Concurrency = 64
 )
-
-// maxIdentityFile bounds how much of an age identity file is read.
-const maxIdentityFile = 1 << 20
 
 // Validate checks c and returns an *Error listing every problem, or nil.
 // Load and Parse call it; call it again after changing a Config in code.
@@ -158,10 +158,13 @@ func (v *validator) encryption() {
 			seen[r] = true
 		}
 	}
+	e.Identity = Secret{}
 	if e.IdentityFile != "" {
-		if err := checkIdentityFile(e.IdentityFile); err != nil {
+		id, err := readIdentityFile(e.IdentityFile)
+		if err != nil {
 			v.addf("encryption.identity_file", "%v", err)
 		}
+		e.Identity = id
 	}
 }
 
@@ -174,29 +177,26 @@ func keyPrefix(k string) string {
 	return strconv.Quote(k)
 }
 
-// checkIdentityFile checks that name holds age identities. Its errors never
-// include the file's content: age's parse errors quote the offending line.
-func checkIdentityFile(name string) error {
+// readIdentityFile reads and checks an age identity file. Its errors never
+// include the file's content.
+func readIdentityFile(name string) (Secret, error) {
 	if strings.HasPrefix(name, "~") {
-		return fmt.Errorf("%s: ~ is not expanded; use an absolute path or ${HOME}", name)
+		return Secret{}, fmt.Errorf("%s: ~ is not expanded; use an absolute path or ${HOME}", name)
 	}
 	f, err := os.Open(name)
 	if err != nil {
-		return err
+		return Secret{}, err
 	}
 	defer f.Close()
-	_, err = age.ParseIdentities(io.LimitReader(f, maxIdentityFile))
-	if err == nil {
-		return nil
+	// One byte more than crypt reads, so that it sees an oversized file.
+	data, err := io.ReadAll(io.LimitReader(f, crypt.MaxIdentityFile+1))
+	if err != nil {
+		return Secret{}, fmt.Errorf("read %s: %w", name, err)
 	}
-	if rest, ok := strings.CutPrefix(err.Error(), "error at line "); ok {
-		if n, _, ok := strings.Cut(rest, ":"); ok {
-			if _, err := strconv.Atoi(n); err == nil {
-				return fmt.Errorf("%s: line %s is not a valid age identity", name, n)
-			}
-		}
+	if _, err := crypt.ParseIdentities(bytes.NewReader(data)); err != nil {
+		return Secret{}, fmt.Errorf("%s: %v", name, err)
 	}
-	return fmt.Errorf("%s: not an age identity file", name)
+	return NewSecret(string(data)), nil
 }
 
 func (v *validator) sandbox() {
@@ -362,6 +362,9 @@ func (v *validator) targets() {
 		}
 		if t.Verify != nil {
 			v.verify(p+".verify", t.Verify)
+			if v.c.has(p+".verify.key_tolerance") && t.Engine != EngineRedis {
+				v.addf(p+".verify.key_tolerance", "only for redis targets (the other engines record exact counts)")
+			}
 		}
 	}
 }

@@ -254,11 +254,16 @@ func (d *Daemon) schedule(ts *targetState, job, spec string, now time.Time, run 
 	// Recover goes inside: SkipIfStillRunning (v3.0.1) loses its token, and
 	// skips every later run, if a panic unwinds through it.
 	wrapped := cron.NewChain(
+		func(j cron.Job) cron.Job { // every tick, skipped or not, moves the next run
+			return cron.FuncJob(func() {
+				n := sched.Next(time.Now())
+				d.setNext(ts, job, n, sched.Next(n).Sub(n))
+				j.Run()
+			})
+		},
 		cron.SkipIfStillRunning(skipCounter{skip}),
 		cron.Recover(cronLogger{d.Log.With("target", ts.name, "job", job)}),
 	).Then(cron.FuncJob(func() {
-		n := sched.Next(time.Now())
-		d.setNext(ts, job, n, sched.Next(n).Sub(n))
 		if !run() {
 			skip()
 		}

@@ -18,7 +18,8 @@ var (
 	ErrRestore = errors.New("restore failed")
 	// ErrQuery: the restored database rejected a check query.
 	ErrQuery = errors.New("query failed")
-	// ErrCorrupt: an integrity check found the restored data corrupt.
+	// ErrCorrupt: an integrity check found the backup's data corrupt, in
+	// the restored copy or in the artifact itself.
 	ErrCorrupt = errors.New("corruption found")
 )
 
@@ -80,6 +81,23 @@ type Prover interface {
 	Restore(ctx context.Context, srv Server, path string, info *DumpInfo, opts RestoreOptions) error
 	// Open connects to a restored copy.
 	Open(ctx context.Context, srv Server) (Copy, error)
+}
+
+// Preloader is a Prover whose server loads a backup by itself as it starts,
+// from a file put in place beforehand (Redis reads its RDB file at boot and
+// nothing else). Verification then spools the artifact before it starts the
+// sandbox, with the file in it; the start is the restore, and Restore is not
+// called.
+type Preloader interface {
+	Prover
+	// Preload checks the decompressed artifact at path and adds to spec
+	// what the server needs to load it at start. ErrRestore: the artifact
+	// cannot be loaded.
+	Preload(ctx context.Context, spec *sandbox.Spec, srv Server, path string, info *DumpInfo) error
+	// LoadFailed explains a sandbox that failed to start with the artifact
+	// in place: ErrRestore when the server rejected the backup, err itself
+	// when nothing says so.
+	LoadFailed(err error) error
 }
 
 // RestoreOptions tune a restore.

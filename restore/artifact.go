@@ -9,10 +9,12 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"strings"
 
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/backproof/backproof/catalog"
+	"github.com/backproof/backproof/crypt"
 	"github.com/backproof/backproof/destination"
 )
 
@@ -20,32 +22,77 @@ import (
 // recorded: the copy is corrupt or truncated.
 var ErrChecksumMismatch = errors.New("checksum mismatch")
 
-// ErrUndecodable means stored bytes match the manifest but do not
-// decompress: the backup was written wrong.
-var ErrUndecodable = errors.New("artifact does not decompress")
+// ErrUndecodable means stored bytes match the manifest but do not decrypt
+// or decompress: the backup was written wrong.
+var ErrUndecodable = errors.New("artifact does not decode")
 
-// OpenArtifact streams an artifact of a committed backup, decompressed. The
-// stored bytes are counted and hashed on the way; the reader returns
-// ErrChecksumMismatch instead of EOF when they differ from the manifest, so a
-// consumer never sees a clean end to a corrupt stream.
-func OpenArtifact(ctx context.Context, d destination.Destination, m *catalog.Manifest, a catalog.Artifact) (io.ReadCloser, error) {
+// ErrNoIdentity means a backup is encrypted and there is no identity to
+// decrypt it with.
+var ErrNoIdentity = errors.New("no identity to decrypt with")
+
+// CheckKeys tells, before anything is downloaded, whether ids can decrypt the
+// backup m: a plaintext backup needs none; an encrypted one needs an
+// identity for one of the recipients its manifest names. ids may be nil.
+func CheckKeys(m *catalog.Manifest, ids *crypt.Identities) error {
+	e := m.Encryption
+	switch {
+	case e == nil:
+		return nil
+	case e.Scheme != crypt.Scheme:
+		return fmt.Errorf("backup %s: unsupported encryption %q", m.ID, e.Scheme)
+	case ids == nil:
+		return fmt.Errorf("backup %s is encrypted (to %s): %w; set encryption.identity_file in the config",
+			m.ID, strings.Join(e.RecipientFingerprints, ", "), ErrNoIdentity)
+	}
+	if err := ids.Match(e.RecipientFingerprints); err != nil {
+		return fmt.Errorf("backup %s: %w", m.ID, err)
+	}
+	return nil
+}
+
+// OpenArtifact streams an artifact of a committed backup, decrypted with ids
+// when the backup is encrypted, and decompressed. The stored bytes are
+// counted and hashed on the way; the reader returns ErrChecksumMismatch
+// instead of EOF when they differ from the manifest, so a consumer never sees
+// a clean end to a corrupt stream.
+func OpenArtifact(ctx context.Context, d destination.Destination, m *catalog.Manifest, a catalog.Artifact, ids *crypt.Identities) (io.ReadCloser, error) {
 	if m.Compression != "zstd" {
 		return nil, fmt.Errorf("backup %s: unsupported compression %q", m.ID, m.Compression)
 	}
-	if m.Encryption != nil {
-		return nil, fmt.Errorf("backup %s is encrypted; this build cannot decrypt", m.ID)
+	if err := CheckKeys(m, ids); err != nil {
+		return nil, err
 	}
 	rc, err := d.Get(ctx, catalog.Key(m.Target, m.ID, a.Name))
 	if err != nil {
 		return nil, err
 	}
 	vr := &verifyingReader{r: rc, h: sha256.New(), want: a}
-	dec, err := zstd.NewReader(vr, zstd.WithDecoderConcurrency(1))
+	var plain io.Reader = vr
+	if m.Encryption != nil {
+		if plain, err = ids.Decrypt(vr); err != nil {
+			err = headerError(vr, err)
+			rc.Close()
+			return nil, err
+		}
+	}
+	dec, err := zstd.NewReader(plain, zstd.WithDecoderConcurrency(1))
 	if err != nil {
 		rc.Close()
 		return nil, err
 	}
 	return &artifactReader{dec: dec, vr: vr, body: rc}, nil
+}
+
+// headerError tells what an age header that did not open means. A corrupt
+// copy can look like a wrong key (a damaged stanza does not unwrap), so the
+// stored bytes' verdict comes first; with them intact, a key that does not
+// match is not the backup's fault.
+func headerError(vr *verifyingReader, err error) error {
+	v := vr.verdict(err)
+	if errors.Is(v, ErrUndecodable) && errors.Is(err, crypt.ErrNoMatchingKey) {
+		return err
+	}
+	return v
 }
 
 type artifactReader struct {
@@ -62,15 +109,7 @@ func (a *artifactReader) Read(p []byte) (int, error) {
 			return n, derr
 		}
 	} else if err != nil {
-		// Finish hashing the stored bytes: if they differ from the manifest,
-		// that is the cause to report, not the decoder's view of it.
-		if a.vr.err == nil {
-			io.Copy(io.Discard, a.vr) //nolint:errcheck // only the verdict matters
-		}
-		if a.vr.err != nil {
-			return n, a.vr.err
-		}
-		return n, fmt.Errorf("%w: %v", ErrUndecodable, err)
+		return n, a.vr.verdict(err)
 	}
 	return n, err
 }
@@ -82,18 +121,25 @@ func (a *artifactReader) Close() error {
 
 // verifyingReader hashes what it reads and, at EOF, compares with the manifest.
 type verifyingReader struct {
-	r    io.Reader
-	h    hash.Hash
-	n    int64
-	want catalog.Artifact
-	err  error
+	r       io.Reader
+	h       hash.Hash
+	n       int64
+	want    catalog.Artifact
+	err     error // the stored bytes differ from the manifest
+	readErr error // the stored bytes could not be read
 }
 
 func (v *verifyingReader) Read(p []byte) (int, error) {
 	if v.err != nil {
 		return 0, v.err
 	}
+	if v.readErr != nil {
+		return 0, v.readErr
+	}
 	n, err := v.r.Read(p)
+	if err != nil && err != io.EOF {
+		v.readErr = err
+	}
 	v.h.Write(p[:n])
 	v.n += int64(n)
 	if v.n > v.want.Size {
@@ -111,4 +157,21 @@ func (v *verifyingReader) Read(p []byte) (int, error) {
 		}
 	}
 	return n, err
+}
+
+// verdict says what a failure to decrypt or decompress (cause) means, after
+// reading the rest of the stored bytes: a checksum mismatch (the copy is
+// corrupt) or a read error (the destination failed) is the real cause; with
+// the bytes intact and fully read, the backup was written wrong.
+func (v *verifyingReader) verdict(cause error) error {
+	if v.err == nil && v.readErr == nil {
+		io.Copy(io.Discard, v) //nolint:errcheck // the fields hold the outcome
+	}
+	switch {
+	case v.err != nil:
+		return v.err
+	case v.readErr != nil:
+		return fmt.Errorf("%s: read: %w", v.want.Name, v.readErr)
+	}
+	return fmt.Errorf("%w: %v", ErrUndecodable, cause)
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 
 	"github.com/backproof/backproof/catalog"
+	"github.com/backproof/backproof/crypt"
 	"github.com/backproof/backproof/destination"
 )
 
@@ -87,12 +88,18 @@ func IsBad(err error) bool {
 	return errors.Is(err, ErrChecksumMismatch) || errors.Is(err, ErrMissing) || errors.Is(err, ErrUndecodable)
 }
 
+// KeyProblem reports whether err says the backup cannot be decrypted with the
+// identities at hand: none configured, or none that matches.
+func KeyProblem(err error) bool {
+	return errors.Is(err, ErrNoIdentity) || errors.Is(err, crypt.ErrNoMatchingKey)
+}
+
 // SpoolFirstIntact spools the first copy whose bytes match its manifest into
 // dir, saying in the log when a copy is skipped. It returns the copy used
 // and the spooled file. A corrupt copy is never used; when every copy is
 // corrupt the error satisfies IsBad. progress, when not nil, meters each
 // download.
-func SpoolFirstIntact(ctx context.Context, log *slog.Logger, copies []Copy, dir string, progress Progress) (Copy, string, error) {
+func SpoolFirstIntact(ctx context.Context, log *slog.Logger, copies []Copy, ids *crypt.Identities, dir string, progress Progress) (Copy, string, error) {
 	var errs []error
 	for i, c := range copies {
 		a := c.Manifest.Artifacts[0]
@@ -100,15 +107,15 @@ func SpoolFirstIntact(ctx context.Context, log *slog.Logger, copies []Copy, dir 
 		if progress != nil {
 			w = progress("download from "+c.Source.Name, a.Size)
 		}
-		path, err := Spool(ctx, c.Source.Store, c.Manifest, a, dir, w)
+		path, err := Spool(ctx, c.Source.Store, c.Manifest, a, ids, dir, w)
 		if w != nil {
 			w.Close()
 		}
 		if err == nil {
 			return c, path, nil
 		}
-		if ctx.Err() != nil {
-			return c, "", err
+		if ctx.Err() != nil || KeyProblem(err) {
+			return c, "", err // another copy of the same backup needs the same key
 		}
 		errs = append(errs, fmt.Errorf("copy on %s: %w", c.Source.Name, err))
 		if i+1 < len(copies) {

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/backproof/backproof/catalog"
+	"github.com/backproof/backproof/crypt"
 	"github.com/backproof/backproof/destination"
 )
 
@@ -32,20 +33,23 @@ func CheckStored(ctx context.Context, d destination.Destination, m *catalog.Mani
 // ErrMissing means a committed backup lacks an artifact its manifest lists.
 var ErrMissing = errors.New("artifact missing")
 
-// Spool downloads an artifact, decompressed, into a new file in dir, and
-// returns its path once the stored bytes proved identical to the manifest's
-// size and SHA-256. Restores read from this file, not from the stream: the
+// Spool downloads an artifact, decrypted (with ids) and decompressed, into a
+// new file in dir, and returns its path once the stored bytes proved
+// identical to the manifest's size and SHA-256. Restores read from this file, not from the stream: the
 // checksum must hold before a restore begins, and parallel pg_restore needs
 // a seekable file. On any error the file is removed. progress, when not
 // nil, is written the stored bytes as they arrive.
-func Spool(ctx context.Context, d destination.Destination, m *catalog.Manifest, a catalog.Artifact, dir string, progress io.Writer) (path string, err error) {
+func Spool(ctx context.Context, d destination.Destination, m *catalog.Manifest, a catalog.Artifact, ids *crypt.Identities, dir string, progress io.Writer) (path string, err error) {
+	if err := CheckKeys(m, ids); err != nil {
+		return "", err
+	}
 	if err := CheckStored(ctx, d, m, a); err != nil {
 		return "", err
 	}
 	if progress != nil {
 		d = metered{d, progress}
 	}
-	rc, err := OpenArtifact(ctx, d, m, a)
+	rc, err := OpenArtifact(ctx, d, m, a, ids)
 	if err != nil {
 		if errors.Is(err, destination.ErrNotFound) {
 			return "", fmt.Errorf("%s: %w: the manifest lists it but it is not stored", a.Name, ErrMissing)
@@ -53,7 +57,7 @@ func Spool(ctx context.Context, d destination.Destination, m *catalog.Manifest, 
 		return "", err
 	}
 	defer rc.Close()
-	f, err := os.OpenFile(filepath.Join(dir, strings.TrimSuffix(a.Name, ".zst")), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	f, err := os.OpenFile(filepath.Join(dir, strings.TrimSuffix(strings.TrimSuffix(a.Name, crypt.Suffix), ".zst")), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return "", fmt.Errorf("spool %s: %w", a.Name, err)
 	}

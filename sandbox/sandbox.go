@@ -31,6 +31,16 @@ type Spec struct {
 	// it once this has passed, even if the process that started it is alive.
 	Deadline time.Time
 	Labels   map[string]string // extra labels, e.g. target and backup id
+	// Files are copied into the sandbox before its server starts, for
+	// servers that load a backup at boot (Redis and its RDB file).
+	Files []File
+}
+
+// File is a host file to copy into a sandbox.
+type File struct {
+	HostPath string
+	Path     string // absolute path in the sandbox; its directory must exist
+	Mode     int64  // permission bits; 0: 0600
 }
 
 // Provider starts sandboxes.

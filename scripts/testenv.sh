@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Test servers for backproof's integration tests, all on 127.0.0.1:
 #   PostgreSQL 15 and MinIO (private to this run, random ports and passwords),
-#   plus a Docker engine for testcontainers (left running by `down`) and the
+#   Debian's redis-server (tests start their own servers with it), plus a Docker engine for testcontainers (left running by `down`) and the
 #   sandbox images built from Debian packages (scripts/sandbox-images.sh).
 #
 #   scripts/testenv.sh up     install what is missing, start everything, write $STATE/env
@@ -26,6 +26,7 @@ SCRIPTS=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SANDBOX_PREFIX=backproof-sandbox
 PG_IMAGE=$SANDBOX_PREFIX/postgres:$PG_MAJOR
 REDIS_IMAGE=$SANDBOX_PREFIX/redis:7
+REDIS_SERVER=/usr/bin/redis-server
 
 say() { echo "testenv: $*" >&2; }
 die() { say "$*"; exit 1; }
@@ -78,6 +79,7 @@ install_packages() {
   [[ -x $PG_BIN/postgres ]] || missing+=(postgresql-15)
   [[ -x $PG_BIN/pg_dump ]] && command -v psql >/dev/null || missing+=(postgresql-client)
   command -v zstd >/dev/null || missing+=(zstd)
+  [[ -x $REDIS_SERVER ]] || missing+=(redis-server)
   [[ -x /usr/bin/time ]] || missing+=(time)
   command -v dockerd >/dev/null || missing+=(docker.io)
   command -v curl >/dev/null || missing+=(curl)
@@ -230,6 +232,7 @@ export BACKPROOF_TEST_S3_SECRET_KEY='$S3_PASS'
 export BACKPROOF_TEST_MINIO_BIN='$MINIO_BIN'
 export BACKPROOF_TEST_PG_IMAGE='$PG_IMAGE'
 export BACKPROOF_TEST_REDIS_IMAGE='$REDIS_IMAGE'
+export BACKPROOF_TEST_REDIS_SERVER='$REDIS_SERVER'
 export BACKPROOF_TEST_PROMTOOL='$(command -v promtool)'
 export BACKPROOF_TEST_CHROMIUM='$(command -v chromium)'
 export TESTCONTAINERS_HOST_OVERRIDE=127.0.0.1
@@ -247,6 +250,7 @@ still_up() {
     . "$ENV_FILE"
     [[ $BACKPROOF_TEST_MINIO_BIN == "$MINIO_BIN" ]] &&
       [[ ${BACKPROOF_TEST_PG_IMAGE:-} == "$PG_IMAGE" && ${BACKPROOF_TEST_REDIS_IMAGE:-} == "$REDIS_IMAGE" ]] &&
+      [[ ${BACKPROOF_TEST_REDIS_SERVER:-} == "$REDIS_SERVER" ]] &&
       [[ -n ${BACKPROOF_TEST_PROMTOOL:-} && -n ${BACKPROOF_TEST_CHROMIUM:-} ]] &&
       "$PG_BIN/psql" "$BACKPROOF_TEST_PG_DSN" -XAtqc 'SELECT 1' >/dev/null 2>&1 &&
       curl -fsS --noproxy '*' -o /dev/null -m 2 "$BACKPROOF_TEST_S3_ENDPOINT/minio/health/ready"

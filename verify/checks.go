@@ -27,7 +27,7 @@ func (r *run) compare(ctx context.Context, cp engine.Copy, want *engine.SourceSt
 		r.stepErr(ctx, CheckTables, start, err, false)
 		return false
 	}
-	observed, problems := compareTables(want.Tables, got.Tables)
+	observed, problems := compareTables(want.Tables, got.Tables, r.req.Tolerance)
 	if len(problems) > 0 {
 		r.step(CheckTables, start, Fail, observed, summarize(problems))
 	} else {
@@ -49,8 +49,8 @@ func (r *run) compare(ctx context.Context, cp engine.Copy, want *engine.SourceSt
 }
 
 // compareTables lists every recorded table that is missing from the copy or
-// holds a different number of rows.
-func compareTables(want, got []engine.TableStats) (observed string, problems []string) {
+// holds a different number of rows than tol allows.
+func compareTables(want, got []engine.TableStats, tol config.Tolerance) (observed string, problems []string) {
 	type key struct{ schema, name string }
 	have := make(map[key]int64, len(got))
 	for _, t := range got {
@@ -59,11 +59,16 @@ func compareTables(want, got []engine.TableStats) (observed string, problems []s
 	var rows int64
 	for _, t := range want {
 		n, ok := have[key{t.Schema, t.Name}]
+		allowed := tol.Of(t.Rows)
 		switch {
-		case !ok:
+		case !ok && (allowed == 0 || t.Rows > allowed):
 			problems = append(problems, fmt.Sprintf("table %s.%s missing", t.Schema, t.Name))
-		case n != t.Rows:
-			problems = append(problems, fmt.Sprintf("table %s.%s has %d rows, the dump recorded %d", t.Schema, t.Name, n, t.Rows))
+		case ok && (n-t.Rows > allowed || t.Rows-n > allowed):
+			msg := fmt.Sprintf("table %s.%s has %d rows, the dump recorded %d", t.Schema, t.Name, n, t.Rows)
+			if allowed > 0 {
+				msg += fmt.Sprintf(" (tolerance %s: ±%d)", tol, allowed)
+			}
+			problems = append(problems, msg)
 		}
 		rows += n
 	}

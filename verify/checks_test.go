@@ -14,7 +14,7 @@ import (
 func TestCompareTables(t *testing.T) {
 	want := []engine.TableStats{{Schema: "public", Name: "orders", Rows: 10}, {Schema: "Billing", Name: "Invoice Lines", Rows: 3}, {Schema: "public", Name: "gone", Rows: 0}}
 	got := []engine.TableStats{{Schema: "public", Name: "orders", Rows: 9}, {Schema: "Billing", Name: "Invoice Lines", Rows: 3}, {Schema: "public", Name: "extra", Rows: 5}}
-	observed, problems := compareTables(want, got)
+	observed, problems := compareTables(want, got, config.Tolerance{})
 	wantProblems := []string{"table public.orders has 9 rows, the dump recorded 10", "table public.gone missing"}
 	if strings.Join(problems, "|") != strings.Join(wantProblems, "|") {
 		t.Errorf("problems %q, want %q", problems, wantProblems)
@@ -22,8 +22,29 @@ func TestCompareTables(t *testing.T) {
 	if observed != "3 tables, 12 rows" {
 		t.Errorf("observed %q", observed)
 	}
-	if _, problems := compareTables(want[:2], []engine.TableStats{want[1], want[0]}); len(problems) != 0 {
+	if _, problems := compareTables(want[:2], []engine.TableStats{want[1], want[0]}, config.Tolerance{}); len(problems) != 0 {
 		t.Errorf("identical tables in another order: %q", problems)
+	}
+}
+
+// A tolerance allows a difference either way, and a table missing from the
+// copy when its count is within the tolerance (Redis: an emptied database).
+func TestCompareTablesTolerance(t *testing.T) {
+	want := []engine.TableStats{{Schema: "redis", Name: "db0", Rows: 1000}, {Schema: "redis", Name: "db1", Rows: 2}, {Schema: "redis", Name: "db2", Rows: 50}}
+	got := []engine.TableStats{{Schema: "redis", Name: "db0", Rows: 1010}, {Schema: "redis", Name: "db2", Rows: 45}}
+	for _, tc := range []struct {
+		tol  config.Tolerance
+		want string
+	}{
+		{config.Tolerance{N: 10}, ""},
+		{config.Tolerance{N: 9}, "table redis.db0 has 1010 rows, the dump recorded 1000 (tolerance 9: ±9)"},
+		{config.Tolerance{N: 1}, "table redis.db0 has 1010 rows, the dump recorded 1000 (tolerance 1: ±1)|table redis.db1 missing|table redis.db2 has 45 rows, the dump recorded 50 (tolerance 1: ±1)"},
+		{config.Tolerance{Percent: 10}, "table redis.db1 missing"},
+		{config.Tolerance{}, "table redis.db0 has 1010 rows, the dump recorded 1000|table redis.db1 missing|table redis.db2 has 45 rows, the dump recorded 50"},
+	} {
+		if _, problems := compareTables(want, got, tc.tol); strings.Join(problems, "|") != tc.want {
+			t.Errorf("tolerance %s: %q, want %q", tc.tol, problems, tc.want)
+		}
 	}
 }
 

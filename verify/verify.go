@@ -17,6 +17,7 @@ import (
 
 	"github.com/backproof/backproof/catalog"
 	"github.com/backproof/backproof/config"
+	"github.com/backproof/backproof/crypt"
 	"github.com/backproof/backproof/destination"
 	"github.com/backproof/backproof/engine"
 	"github.com/backproof/backproof/restore"
@@ -40,6 +41,8 @@ type Verifier struct {
 	SpoolDir string
 	// Redact scrubs secrets from messages before they are recorded.
 	Redact func(string) string
+	// Identities decrypt encrypted backups; nil: none configured.
+	Identities *crypt.Identities
 }
 
 // Request names what to verify.
@@ -54,6 +57,9 @@ type Request struct {
 	Pick     Picker
 	Checks   []config.Check
 	Amcheck  *bool // nil: when the sandbox has it
+	// Tolerance is how far each count of the copy may be from the one the
+	// dump recorded (Redis: keys per database of a live server).
+	Tolerance config.Tolerance
 	// Hold, when set, runs after the checks while the sandbox is still up;
 	// the sandbox is removed when it returns (restore --sandbox).
 	Hold func(ctx context.Context, srv engine.Server)
@@ -143,15 +149,31 @@ func (r *run) verify(ctx context.Context) {
 	}
 	r.rec.Image = image
 
-	// Start the sandbox while the artifact downloads: both take time and
-	// neither needs the other until the restore. A sandbox that cannot
-	// start stops the download.
 	spec, srv := r.req.Prover.Sandbox(image, randomPassword())
 	spec.Memory, spec.CPUs = r.v.Memory, r.v.CPUs
 	if dl, ok := ctx.Deadline(); ok {
 		spec.Deadline = dl
 	}
 	spec.Labels = map[string]string{"io.backproof.target": r.req.Target, "io.backproof.backup": m.ID}
+	// A server that loads the backup as it starts needs it spooled first.
+	if pre, ok := r.req.Prover.(engine.Preloader); ok {
+		inst, dir, loaded := r.startLoaded(ctx, m, pre, spec, &srv)
+		if dir != "" {
+			defer os.RemoveAll(dir)
+		}
+		if inst != nil {
+			defer r.closeSandbox(ctx, inst)
+		}
+		if loaded {
+			os.RemoveAll(dir)
+			r.inspect(ctx, srv, m)
+		}
+		return
+	}
+
+	// Start the sandbox while the artifact downloads: both take time and
+	// neither needs the other until the restore. A sandbox that cannot
+	// start stops the download.
 	spoolCtx, stopSpool := context.WithCancelCause(ctx)
 	defer stopSpool(nil)
 	sctx, cancelStart := context.WithCancel(ctx)
@@ -177,11 +199,7 @@ func (r *run) verify(ctx context.Context) {
 	}
 	res := <-started
 	if res.inst != nil {
-		defer func() {
-			if err := res.inst.Close(ctx); err != nil {
-				r.log.WarnContext(ctx, "sandbox cleanup failed", "err", err)
-			}
-		}()
+		defer r.closeSandbox(ctx, res.inst)
 	}
 	if spoolFailed {
 		r.stepErr(ctx, CheckChecksum, spoolStart, spoolErr, restore.IsBad(spoolErr))
@@ -202,7 +220,11 @@ func (r *run) verify(ctx context.Context) {
 		return
 	}
 	os.RemoveAll(dir) // the restored copy is all that is needed now
+	r.inspect(ctx, srv, m)
+}
 
+// inspect compares the restored copy with the manifest and runs the checks.
+func (r *run) inspect(ctx context.Context, srv engine.Server, m *catalog.Manifest) {
 	cp, err := r.req.Prover.Open(ctx, srv)
 	if err != nil {
 		r.stepErr(ctx, CheckConnect, r.v.Now(), err, false)
@@ -219,6 +241,50 @@ func (r *run) verify(ctx context.Context) {
 	if r.req.Hold != nil {
 		r.req.Hold(ctx, srv)
 	}
+}
+
+func (r *run) closeSandbox(ctx context.Context, inst sandbox.Instance) {
+	if err := inst.Close(ctx); err != nil {
+		r.log.WarnContext(ctx, "sandbox cleanup failed", "err", err)
+	}
+}
+
+// startLoaded starts the sandbox of a Preloader: the artifact is spooled and
+// checked first, then the server loads it as it starts, so the start is the
+// restore. It returns the sandbox, if one started, and the spool directory
+// to remove.
+func (r *run) startLoaded(ctx context.Context, m *catalog.Manifest, pre engine.Preloader, spec sandbox.Spec, srv *engine.Server) (sandbox.Instance, string, bool) {
+	start := r.v.Now()
+	dir, path, err := r.spool(ctx, m)
+	if err != nil {
+		r.stepErr(ctx, CheckChecksum, start, err, restore.IsBad(err))
+		return nil, dir, false
+	}
+	a := m.Artifacts[0]
+	r.step(CheckChecksum, start, Pass, fmt.Sprintf("%s: %d bytes, SHA-256 %s", a.Name, a.Size, a.SHA256), "")
+
+	start = r.v.Now()
+	info := &engine.DumpInfo{ServerVersion: m.ServerVersion, Tools: m.Tools, Source: m.Source}
+	if err := pre.Preload(ctx, &spec, *srv, path, info); err != nil {
+		r.stepErr(ctx, CheckRestore, start, err, errors.Is(err, engine.ErrRestore))
+		return nil, dir, false
+	}
+	inst, err := r.v.Sandbox.Start(ctx, spec)
+	if err != nil {
+		if err = pre.LoadFailed(err); errors.Is(err, engine.ErrRestore) {
+			r.stepErr(ctx, CheckRestore, start, err, true)
+		} else {
+			r.stepErr(ctx, CheckSandbox, start, err, false)
+		}
+		return nil, dir, false
+	}
+	elapsed := r.v.Now().Sub(start)
+	_, r.rec.ImageID = inst.Image()
+	srv.Host, srv.Port = inst.Addr()
+	r.step(CheckSandbox, start, Pass, spec.Image, "")
+	r.rec.RestoreSeconds = round(elapsed.Seconds())
+	r.step(CheckRestore, start, Pass, elapsed.Round(time.Millisecond).String()+", loaded as the server started", "")
+	return inst, dir, true
 }
 
 type startResult struct {
@@ -269,10 +335,13 @@ func (r *run) selectBackup(ctx context.Context) (*catalog.Manifest, error) {
 	switch {
 	case m.Engine != r.req.Engine:
 		return nil, fmt.Errorf("%w: backup %s is a %s backup, target %s is %s", errInvalidManifest, m.ID, m.Engine, r.req.Target, r.req.Engine)
-	case m.Encryption != nil:
-		return nil, fmt.Errorf("backup %s is encrypted; this build cannot decrypt it", m.ID)
 	case len(m.Artifacts) != 1:
 		return nil, fmt.Errorf("%w: backup %s has %d artifacts, a %s backup has one", errInvalidManifest, m.ID, len(m.Artifacts), m.Engine)
+	}
+	// A missing or wrong key stops here, before a sandbox starts: it says
+	// nothing about the backup.
+	if err := restore.CheckKeys(m, r.v.Identities); err != nil {
+		return nil, err
 	}
 	return m, nil
 }
@@ -310,7 +379,7 @@ func (r *run) spool(ctx context.Context, m *catalog.Manifest) (dir, path string,
 	if err != nil {
 		return "", "", fmt.Errorf("spool directory: %w", err)
 	}
-	path, err = restore.Spool(ctx, r.req.Store, m, m.Artifacts[0], dir, nil)
+	path, err = restore.Spool(ctx, r.req.Store, m, m.Artifacts[0], r.v.Identities, dir, nil)
 	return dir, path, err
 }
 

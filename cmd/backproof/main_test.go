@@ -277,7 +277,7 @@ func TestDaemonSIGTERM(t *testing.T) {
 	dir, cfg, addr := t.TempDir(), filepath.Join(t.TempDir(), "c.yaml"), testenv.FreeAddr(t)
 	daemonConfig(t, cfg, addr, dsn, dir, "@every 1s", "    verify: {schedule: \"@every 1s\"}\n")
 	cmd := backproof(context.Background(), "daemon", "-c", cfg)
-	var logs bytes.Buffer
+	var logs lockedBuffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -339,7 +339,7 @@ func TestDaemonSIGHUP(t *testing.T) {
 	dir, cfg, addr := t.TempDir(), filepath.Join(t.TempDir(), "c.yaml"), testenv.FreeAddr(t)
 	daemonConfig(t, cfg, addr, dsn, dir, "@every 1s", "")
 	cmd := backproof(context.Background(), "daemon", "-c", cfg)
-	var logs lockedBuffer // read while the daemon writes
+	var logs lockedBuffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -385,13 +385,7 @@ func TestDaemonSIGHUP(t *testing.T) {
 	}
 }
 
-func tail(s string, n int) string {
-	if len(s) > n {
-		return s[len(s)-n:]
-	}
-	return s
-}
-
+// lockedBuffer collects a child's output while the test reads it.
 type lockedBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
@@ -407,4 +401,11 @@ func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
 }

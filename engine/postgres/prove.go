@@ -75,7 +75,15 @@ func (e *Engine) Restore(ctx context.Context, srv engine.Server, path string, in
 
 // RestoreInto restores the archive at path into the database at dsn, with a
 // pg_restore at least as new as the pg_dump that wrote it (info.Tools).
-func (e *Engine) RestoreInto(ctx context.Context, dsn, path string, info *engine.DumpInfo, opts engine.RestoreOptions) error {
+// A single-job restore is one transaction, and its errors say so.
+func (e *Engine) RestoreInto(ctx context.Context, dsn, path string, info *engine.DumpInfo, opts engine.RestoreOptions) (err error) {
+	if opts.Jobs <= 1 {
+		defer func() {
+			if err != nil {
+				err = fmt.Errorf("%w; rolled back (one transaction): the target is as it was before", err)
+			}
+		}()
+	}
 	tool, err := pickTool("pg_restore", findTools(ctx, "pg_restore", e.binDirs), DumpMajor(info))
 	if err != nil {
 		return err
@@ -341,6 +349,12 @@ func (e *Engine) Objects(ctx context.Context, dsn string) (int, error) {
 	}
 	return n, nil
 }
+
+// Describe is the package's Describe, for the cli's engine interface.
+func (e *Engine) Describe(dsn string) string { return Describe(dsn) }
+
+// ConnString is the package's ConnString, for the cli's engine interface.
+func (e *Engine) ConnString(srv engine.Server) string { return ConnString(srv) }
 
 // Describe names the database a DSN points at without its credentials:
 // host:port/database.

@@ -7,6 +7,7 @@
 package docker
 
 import (
+	"archive/tar"
 	"context"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"path"
 	"strconv"
 	"strings"
 	"sync"
@@ -179,7 +181,9 @@ func (d *Docker) Start(ctx context.Context, spec sandbox.Spec) (sandbox.Instance
 	}
 
 	created := time.Now()
-	ctr, err := run(ctx, spec.Image, opts)
+	ctr, err := run(ctx, spec.Image, opts, func(ctx context.Context, id string) error {
+		return d.copyFiles(ctx, id, spec.Files)
+	})
 	if err != nil {
 		msg := err.Error()
 		if ctr != nil {
@@ -210,8 +214,10 @@ func (d *Docker) Start(ctx context.Context, spec sandbox.Spec) (sandbox.Instance
 // run creates and starts a container like testcontainers.Run, but creates it
 // whatever ctx says: the engine completes a create whose caller has gone
 // away, and that container would be left behind with no id to remove it by.
-// Starting and waiting for the server follow ctx.
-func run(ctx context.Context, image string, opts []testcontainers.ContainerCustomizer) (*testcontainers.DockerContainer, error) {
+// Starting and waiting for the server follow ctx; beforeStart runs between
+// create and start.
+func run(ctx context.Context, image string, opts []testcontainers.ContainerCustomizer,
+	beforeStart func(ctx context.Context, id string) error) (*testcontainers.DockerContainer, error) {
 	req := testcontainers.GenericContainerRequest{ContainerRequest: testcontainers.ContainerRequest{Image: image}}
 	for _, o := range opts {
 		if err := o.Customize(&req); err != nil {
@@ -228,7 +234,67 @@ func run(ctx context.Context, image string, opts []testcontainers.ContainerCusto
 	if err := context.Cause(ctx); err != nil {
 		return ctr, err
 	}
+	if err := beforeStart(ctx, ctr.GetContainerID()); err != nil {
+		return ctr, err
+	}
 	return ctr, ctr.Start(ctx)
+}
+
+// copyFiles copies files into a created container. The tar archive the
+// engine takes is written as it is sent, so a large file never sits in
+// memory (testcontainers-go's own Files read each file whole).
+func (d *Docker) copyFiles(ctx context.Context, id string, files []sandbox.File) error {
+	if len(files) == 0 {
+		return nil
+	}
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(writeTar(pw, files)) }()
+	_, err := d.cli.CopyToContainer(ctx, id, client.CopyToContainerOptions{DestinationPath: "/", Content: pr})
+	pr.CloseWithError(errors.New("copy ended")) // unblocks the writer if the engine stopped reading
+	if err != nil {
+		return fmt.Errorf("copy files into the sandbox: %w", err)
+	}
+	return nil
+}
+
+func writeTar(w io.Writer, files []sandbox.File) error {
+	tw := tar.NewWriter(w)
+	for _, f := range files {
+		if err := addFile(tw, f); err != nil {
+			return err
+		}
+	}
+	return tw.Close()
+}
+
+func addFile(tw *tar.Writer, f sandbox.File) error {
+	src, err := os.Open(f.HostPath)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	fi, err := src.Stat()
+	if err != nil {
+		return err
+	}
+	mode := f.Mode
+	if mode == 0 {
+		mode = 0o600
+	}
+	hdr := &tar.Header{
+		Typeflag: tar.TypeReg,
+		Name:     strings.TrimPrefix(path.Clean(f.Path), "/"),
+		Size:     fi.Size(),
+		Mode:     mode,
+		ModTime:  fi.ModTime(),
+	}
+	if err := tw.WriteHeader(hdr); err != nil {
+		return err
+	}
+	if _, err := io.Copy(tw, src); err != nil {
+		return fmt.Errorf("%s: %w", f.HostPath, err)
+	}
+	return nil
 }
 
 // ensureImage returns the local image id of ref, pulling it once (no retry

@@ -1,0 +1,108 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/backproof/backproof/config"
+	"github.com/backproof/backproof/crypt"
+)
+
+// recipients returns what backups are encrypted to: nil when the config
+// has no encryption. A config that asks for encryption never gets nil.
+func recipients(cfg *config.Config) (*crypt.Recipients, error) {
+	if cfg.Encryption == nil {
+		return nil, nil
+	}
+	rs, err := crypt.ParseRecipients(cfg.Encryption.Recipients)
+	if err != nil {
+		return nil, usagef("%s: encryption.recipients: %v; refusing to write unencrypted backups", cfg.File, err)
+	}
+	return rs, nil
+}
+
+// identities returns what decrypts backups: nil when the config names no
+// identity file, which is only an error once an encrypted backup is read.
+func identities(cfg *config.Config) (*crypt.Identities, error) {
+	if cfg.Encryption == nil || cfg.Encryption.IdentityFile == "" {
+		return nil, nil
+	}
+	ids, err := crypt.ParseIdentities(strings.NewReader(cfg.Encryption.Identity.Reveal()))
+	if err != nil {
+		return nil, usagef("%s: encryption.identity_file: %s: %v", cfg.File, cfg.Encryption.IdentityFile, err)
+	}
+	return ids, nil
+}
+
+func (e *env) keygenCommand() *cobra.Command {
+	var out string
+	cmd := &cobra.Command{
+		Use:   "keygen [-o FILE]",
+		Short: "Generate an age key pair for encryption.recipients and encryption.identity_file",
+		Long: `Generate an age X25519 key pair. With -o, the identity (secret key) is written
+to FILE, readable by its owner only, and the recipient (public key) is printed
+on stdout; an existing FILE is never overwritten. Without -o, the identity is
+printed on stdout and the recipient on stderr, as age-keygen does.
+
+Put the recipient in encryption.recipients of every config that writes
+backups, and the identity file where verify and restore run
+(encryption.identity_file). The file is age-keygen's format: age -d -i FILE
+decrypts an artifact without backproof.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, r, err := crypt.Generate(time.Now().UTC())
+			if err != nil {
+				return err
+			}
+			fp, err := crypt.Fingerprint(r)
+			if err != nil {
+				return err
+			}
+			if out == "" {
+				if _, err := e.stdout.Write(id); err != nil {
+					return err
+				}
+				fmt.Fprintf(e.stderr, "Public key: %s\n", r)
+				return nil
+			}
+			if err := writeIdentity(out, id); err != nil {
+				return err
+			}
+			fmt.Fprintln(e.stdout, r)
+			fmt.Fprintf(e.stderr, "wrote identity %s (recipient fingerprint %s); without it, nothing encrypted to %s can be restored: keep a copy apart from the backups\n", out, fp, r)
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&out, "output", "o", "", "write the identity to this file (mode 0600; never overwritten)")
+	return cmd
+}
+
+// writeIdentity creates name with mode 0600 and writes id to it; an existing
+// file is left alone.
+func writeIdentity(name string, id []byte) (err error) {
+	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, os.ErrExist) {
+		return fmt.Errorf("%s already exists: refusing to overwrite an identity", name)
+	}
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(name)
+		}
+	}()
+	if _, err := f.Write(id); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	return f.Close()
+}

@@ -1,0 +1,334 @@
+package cli
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/backproof/backproof/catalog"
+	"github.com/backproof/backproof/internal/sample"
+	"github.com/backproof/backproof/internal/testenv"
+)
+
+// redisSource starts a seeded Redis whose password is the sentinel.
+func redisSource(t *testing.T, conf ...string) *testenv.Redis {
+	t.Helper()
+	r := testenv.StartRedis(t, append([]string{"requirepass " + sentinel, "repl-diskless-sync-delay 0"}, conf...)...)
+	if err := sample.SeedRedis(r.Conn(t)); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// redisConfig is a config with target "cache" on dsn, backed up to a local
+// and a MinIO destination, verified in the redis sandbox image with checks.
+func redisConfig(t *testing.T, dsn string) string {
+	t.Helper()
+	image := testenv.RedisImage(t)
+	env := testenv.S3(t)
+	bucket := testenv.NewBucket(t, env)
+	t.Setenv("BACKPROOF_TEST_REDIS_DSN", dsn)
+	return writeConfig(t, fmt.Sprintf(`
+log: {level: debug, format: json}
+sandbox:
+  images: {redis: "%s"}
+  memory: 512MiB
+  cpus: 1
+  timeout: 5m
+destinations:
+  local: {type: local, path: %s}
+  offsite:
+    type: s3
+    bucket: %s
+    prefix: prod
+    endpoint: %s
+    path_style: true
+    access_key_id: %s
+    secret_access_key: %s
+targets:
+  cache:
+    engine: redis
+    dsn: ${BACKPROOF_TEST_REDIS_DSN}
+    destinations: [local, offsite]
+    verify:
+      checks:
+        - {name: session-present, query: "db0: EXISTS ttl:session", expect: "= 1"}
+        - {name: big-hash, query: "db0: HLEN hash:big", expect: ">= 1000"}
+        - {name: db5-keys, query: "db5: DBSIZE", expect: "= 3"}
+`, image, t.TempDir(), bucket, env.Endpoint, env.AccessKey, env.SecretKey))
+}
+
+func redisBackup(t *testing.T, cfg string) string {
+	t.Helper()
+	r := runCLI(t, context.Background(), "backup", "-c", cfg, "--json")
+	if r.code != 0 {
+		t.Fatalf("backup exit %d: %s", r.code, r.stderr)
+	}
+	doc := decode[backupDoc](t, r.stdout)
+	for _, d := range doc.Backups[0].Destinations {
+		if !d.Committed {
+			t.Fatalf("%s not committed: %s", d.Name, d.Error)
+		}
+	}
+	return doc.Backups[0].ID
+}
+
+// The whole life of a Redis backup, from a diskless and a disk-based source:
+// backed up to local and MinIO, verified on both, restored into a sandbox
+// and into a live server with every key, type, value and TTL.
+func TestRedisEndToEnd(t *testing.T) {
+	testenv.NoSandboxesLeft(t)
+	for _, diskless := range []string{"yes", "no"} {
+		t.Run("repl-diskless-sync "+diskless, func(t *testing.T) {
+			src := redisSource(t, "repl-diskless-sync "+diskless)
+			cfg := redisConfig(t, src.DSN("", sentinel))
+			want, err := sample.RedisSnapshot(src.Conn(t), 0, 5)
+			if err != nil {
+				t.Fatal(err)
+			}
+			id := redisBackup(t, cfg)
+			ctx := context.Background()
+
+			m := localManifest(t, cfg, id)
+			if m.Engine != "redis" || m.Artifacts[0].Name != "dump.rdb.zst" || m.Tools["rdb"] != "10" ||
+				len(m.Source.Tables) != 2 || m.Source.Tables[0].Rows != sample.Redis[0] || m.Source.Tables[1].Rows != sample.Redis[5] {
+				t.Errorf("manifest %+v", m)
+			}
+
+			r := runCLI(t, ctx, "verify", "-c", cfg, "--json")
+			if r.code != 0 {
+				t.Fatalf("verify exit %d:\n%s\n%s", r.code, r.stdout, r.stderr)
+			}
+			for _, v := range decode[verifyDoc](t, r.stdout).Verifications {
+				outcomes := map[string]string{}
+				for _, c := range v.Checks {
+					outcomes[c.Name] = c.Outcome
+				}
+				if v.Outcome != "pass" || v.RestoreSeconds <= 0 || outcomes["tables"] != "pass" || outcomes["restore"] != "pass" ||
+					outcomes["session-present"] != "pass" || outcomes["big-hash"] != "pass" || outcomes["db5-keys"] != "pass" {
+					t.Errorf("%s: %+v", v.Destination, v)
+				}
+			}
+
+			// restore --sandbox from MinIO: the sandbox holds the source's data.
+			dsn, stop := holdSandbox(t, "restore", "cache", "-c", cfg, "--sandbox", "--from", "offsite")
+			got, err := sample.RedisSnapshot(redisAt(t, dsn).Conn(t), 0, 5)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diffs := sample.DiffRedis(want, got, 1000); len(diffs) > 0 {
+				t.Errorf("sandbox differs from the source:\n%s", strings.Join(diffs, "\n"))
+			}
+			if code := stop(); code != 0 {
+				t.Errorf("restore --sandbox exit %d after Ctrl-C", code)
+			}
+
+			// restore --to a live server, whose password must stay secret too.
+			dst := testenv.StartRedis(t, "requirepass "+sentinel)
+			to := dst.DSN("", sentinel)
+			if r := runCLI(t, ctx, "restore", "cache", "-c", cfg, "--to", to); r.code != 0 {
+				t.Fatalf("restore --to exit %d: %s", r.code, r.stderr)
+			}
+			got, err = sample.RedisSnapshot(dst.Conn(t), 0, 5)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diffs := sample.DiffRedis(want, got, 1000); len(diffs) > 0 {
+				t.Errorf("restored server differs from the source:\n%s", strings.Join(diffs, "\n"))
+			}
+			r = runCLI(t, ctx, "restore", "cache", "-c", cfg, "--to", to)
+			if r.code != ExitError || !strings.Contains(r.stderr, "not empty") || !strings.Contains(r.stderr, "nothing was changed") {
+				t.Fatalf("restore into a non-empty server: exit %d: %s", r.code, r.stderr)
+			}
+			if r := runCLI(t, ctx, "restore", "cache", "-c", cfg, "--to", to, "--force"); r.code != 0 {
+				t.Fatalf("restore --force exit %d: %s", r.code, r.stderr)
+			}
+		})
+	}
+}
+
+// A backup whose RDB is damaged although its artifact matches the manifest
+// (a writer that stored a broken snapshot) fails verification and restores
+// with exit 3, and no restore touches anything.
+func TestRedisDamagedRDB(t *testing.T) {
+	testenv.NoSandboxesLeft(t)
+	src := redisSource(t)
+	cfg := redisConfig(t, src.DSN("", sentinel))
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name   string
+		damage func([]byte) []byte
+		want   string
+	}{
+		{"truncated", func(b []byte) []byte { return b[:len(b)*2/3] }, "corrupt RDB: truncated"},
+		{"flipped byte", func(b []byte) []byte { b[len(b)/2] ^= 0x10; return b }, "corrupt RDB: CRC-64"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			id := redisBackup(t, cfg)
+			rewriteArtifact(t, cfg, id, tc.damage)
+			r := runCLI(t, ctx, "verify", "cache", "-c", cfg, "--backup", id, "--destination", "local")
+			if r.code != ExitBadBackup || !strings.Contains(r.stdout, "FAIL") || !strings.Contains(r.stderr, tc.want) {
+				t.Fatalf("verify: exit %d, want 3 with %q:\n%s\n%s", r.code, tc.want, r.stdout, r.stderr)
+			}
+			dst := testenv.StartRedis(t)
+			r = runCLI(t, ctx, "restore", "cache", "-c", cfg, "--backup", id, "--from", "local", "--to", dst.DSN("", ""))
+			if r.code != ExitBadBackup || !strings.Contains(r.stderr, tc.want) || !strings.Contains(r.stderr, "the target was not touched") {
+				t.Fatalf("restore --to: exit %d: %s", r.code, r.stderr)
+			}
+			if n := dst.Conn(t).Must("DBSIZE"); n != int64(0) {
+				t.Errorf("a damaged backup wrote %v keys", n)
+			}
+			r = runCLI(t, ctx, "restore", "cache", "-c", cfg, "--backup", id, "--from", "local", "--sandbox", "--keep", "1s")
+			if r.code != ExitBadBackup {
+				t.Fatalf("restore --sandbox: exit %d: %s", r.code, r.stderr)
+			}
+			// The copy on MinIO was not touched and still passes.
+			if r := runCLI(t, ctx, "verify", "cache", "-c", cfg, "--backup", id, "--destination", "offsite"); r.code != 0 {
+				t.Fatalf("offsite copy: exit %d: %s", r.code, r.stderr)
+			}
+		})
+	}
+}
+
+// Backups that cannot run fail with exit 1 and a clear message, commit
+// nothing, and never show the password.
+func TestRedisBackupRefused(t *testing.T) {
+	src := redisSource(t)
+	src.Conn(t).Must("ACL", "SETUSER", "app", "on", ">"+sentinel, "~*", "+@all", "-psync", "-sync")
+	ctx := context.Background()
+	for _, tc := range []struct{ name, dsn, want string }{
+		{"wrong password", src.DSN("", sentinel+"-wrong"), "WRONGPASS"},
+		{"no SYNC permission", src.DSN("app", sentinel), "+psync, +sync and +replconf"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := redisConfig(t, tc.dsn)
+			r := runCLI(t, ctx, "backup", "-c", cfg)
+			if r.code != ExitError || !strings.Contains(r.stderr, tc.want) {
+				t.Fatalf("exit %d, want 1 with %q:\n%s", r.code, tc.want, r.stderr)
+			}
+			r = runCLI(t, ctx, "list", "-c", cfg, "--json")
+			if ld := decode[listDoc](t, r.stdout); r.code != 0 || len(ld.Backups) != 0 {
+				t.Errorf("list after a failed backup: exit %d %+v", r.code, ld)
+			}
+			entries, _ := os.ReadDir(filepath.Join(localPath(t, cfg), "cache"))
+			for _, e := range entries {
+				if _, err := os.Stat(filepath.Join(localPath(t, cfg), "cache", e.Name(), catalog.ManifestName)); err == nil {
+					t.Errorf("a manifest was written for %s", e.Name())
+				}
+			}
+		})
+	}
+}
+
+func localManifest(t *testing.T, cfg, id string) *catalog.Manifest {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(localPath(t, cfg), catalog.Key("cache", id, catalog.ManifestName)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m catalog.Manifest
+	if err := json.Unmarshal(data, &m); err != nil {
+		t.Fatal(err)
+	}
+	return &m
+}
+
+// rewriteArtifact replaces the RDB of the local copy of a backup with a
+// damaged one, and its manifest's size and SHA-256 with the new file's, as
+// a writer that stored a broken snapshot would have.
+func rewriteArtifact(t *testing.T, cfg, id string, damage func([]byte) []byte) {
+	t.Helper()
+	m := localManifest(t, cfg, id)
+	path := filepath.Join(localPath(t, cfg), catalog.Key("cache", id, m.Artifacts[0].Name))
+	stored, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec, err := zstd.NewReader(bytes.NewReader(stored))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := io.ReadAll(dec)
+	dec.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc, _ := zstd.NewWriter(nil)
+	out := enc.EncodeAll(damage(raw), nil)
+	if err := os.WriteFile(path, out, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(out)
+	m.Artifacts[0].Size, m.Artifacts[0].SHA256 = int64(len(out)), hex.EncodeToString(sum[:])
+	data, _ := json.Marshal(m)
+	if err := os.WriteFile(filepath.Join(localPath(t, cfg), catalog.Key("cache", id, catalog.ManifestName)), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// holdSandbox runs restore --sandbox until it prints its connection string,
+// and returns that and a function that presses Ctrl-C and returns the exit
+// code.
+func holdSandbox(t *testing.T, args ...string) (string, func() int) {
+	t.Helper()
+	ctx, interrupt := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	done := make(chan int, 1)
+	var stderr bytes.Buffer
+	go func() {
+		env := func(k string) string { return os.Getenv(k) }
+		done <- Main(ctx, args, pw, &stderr, env, Build{Version: "test"})
+		pw.Close()
+	}()
+	var dsn string
+	sc := bufio.NewScanner(pr)
+	for sc.Scan() {
+		if d, ok := strings.CutPrefix(sc.Text(), "sandbox ready: "); ok {
+			dsn = d
+			break
+		}
+	}
+	go io.Copy(io.Discard, pr) //nolint:errcheck // drain the rest
+	if dsn == "" {
+		interrupt()
+		t.Fatalf("no connection string printed; exit %d: %s", <-done, stderr.String())
+	}
+	return dsn, func() int {
+		interrupt()
+		select {
+		case code := <-done:
+			if strings.Contains(stderr.String(), sentinel) {
+				t.Errorf("sentinel in the output: %s", stderr.String())
+			}
+			return code
+		case <-time.After(time.Minute):
+			t.Fatal("restore --sandbox did not end after Ctrl-C")
+			return -1
+		}
+	}
+}
+
+// redisAt makes a test client for a redis:// URL on loopback.
+func redisAt(t *testing.T, dsn string) *testenv.Redis {
+	t.Helper()
+	var port int
+	var pw string
+	_, rest, _ := strings.Cut(dsn, "://:")
+	pw, hostport, _ := strings.Cut(rest, "@")
+	if _, err := fmt.Sscanf(hostport, "127.0.0.1:%d", &port); err != nil {
+		t.Fatalf("sandbox DSN %q: %v", dsn, err)
+	}
+	return &testenv.Redis{Port: port, Password: pw}
+}
