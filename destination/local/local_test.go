@@ -2,9 +2,11 @@ package local
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 
@@ -85,5 +87,44 @@ func TestDeleteRemovesEmptyDirs(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(root, "orders")); !os.IsNotExist(err) {
 		t.Errorf("empty directories left behind: %v", err)
+	}
+}
+
+// Put and PutIfAbsent into a folder that concurrent Deletes of siblings keep
+// emptying, and so removing, never fail.
+func TestWritesRaceFolderRemoval(t *testing.T) {
+	s, err := New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			key := fmt.Sprintf("t/lease/%d", w)
+			for i := range 50 {
+				var err error
+				if i%2 == 0 {
+					err = s.PutIfAbsent(ctx, key, []byte("x"))
+				} else {
+					err = s.Put(ctx, key, strings.NewReader("x"))
+				}
+				if err == nil {
+					err = s.Delete(ctx, key)
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
 	}
 }
