@@ -249,16 +249,9 @@ func (e *Engine) load(ctx context.Context, client *mongo.Client, r *archive.Read
 
 // create creates a collection or view with the options it had.
 func create(ctx context.Context, client *mongo.Client, t *target) error {
-	cmd := bson.D{{Key: "create", Value: t.name}}
-	elems, err := t.options.Elements()
+	cmd, err := createCommand(t)
 	if err != nil {
-		return fmt.Errorf("%w: options of %s: %v", engine.ErrRestore, t.src, err)
-	}
-	for _, el := range elems {
-		if el.Key() == "autoIndexId" { // obsolete since MongoDB 4.0
-			continue
-		}
-		cmd = append(cmd, bson.E{Key: el.Key(), Value: el.Value()})
+		return err
 	}
 	if err := client.Database(t.db).RunCommand(ctx, cmd).Err(); err != nil {
 		return serverErr(ctx, fmt.Sprintf("create %s %s", t.typ, t.ns()), err)
@@ -266,10 +259,41 @@ func create(ctx context.Context, client *mongo.Client, t *target) error {
 	return nil
 }
 
-// createIndexes builds a collection's indexes but _id's, which came with
-// the collection. Like mongorestore it drops the index version ("v": the
-// server picks its own) and the legacy "ns".
+// createCommand is the create command for a collection or view: its
+// listCollections options as they were (validator, collation, capped,
+// viewOn and pipeline, ...).
+func createCommand(t *target) (bson.D, error) {
+	cmd := bson.D{{Key: "create", Value: t.name}}
+	elems, err := t.options.Elements()
+	if err != nil {
+		return nil, fmt.Errorf("%w: options of %s: %v", engine.ErrRestore, t.src, err)
+	}
+	for _, el := range elems {
+		if el.Key() == "autoIndexId" { // obsolete since MongoDB 4.0
+			continue
+		}
+		cmd = append(cmd, bson.E{Key: el.Key(), Value: el.Value()})
+	}
+	return cmd, nil
+}
+
+// createIndexes builds a collection's indexes.
 func createIndexes(ctx context.Context, client *mongo.Client, t *target) error {
+	cmd, err := indexCommand(t)
+	if err != nil || cmd == nil {
+		return err
+	}
+	if err := client.Database(t.db).RunCommand(ctx, cmd).Err(); err != nil {
+		return serverErr(ctx, fmt.Sprintf("create indexes of %s", t.ns()), err)
+	}
+	return nil
+}
+
+// indexCommand is the createIndexes command for every index but _id's,
+// which came with the collection, or nil when there is none. Like
+// mongorestore it drops the index version ("v": the server picks its own)
+// and the legacy "ns", and keeps every other option.
+func indexCommand(t *target) (bson.D, error) {
 	var specs bson.A
 	for _, spec := range t.indexes {
 		if indexName(spec) == "_id_" {
@@ -277,7 +301,7 @@ func createIndexes(ctx context.Context, client *mongo.Client, t *target) error {
 		}
 		elems, err := spec.Elements()
 		if err != nil {
-			return fmt.Errorf("%w: index spec of %s: %v", engine.ErrRestore, t.src, err)
+			return nil, fmt.Errorf("%w: index spec of %s: %v", engine.ErrRestore, t.src, err)
 		}
 		var d bson.D
 		for _, el := range elems {
@@ -288,13 +312,9 @@ func createIndexes(ctx context.Context, client *mongo.Client, t *target) error {
 		specs = append(specs, d)
 	}
 	if len(specs) == 0 {
-		return nil
+		return nil, nil
 	}
-	cmd := bson.D{{Key: "createIndexes", Value: t.name}, {Key: "indexes", Value: specs}, {Key: "ignoreUnknownIndexOptions", Value: true}}
-	if err := client.Database(t.db).RunCommand(ctx, cmd).Err(); err != nil {
-		return serverErr(ctx, fmt.Sprintf("create indexes of %s", t.ns()), err)
-	}
-	return nil
+	return bson.D{{Key: "createIndexes", Value: t.name}, {Key: "indexes", Value: specs}, {Key: "ignoreUnknownIndexOptions", Value: true}}, nil
 }
 
 // dropAll drops the given namespaces, views first.

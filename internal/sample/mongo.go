@@ -92,7 +92,7 @@ func SeedMongo(ctx context.Context, uri string, orders int) (decimals bool, err 
 				{Key: "sku", Value: fmt.Sprintf("SKU-%04d", rng.IntN(500))},
 				{Key: "qty", Value: qty},
 				{Key: "price", Value: float64(price) / 100},
-				{Key: "options", Value: bson.D{{Key: "gift", Value: j == 1}, {Key: "sizes", Value: bson.A{bson.A{"S", "M"}, bson.A{}}}}},
+				{Key: "options", Value: bson.D{{Key: "gift", Value: j == 1}, {Key: "sizes", Value: bson.A{bson.D{{Key: "S", Value: int32(j)}}, bson.D{}}}}},
 			})
 		}
 		o := bson.D{

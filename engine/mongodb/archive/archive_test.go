@@ -35,7 +35,7 @@ func sample(t *testing.T) (data []byte, docs [][]byte) {
 			{Key: "price", Value: dec},
 			{Key: "at", Value: bson.DateTime(1_700_000_000_000 + int64(i))},
 			{Key: "uuid", Value: bson.Binary{Subtype: 4, Data: bytes.Repeat([]byte{byte(i)}, 16)}},
-			{Key: "nested", Value: bson.D{{Key: "a", Value: bson.A{1, "two", bson.D{{Key: "three", Value: nil}}}}}},
+			{Key: "nested", Value: bson.D{{Key: "a", Value: bson.A{1, "two", bson.D{{Key: "three", Value: nil}}, bson.A{bson.A{}, bson.A{4}}}}}},
 			{Key: "re", Value: bson.Regex{Pattern: "^x", Options: "i"}},
 			{Key: "ts", Value: bson.Timestamp{T: 5, I: uint32(i)}},
 			{Key: "min", Value: bson.MinKey{}},
