@@ -12,7 +12,6 @@ import (
 
 	"github.com/backproof/backproof/config"
 	"github.com/backproof/backproof/engine"
-	"github.com/backproof/backproof/engine/postgres"
 	"github.com/backproof/backproof/internal/redact"
 	"github.com/backproof/backproof/restore"
 	"github.com/backproof/backproof/verify"
@@ -109,7 +108,7 @@ prints a connection string and keeps the container until Ctrl-C or --keep.`,
 			case o.dryRun:
 				res.Into = "sandbox"
 				if o.to != "" {
-					res.Into = postgres.Describe(o.to)
+					res.Into = eng.Describe(o.to)
 				}
 			case o.sandbox:
 				err = e.restoreSandbox(cfg, t, eng, copies[0], o, res)
@@ -171,10 +170,10 @@ func (e *env) restoreTo(eng dbEngine, copies []restore.Copy, o restoreOpts, res 
 	start := time.Now()
 	err = eng.RestoreInto(e.ctx, o.to, path, info, engine.RestoreOptions{Jobs: 1, Clean: o.force})
 	if err != nil {
-		return fmt.Errorf("restore failed and was rolled back (one transaction): the target is as it was before: %w", err)
+		return fmt.Errorf("restore failed: %w", err)
 	}
 	res.Seconds = time.Since(start).Seconds()
-	res.Into = postgres.Describe(o.to)
+	res.Into = eng.Describe(o.to)
 	return nil
 }
 
@@ -193,7 +192,7 @@ func (e *env) restoreSandbox(cfg *config.Config, t *config.Target, eng dbEngine,
 		Destination: c.Source.Name, Store: c.Source.Store, BackupID: c.Manifest.ID,
 		NoRecord: true,
 		Hold: func(ctx context.Context, srv engine.Server) {
-			fmt.Fprintf(e.stdout, "sandbox ready: %s\n", postgres.ConnString(srv))
+			fmt.Fprintf(e.stdout, "sandbox ready: %s\n", eng.ConnString(srv))
 			msg := "press Ctrl-C to remove it"
 			if o.keep > 0 {
 				msg = fmt.Sprintf("it is removed in %s or at Ctrl-C", o.keep)

@@ -12,6 +12,7 @@ import (
 	"github.com/backproof/backproof/destination/local"
 	"github.com/backproof/backproof/destination/s3"
 	"github.com/backproof/backproof/engine"
+	"github.com/backproof/backproof/engine/mongodb"
 	"github.com/backproof/backproof/engine/postgres"
 )
 
@@ -22,8 +23,14 @@ type dbEngine interface {
 	engine.Prover
 	// Objects counts what a restore into the database at dsn would collide with.
 	Objects(ctx context.Context, dsn string) (int, error)
-	// RestoreInto restores a spooled artifact into the database at dsn.
+	// RestoreInto restores a spooled artifact into the database at dsn. Its
+	// error says what state a failed restore left the target in.
 	RestoreInto(ctx context.Context, dsn, path string, info *engine.DumpInfo, opts engine.RestoreOptions) error
+	// Describe names the database at dsn without its credentials.
+	Describe(dsn string) string
+	// ConnString is a connection string for srv, for a person to use; it
+	// holds the password.
+	ConnString(srv engine.Server) string
 }
 
 // The engines this build implements. config accepts every engine of the
@@ -31,6 +38,9 @@ type dbEngine interface {
 var engines = map[string]func(t *config.Target, log *slog.Logger) dbEngine{
 	"postgres": func(t *config.Target, log *slog.Logger) dbEngine {
 		return postgres.New(t.DSN.Reveal(), postgres.WithLogger(log))
+	},
+	"mongodb": func(t *config.Target, log *slog.Logger) dbEngine {
+		return mongodb.New(t.DSN.Reveal(), mongodb.WithLogger(log))
 	},
 }
 

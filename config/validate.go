@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"filippo.io/age"
+
+	"github.com/backproof/backproof/engine/mongodb/checkquery"
 )
 
 // Limits for S3 multipart uploads.
@@ -351,7 +353,7 @@ func (v *validator) targets() {
 			v.retention(p+".retention", t.Retention)
 		}
 		if t.Verify != nil {
-			v.verify(p+".verify", t.Verify)
+			v.verify(p+".verify", t.Verify, t.Engine)
 		}
 	}
 }
@@ -407,7 +409,7 @@ func (v *validator) retention(p string, r *Retention) {
 	}
 }
 
-func (v *validator) verify(p string, vf *Verify) {
+func (v *validator) verify(p string, vf *Verify, engine string) {
 	if vf.Schedule != "" {
 		if _, err := ParseSchedule(vf.Schedule); err != nil {
 			v.addf(p+".schedule", "%v", err)
@@ -436,8 +438,14 @@ func (v *validator) verify(p string, vf *Verify) {
 				seen[c.Name] = i
 			}
 		}
-		if strings.TrimSpace(c.Query) == "" {
+		switch {
+		case strings.TrimSpace(c.Query) == "":
 			v.addf(cp+".query", "required")
+		case engine == EngineMongoDB:
+			// A command document, not SQL (engine/mongodb/checkquery).
+			if _, err := checkquery.Parse(c.Query); err != nil {
+				v.addf(cp+".query", "%v", err)
+			}
 		}
 		hasExpect := c.Expect != "" || v.c.has(cp+".expect")
 		hasMaxAge := c.MaxAge != 0 || v.c.has(cp+".max_age")
