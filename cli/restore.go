@@ -52,9 +52,10 @@ destination (--from) or the first that holds it intact; size and SHA-256 are
 checked before the target is touched, and a corrupt copy is skipped for an
 intact one on another destination unless --from pins it.
 
---to DSN restores into that database in one transaction: a failed restore
-leaves it as it was. A database that already holds objects is refused unless
---force, which drops and recreates the objects the dump contains. Put the
+--to DSN restores into that database; a failed restore leaves it as it was
+(PostgreSQL: one transaction; MongoDB: what it created is dropped again). A
+database that already holds objects is refused unless --force, which drops
+and recreates the objects the dump contains. For PostgreSQL, put the
 password in PGPASSWORD or ~/.pgpass rather than in the DSN.
 
 --sandbox restores into a throwaway container, runs the target's checks,

@@ -992,6 +992,44 @@ func TestLoadExample(t *testing.T) {
 	}
 }
 
+// The commented-out MongoDB target of the example is valid once uncommented.
+func TestLoadExampleMongoDB(t *testing.T) {
+	data, err := os.ReadFile("../config.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	in := false
+	for _, line := range strings.Split(string(data), "\n") {
+		if line == "  # shop:" {
+			in = true
+		}
+		if in && !strings.HasPrefix(line, "  # ") {
+			in = false
+		}
+		if in {
+			line = "  " + strings.TrimPrefix(line, "  # ")
+		}
+		out = append(out, line)
+	}
+	p := filepath.Join(t.TempDir(), "example.yaml")
+	if err := os.WriteFile(p, []byte(strings.Join(out, "\n")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("S3_ACCESS_KEY_ID", "minioadmin")
+	t.Setenv("S3_SECRET_ACCESS_KEY", "minioadmin-secret")
+	t.Setenv("ORDERS_DSN", "postgres://backproof:pw@127.0.0.1:5432/orders")
+	t.Setenv("SHOP_DSN", "mongodb://backproof:pw@127.0.0.1:27017/shop?authSource=admin")
+	c, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := c.Targets["shop"]
+	if s == nil || s.Engine != EngineMongoDB || s.Verify == nil || len(s.Verify.Checks) != 3 || s.Verify.Checks[2].MaxAge != 26*time.Hour {
+		t.Fatalf("shop = %+v", s)
+	}
+}
+
 func TestLoadMissingFile(t *testing.T) {
 	name := filepath.Join(t.TempDir(), "nope.yaml")
 	_, err := Load(name)

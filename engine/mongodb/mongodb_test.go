@@ -48,7 +48,7 @@ func dump(t *testing.T, uri string) (string, *engine.DumpInfo) {
 	return path, info
 }
 
-func dbOf(t *testing.T, uri string) string {
+func dbOf(t testing.TB, uri string) string {
 	t.Helper()
 	_, db, ok := splitURI(uri)
 	if !ok || db == "" {

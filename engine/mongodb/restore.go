@@ -53,14 +53,18 @@ func (e *Engine) RestoreInto(ctx context.Context, dsn, path string, info *engine
 	if err == nil {
 		return nil
 	}
+	replaced := ""
+	if opts.Clean {
+		replaced = "; the collections of the same names it dropped before are gone"
+	}
 	if len(created) == 0 {
-		return fmt.Errorf("%w; it created nothing on the target", err)
+		return fmt.Errorf("%w; it created nothing on the target%s", err, replaced)
 	}
 	if derr := dropAll(context.WithoutCancel(ctx), client, created); derr != nil {
-		return fmt.Errorf("%w; dropping the %d collections it had created failed too, drop them by hand (%s): %v",
-			err, len(created), names(created), derr)
+		return fmt.Errorf("%w; dropping the %d collections it had created failed too, drop them by hand (%s): %v%s",
+			err, len(created), names(created), derr, replaced)
 	}
-	return fmt.Errorf("%w; the %d collections it had created were dropped again", err, len(created))
+	return fmt.Errorf("%w; the %d collections it had created were dropped again%s", err, len(created), replaced)
 }
 
 // target is a namespace of the archive and where it is restored.

@@ -33,7 +33,7 @@ type Query struct {
 func Parse(query string) (*Query, error) {
 	var doc bson.D
 	if err := bson.UnmarshalExtJSON([]byte(query), false, &doc); err != nil {
-		return nil, fmt.Errorf("not an Extended JSON command document: %v", err)
+		return nil, fmt.Errorf("not an Extended JSON command document such as {\"count\": \"orders\"}: %v", err)
 	}
 	if len(doc) == 0 {
 		return nil, errors.New("empty command document; want e.g. {\"count\": \"orders\"}")
