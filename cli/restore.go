@@ -171,7 +171,7 @@ func (e *env) restoreTo(eng dbEngine, copies []restore.Copy, o restoreOpts, res 
 	start := time.Now()
 	err = eng.RestoreInto(e.ctx, o.to, path, info, engine.RestoreOptions{Jobs: 1, Clean: o.force})
 	if err != nil {
-		return fmt.Errorf("restore failed: %w", err)
+		return fmt.Errorf("restoring backup %s: %w", res.BackupID, err)
 	}
 	res.Seconds = time.Since(start).Seconds()
 	res.Into = eng.Describe(o.to)

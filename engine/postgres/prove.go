@@ -78,7 +78,7 @@ func (e *Engine) Restore(ctx context.Context, srv engine.Server, path string, in
 func (e *Engine) RestoreInto(ctx context.Context, dsn, path string, info *engine.DumpInfo, opts engine.RestoreOptions) error {
 	err := e.restore(ctx, dsn, path, info, opts)
 	if err != nil && opts.Jobs <= 1 {
-		return fmt.Errorf("rolled back (one transaction), the target is as it was before: %w", err)
+		return fmt.Errorf("%w; rolled back (one transaction): the target is as it was before", err)
 	}
 	return err
 }
