@@ -227,7 +227,8 @@ func singleField(res bson.Raw) (engine.Value, error) {
 	if err != nil {
 		return engine.Value{}, fmt.Errorf("%w: %v", engine.ErrQuery, err)
 	}
-	more := res.Lookup("cursor", "id").AsInt64() != 0
+	id, _ := res.Lookup("cursor", "id").AsInt64OK()
+	more := id != 0
 	if len(docs) != 1 || more {
 		n := strconv.Itoa(len(docs))
 		if more {
