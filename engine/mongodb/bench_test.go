@@ -2,13 +2,19 @@ package mongodb
 
 import (
 	"context"
+	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/backproof/backproof/engine"
 	"github.com/backproof/backproof/internal/sample"
@@ -21,8 +27,16 @@ import (
 //	go test -run '^$' -bench . -benchtime 3x ./engine/mongodb/
 //
 // BACKPROOF_BENCH_ORDERS sets the size (default 50000 orders: 70,000
-// documents). Floor is the same documents read with a bare find, the
-// fastest any dump of this server can be.
+// documents). FloorFind reads the same documents with bare finds, the
+// fastest any dump from this server can be.
+// The benchmarks share one seeded database, dropped when the process ends.
+var bench struct {
+	once sync.Once
+	uri  string
+	docs int64
+	err  error
+}
+
 func benchSource(b *testing.B) (uri string, docs int64) {
 	b.Helper()
 	orders := 50000
@@ -32,18 +46,44 @@ func benchSource(b *testing.B) (uri string, docs int64) {
 			b.Fatal(err)
 		}
 	}
-	uri = testenv.NewMongoDB(b)
-	if _, err := sample.SeedMongo(context.Background(), uri, orders); err != nil {
-		b.Fatal(err)
+	admin := testenv.MongoURI(b) // skips (or fails, strict) without the server
+	bench.once.Do(func() {
+		u, err := url.Parse(admin)
+		if err != nil {
+			bench.err = err
+			return
+		}
+		u.Path = fmt.Sprintf("/bp_bench_%d", os.Getpid())
+		bench.uri = u.String()
+		if _, bench.err = sample.SeedMongo(context.Background(), bench.uri, orders); bench.err != nil {
+			return
+		}
+		counts, err := sample.MongoCounts(context.Background(), bench.uri)
+		for _, n := range counts {
+			bench.docs += n
+		}
+		bench.err = err
+	})
+	if bench.err != nil {
+		b.Fatal(bench.err)
 	}
-	counts, err := sample.MongoCounts(context.Background(), uri)
-	if err != nil {
-		b.Fatal(err)
+	return bench.uri, bench.docs
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if bench.uri != "" {
+		if c, err := mongo.Connect(options.Client().ApplyURI(bench.uri)); err == nil {
+			_ = c.Database(strings.TrimPrefix(mustURL(bench.uri).Path, "/")).Drop(context.Background())
+			_ = c.Disconnect(context.Background())
+		}
 	}
-	for _, n := range counts {
-		docs += n
-	}
-	return uri, docs
+	os.Exit(code)
+}
+
+func mustURL(s string) *url.URL {
+	u, _ := url.Parse(s)
+	return u
 }
 
 type countingWriter struct{ n int64 }
