@@ -5,10 +5,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -254,4 +256,81 @@ func TestRestoreInto(t *testing.T) {
 			t.Fatalf("got %v", err)
 		}
 	})
+}
+
+// serverOf is the engine.Server of a single-host admin URI.
+func serverOf(t *testing.T, uri string) engine.Server {
+	t.Helper()
+	u, err := url.Parse(uri)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port, err := strconv.Atoi(u.Port())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pass, _ := u.User.Password()
+	return engine.Server{Host: u.Hostname(), Port: port, User: u.User.Username(), Password: pass}
+}
+
+// A URI without a database: every database but the system ones is backed
+// up and restored under its own name; a target naming one is refused.
+func TestAllDatabases(t *testing.T) {
+	ctx := context.Background()
+	shop, _ := testenv.StartFerretDB(t, "shop")
+	if _, err := sample.SeedMongo(ctx, shop, 300); err != nil {
+		t.Fatal(err)
+	}
+	crm := strings.Replace(shop, "/shop?", "/crm?", 1)
+	if _, err := sample.SeedMongo(ctx, crm, 100); err != nil {
+		t.Fatal(err)
+	}
+	all := strings.Replace(shop, "/shop?", "/?", 1)
+	path, info := dump(t, all)
+	var dbs []string
+	for _, tb := range info.Source.Tables {
+		if !slices.Contains(dbs, tb.Schema) {
+			dbs = append(dbs, tb.Schema)
+		}
+	}
+	if !slices.Equal(dbs, []string{"crm", "shop"}) { // admin (which holds the users) is left out
+		t.Fatalf("dumped databases %v", dbs)
+	}
+
+	target, _ := testenv.StartFerretDB(t, "x")
+	err := New("").RestoreInto(ctx, target, path, info, engine.RestoreOptions{})
+	if err == nil || !strings.Contains(err.Error(), "holds 2 databases (crm, shop) and the target names one (x)") {
+		t.Fatalf("restore into one database: %v", err)
+	}
+	targetAll := strings.Replace(target, "/x?", "/?", 1)
+	if n, err := New("").Objects(ctx, targetAll); err != nil || n != 0 {
+		t.Fatalf("empty target: %d objects, %v", n, err)
+	}
+	if err := New("").RestoreInto(ctx, targetAll, path, info, engine.RestoreOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := New("").Objects(ctx, targetAll); err != nil || n != 8 {
+		t.Errorf("restored target: %d objects, %v; want 8", n, err)
+	}
+	sameDatabase(t, shop, strings.Replace(target, "/x?", "/shop?", 1))
+	sameDatabase(t, crm, strings.Replace(target, "/x?", "/crm?", 1))
+
+	c, err := New("").Open(ctx, serverOf(t, target))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	got, err := c.Observe(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got.Tables, info.Source.Tables) || !reflect.DeepEqual(got.Objects, info.Source.Objects) {
+		t.Errorf("observed %+v, dumped %+v", got, info.Source)
+	}
+	if _, err := c.Query(ctx, `{"count": "orders"}`); !errors.Is(err, engine.ErrQuery) || !strings.Contains(err.Error(), `holds 2 databases (crm, shop): name one with "$db"`) {
+		t.Errorf("query without $db: %v", err)
+	}
+	if v, err := c.Query(ctx, `{"count": "orders", "$db": "crm"}`); err != nil || v.Text != "100" {
+		t.Errorf("query with $db: %+v %v", v, err)
+	}
 }
