@@ -118,6 +118,7 @@ func (e *env) rootCommand() *cobra.Command {
 		e.listCommand(),
 		e.configCommand(),
 		e.versionCommand(),
+		e.demoCommand(),
 	)
 	return root
 }

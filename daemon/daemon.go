@@ -99,6 +99,12 @@ func (d *Daemon) Run(ctx context.Context, cfg *config.Config, hup <-chan struct{
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
+	return d.Serve(ctx, ln, cfg, hup)
+}
+
+// Serve is Run on a listener the caller opened (cfg.Listen is not used); it
+// closes ln. A config without schedules only serves its catalog's state.
+func (d *Daemon) Serve(ctx context.Context, ln net.Listener, cfg *config.Config, hup <-chan struct{}) error {
 	jobCtx, cancelJobs := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelJobs()
 	d.ctx = jobCtx

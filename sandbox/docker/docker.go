@@ -231,6 +231,12 @@ func run(ctx context.Context, image string, opts []testcontainers.ContainerCusto
 	return ctr, ctr.Start(ctx)
 }
 
+// HasImage reports whether ref is present on the engine, without pulling.
+func (d *Docker) HasImage(ctx context.Context, ref string) bool {
+	_, err := d.cli.ImageInspect(ctx, ref)
+	return err == nil
+}
+
 // ensureImage returns the local image id of ref, pulling it once (no retry
 // loop) when it is missing, so an air-gapped site gets a clear error at once.
 func (d *Docker) ensureImage(ctx context.Context, ref string) (string, error) {
