@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,6 +19,7 @@ import (
 	"github.com/backproof/backproof/backup"
 	"github.com/backproof/backproof/config"
 	"github.com/backproof/backproof/daemon"
+	"github.com/backproof/backproof/engine"
 	"github.com/backproof/backproof/engine/postgres"
 	"github.com/backproof/backproof/internal/redact"
 	"github.com/backproof/backproof/internal/sample"
@@ -31,11 +33,11 @@ import (
 // from Debian packages; the demo prefers it, as it needs no registry.
 const demoOfflineImage = "backproof-sandbox/postgres:15"
 
-// demoConfig is the config the demo runs on. The source's DSN comes from
+// demoConfigText is the config the demo runs on. The source's DSN comes from
 // ORDERS_DSN, which the demo sets for itself only; the default without a
 // password keeps the written file usable for list, verify and restore
 // --sandbox, which never connect to the source.
-const demoConfig = `# Written by backproof demo. Backups are in %[1]s.
+const demoConfigText = `# Written by backproof demo. Backups are in %[1]s.
 listen: %[2]s
 sandbox:
   images: {postgres: %[3]q}
@@ -149,35 +151,14 @@ func (e *env) runDemo(o demoOptions) error {
 		return err
 	}
 
-	// The source: a throwaway server like the sandboxes, with their labels,
-	// so a killed demo's container is swept by the next run.
 	start := time.Now()
-	spec, srv := postgres.New("").Sandbox(image, rand.Text())
-	srv.Database = "orders"
-	spec.Env["POSTGRES_DB"] = srv.Database
-	spec.Labels = map[string]string{"io.backproof.demo": "source"}
-	spec.Deadline = time.Now().Add(time.Hour)
-	sctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
-	src, err := d.Start(sctx, spec)
-	cancel()
+	src, srv, err := e.demoSource(d, image)
 	if err != nil {
-		return demoImageHint(fmt.Errorf("start the source database: %w", err), image)
+		return err
 	}
-	srcOpen := true
-	closeSource := func() {
-		if srcOpen {
-			srcOpen = false
-			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-			defer cancel()
-			if err := src.Close(cctx); err != nil {
-				e.log.Warn("removing the source container failed", "err", err)
-			}
-		}
-	}
+	closeSource := sync.OnceFunc(func() { e.closeSandbox(src, "source") })
 	defer closeSource()
-	srv.Host, srv.Port = src.Addr()
 	dsn := postgres.ConnString(srv)
-	e.redactor.Add(srv.Password)
 	say("source", "PostgreSQL container ready in %s at %s:%d", since(start), srv.Host, srv.Port)
 
 	start = time.Now()
@@ -195,23 +176,10 @@ func (e *env) runDemo(o demoOptions) error {
 	say("seed", "order-service database: %d orders, %d order items, %d rows in %d tables, in %s",
 		counts["public.orders"], counts["public.order_items"], rows, len(counts), since(start))
 
-	// The config, written out for the user and loaded like any other.
-	cfgPath := filepath.Join(dir, "backproof.yaml")
-	text := fmt.Sprintf(demoConfig, backups, ln.Addr(), image,
-		fmt.Sprintf("postgres://%s@%s/%s?sslmode=disable", srv.User, net.JoinHostPort(srv.Host, strconv.Itoa(srv.Port)), srv.Database))
-	if err := os.WriteFile(cfgPath, []byte(text), 0o600); err != nil {
-		return err
-	}
-	cfg, err := config.Parse([]byte(text), cfgPath, func(k string) (string, bool) {
-		if k == "ORDERS_DSN" {
-			return dsn, true
-		}
-		return "", false
-	})
+	cfg, cfgPath, err := e.demoConfig(dir, backups, ln.Addr().String(), image, srv)
 	if err != nil {
 		return err
 	}
-	e.redactor.Add(cfg.Secrets()...)
 	t := cfg.Targets["orders"]
 
 	eng, err := newEngine(t, e.log.With("target", t.Name))
@@ -232,7 +200,9 @@ func (e *env) runDemo(o demoOptions) error {
 	backupDir := filepath.Join(backups, t.Name, res.ID)
 	say("backup", "%s committed: %s in %s, SHA-256 %s…", res.ID, formatSize(res.Size),
 		res.End.Sub(res.Start).Round(time.Millisecond), res.SHA256[:min(12, len(res.SHA256))])
-	say("", "%s", filepath.Join(backupDir, eng.Artifact()+".zst"))
+	for _, a := range res.Manifest.Artifacts {
+		say("", "%s", filepath.Join(backupDir, a.Name))
+	}
 
 	say("verify", "restoring into a second throwaway container and running the checks")
 	v := e.newVerifier(cfg)
@@ -260,6 +230,56 @@ func (e *env) runDemo(o demoOptions) error {
 	}
 	say("done", "in %s; %s", since(began), removed)
 	return verdictErr
+}
+
+// demoConfig writes the demo's config into dir and loads it like any
+// other. The file holds no password: ORDERS_DSN, set for this load only,
+// carries it.
+func (e *env) demoConfig(dir, backups, listen, image string, srv engine.Server) (*config.Config, string, error) {
+	path := filepath.Join(dir, "backproof.yaml")
+	noPassword := fmt.Sprintf("postgres://%s@%s/%s?sslmode=disable", srv.User, net.JoinHostPort(srv.Host, strconv.Itoa(srv.Port)), srv.Database)
+	text := fmt.Sprintf(demoConfigText, backups, listen, image, noPassword)
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		return nil, "", err
+	}
+	cfg, err := config.Parse([]byte(text), path, func(k string) (string, bool) {
+		if k == "ORDERS_DSN" {
+			return postgres.ConnString(srv), true
+		}
+		return "", false
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	e.redactor.Add(cfg.Secrets()...)
+	return cfg, path, nil
+}
+
+// demoSource starts the source database: a server like the sandboxes, with
+// their labels, so the container of a killed demo is swept by the next run.
+func (e *env) demoSource(d *docker.Docker, image string) (sandbox.Instance, engine.Server, error) {
+	spec, srv := postgres.New("").Sandbox(image, rand.Text())
+	e.redactor.Add(srv.Password)
+	srv.Database = "orders"
+	spec.Env["POSTGRES_DB"] = srv.Database
+	spec.Labels = map[string]string{"io.backproof.demo": "source"}
+	spec.Deadline = time.Now().Add(time.Hour)
+	ctx, cancel := context.WithTimeout(e.ctx, 3*time.Minute)
+	defer cancel()
+	src, err := d.Start(ctx, spec)
+	if err != nil {
+		return nil, srv, demoImageHint(fmt.Errorf("start the source database: %w", err), image)
+	}
+	srv.Host, srv.Port = src.Addr()
+	return src, srv, nil
+}
+
+func (e *env) closeSandbox(inst sandbox.Instance, what string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(e.ctx), time.Minute)
+	defer cancel()
+	if err := inst.Close(ctx); err != nil {
+		e.log.Warn("removing the "+what+" container failed", "err", err)
+	}
 }
 
 // demoServe serves the daemon's endpoints on the demo's catalog: its target
