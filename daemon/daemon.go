@@ -255,7 +255,12 @@ func (d *Daemon) schedule(ts *targetState, job, spec string, now time.Time, run 
 	}
 	next := sched.Next(now)
 	d.setNext(ts, job, next, sched.Next(next).Sub(next))
-	skip := func() { d.skipped(ts, job) }
+	skip := func() {
+		d.skipped(ts, job)
+		// The skipped run's time has passed: the next one is due next.
+		n := sched.Next(time.Now())
+		d.setNext(ts, job, n, sched.Next(n).Sub(n))
+	}
 	// Recover goes inside: SkipIfStillRunning (v3.0.1) loses its token, and
 	// skips every later run, if a panic unwinds through it.
 	wrapped := cron.NewChain(
