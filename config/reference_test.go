@@ -60,7 +60,7 @@ func schemaKeys() map[string]bool {
 // secrets, lists of strings and maps of strings (sandbox.images).
 func isLeafType(t reflect.Type) bool {
 	switch t {
-	case reflect.TypeFor[Secret](), reflect.TypeFor[time.Duration](), reflect.TypeFor[ByteSize]():
+	case reflect.TypeFor[Secret](), reflect.TypeFor[time.Duration](), reflect.TypeFor[ByteSize](), reflect.TypeFor[Tolerance]():
 		return true
 	}
 	switch t.Kind() {
