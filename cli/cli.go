@@ -120,6 +120,7 @@ func (e *env) rootCommand() *cobra.Command {
 		e.configCommand(),
 		e.keygenCommand(),
 		e.versionCommand(),
+		e.demoCommand(),
 	)
 	return root
 }

@@ -236,7 +236,19 @@ func TestDaemonSchedules(t *testing.T) {
 	// /status and the page agree with `backproof list` (read while no
 	// backup commits in between: status, list, status again unchanged).
 	var agreed bool
+	var lastID string
 	for range 20 {
+		// Start just after a backup ended and its catalog scan is done: the
+		// most time before the next one (under load, list takes a while).
+		waitFor(t, time.Minute, "a backup to end", func() bool {
+			tg := getStatus(t, base).Targets[0]
+			_, running := tg.Running["backup"]
+			if tg.LastAttempt == nil || tg.LastAttempt.ID == lastID || running {
+				return false
+			}
+			lastID = tg.LastAttempt.ID
+			return true
+		})
 		before := getStatus(t, base)
 		r := runCLI(t, context.Background(), "list", "-c", cfg, "--json")
 		after := getStatus(t, base)

@@ -101,7 +101,7 @@ func TestRedisEndToEnd(t *testing.T) {
 			id := redisBackup(t, cfg)
 			ctx := context.Background()
 
-			m := localManifest(t, cfg, id)
+			m, _ := localManifestFor(t, cfg, "cache", id)
 			if m.Engine != "redis" || m.Artifacts[0].Name != "dump.rdb.zst" || m.Tools["rdb"] != "10" ||
 				len(m.Source.Tables) != 2 || m.Source.Tables[0].Rows != sample.Redis[0] || m.Source.Tables[1].Rows != sample.Redis[5] {
 				t.Errorf("manifest %+v", m)
@@ -202,55 +202,12 @@ func TestRedisDamagedRDB(t *testing.T) {
 	}
 }
 
-// Backups that cannot run fail with exit 1 and a clear message, commit
-// nothing, and never show the password.
-func TestRedisBackupRefused(t *testing.T) {
-	src := redisSource(t)
-	src.Conn(t).Must("ACL", "SETUSER", "app", "on", ">"+sentinel, "~*", "+@all", "-psync", "-sync")
-	ctx := context.Background()
-	for _, tc := range []struct{ name, dsn, want string }{
-		{"wrong password", src.DSN("", sentinel+"-wrong"), "WRONGPASS"},
-		{"no SYNC permission", src.DSN("app", sentinel), "+psync, +sync and +replconf"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			cfg := redisConfig(t, tc.dsn)
-			r := runCLI(t, ctx, "backup", "-c", cfg)
-			if r.code != ExitError || !strings.Contains(r.stderr, tc.want) {
-				t.Fatalf("exit %d, want 1 with %q:\n%s", r.code, tc.want, r.stderr)
-			}
-			r = runCLI(t, ctx, "list", "-c", cfg, "--json")
-			if ld := decode[listDoc](t, r.stdout); r.code != 0 || len(ld.Backups) != 0 {
-				t.Errorf("list after a failed backup: exit %d %+v", r.code, ld)
-			}
-			entries, _ := os.ReadDir(filepath.Join(localPath(t, cfg), "cache"))
-			for _, e := range entries {
-				if _, err := os.Stat(filepath.Join(localPath(t, cfg), "cache", e.Name(), catalog.ManifestName)); err == nil {
-					t.Errorf("a manifest was written for %s", e.Name())
-				}
-			}
-		})
-	}
-}
-
-func localManifest(t *testing.T, cfg, id string) *catalog.Manifest {
-	t.Helper()
-	data, err := os.ReadFile(filepath.Join(localPath(t, cfg), catalog.Key("cache", id, catalog.ManifestName)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m catalog.Manifest
-	if err := json.Unmarshal(data, &m); err != nil {
-		t.Fatal(err)
-	}
-	return &m
-}
-
 // rewriteArtifact replaces the RDB of the local copy of a backup with a
 // damaged one, and its manifest's size and SHA-256 with the new file's, as
 // a writer that stored a broken snapshot would have.
 func rewriteArtifact(t *testing.T, cfg, id string, damage func([]byte) []byte) {
 	t.Helper()
-	m := localManifest(t, cfg, id)
+	m, _ := localManifestFor(t, cfg, "cache", id)
 	path := filepath.Join(localPath(t, cfg), catalog.Key("cache", id, m.Artifacts[0].Name))
 	stored, err := os.ReadFile(path)
 	if err != nil {

@@ -55,9 +55,10 @@ intact one on another destination unless --from pins it.
 
 --to DSN restores into that database. PostgreSQL: in one transaction, so a
 failed restore leaves it as it was; put the password in PGPASSWORD or
-~/.pgpass rather than in the DSN. Redis: key by key with RESTORE, expiries
-kept. A database that already holds objects (Redis: keys) is refused unless
---force, which replaces the objects the dump contains and leaves the others.
+~/.pgpass rather than in the DSN. MongoDB: what a failed restore created is
+dropped again. Redis: key by key with RESTORE, expiries kept. A database that
+already holds objects (Redis: keys) is refused unless --force, which replaces
+the objects the dump contains and leaves the others.
 
 --sandbox restores into a throwaway container, runs the target's checks,
 prints a connection string and keeps the container until Ctrl-C or --keep.`,

@@ -12,6 +12,7 @@ import (
 	"github.com/backproof/backproof/destination/local"
 	"github.com/backproof/backproof/destination/s3"
 	"github.com/backproof/backproof/engine"
+	"github.com/backproof/backproof/engine/mongodb"
 	"github.com/backproof/backproof/engine/postgres"
 	"github.com/backproof/backproof/engine/redis"
 )
@@ -23,12 +24,13 @@ type dbEngine interface {
 	engine.Prover
 	// Objects counts what a restore into the database at dsn would collide with.
 	Objects(ctx context.Context, dsn string) (int, error)
-	// RestoreInto restores a spooled artifact into the database at dsn.
-	// Its error says what state a failure left the target in.
+	// RestoreInto restores a spooled artifact into the database at dsn. Its
+	// error says what state a failed restore left the target in.
 	RestoreInto(ctx context.Context, dsn, path string, info *engine.DumpInfo, opts engine.RestoreOptions) error
-	// Describe names the database at dsn without credentials.
+	// Describe names the database at dsn without its credentials.
 	Describe(dsn string) string
-	// ConnString is a connection string for a sandbox, password included.
+	// ConnString is a connection string for srv, for a person to use; it
+	// holds the password.
 	ConnString(srv engine.Server) string
 }
 
@@ -40,6 +42,9 @@ var engines = map[string]func(t *config.Target, log *slog.Logger) dbEngine{
 	},
 	"redis": func(t *config.Target, log *slog.Logger) dbEngine {
 		return redis.New(t.DSN.Reveal(), redis.WithLogger(log))
+	},
+	"mongodb": func(t *config.Target, log *slog.Logger) dbEngine {
+		return mongodb.New(t.DSN.Reveal(), mongodb.WithLogger(log))
 	},
 }
 

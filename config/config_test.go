@@ -601,6 +601,36 @@ targets:
 				`/cfg/bp.yaml:30: targets.db.verify.amcheck: expected true or false, got "sometimes"`,
 			},
 		},
+		{
+			name: "mongodb check queries",
+			in: y(`
+destinations:
+  local: {type: local, path: /b}
+targets:
+  shop:
+    engine: mongodb
+    dsn: mongodb://127.0.0.1/shop
+    destinations: [local]
+    verify:
+      checks:
+        - name: sql
+          query: SELECT count(*) FROM orders
+          expect: "> 0"
+        - name: writes
+          query: '{"aggregate": "orders", "pipeline": [{"$out": "copy"}]}'
+          expect: "> 0"
+        - name: paid
+          query: '{"count": "orders", "query": {"status": "paid"}}'
+          expect: "> 0"
+        - name: fresh
+          query: '{"find": "orders", "sort": {"at": -1}, "limit": 1, "projection": {"_id": 0, "at": 1}}'
+          max_age: 26h
+`),
+			want: []string{
+				`/cfg/bp.yaml:11: targets.shop.verify.checks[0].query: not an Extended JSON command document such as {"count": "orders"}: invalid JSON input`,
+				"/cfg/bp.yaml:14: targets.shop.verify.checks[1].query: aggregate: stage $out writes; checks only read",
+			},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -714,8 +744,8 @@ targets:
     verify:
       schedule: "0 30 3 * * *"
       checks:
-        - {name: n, query: q, expect: "true"}
-        - {name: m, query: q, max_age: 1d12h}
+        - {name: n, query: '{"count": "c"}', expect: "true"}
+        - {name: m, query: '{"count": "c"}', max_age: 1d12h}
 `), nil)
 	if c.Listen != ":9000" || c.Log != (Log{Level: "debug", Format: "json"}) {
 		t.Errorf("listen/log = %q %+v", c.Listen, c.Log)
@@ -959,6 +989,44 @@ func TestLoadExample(t *testing.T) {
 				t.Error(err)
 			}
 		}
+	}
+}
+
+// The commented-out MongoDB target of the example is valid once uncommented.
+func TestLoadExampleMongoDB(t *testing.T) {
+	data, err := os.ReadFile("../config.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	in := false
+	for _, line := range strings.Split(string(data), "\n") {
+		if line == "  # shop:" {
+			in = true
+		}
+		if in && !strings.HasPrefix(line, "  # ") {
+			in = false
+		}
+		if in {
+			line = "  " + strings.TrimPrefix(line, "  # ")
+		}
+		out = append(out, line)
+	}
+	p := filepath.Join(t.TempDir(), "example.yaml")
+	if err := os.WriteFile(p, []byte(strings.Join(out, "\n")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("S3_ACCESS_KEY_ID", "minioadmin")
+	t.Setenv("S3_SECRET_ACCESS_KEY", "minioadmin-secret")
+	t.Setenv("ORDERS_DSN", "postgres://backproof:pw@127.0.0.1:5432/orders")
+	t.Setenv("SHOP_DSN", "mongodb://backproof:pw@127.0.0.1:27017/shop?authSource=admin")
+	c, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := c.Targets["shop"]
+	if s == nil || s.Engine != EngineMongoDB || s.Verify == nil || len(s.Verify.Checks) != 3 || s.Verify.Checks[2].MaxAge != 26*time.Hour {
+		t.Fatalf("shop = %+v", s)
 	}
 }
 

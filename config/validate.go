@@ -14,6 +14,7 @@ import (
 	"filippo.io/age"
 
 	"github.com/backproof/backproof/crypt"
+	"github.com/backproof/backproof/engine/mongodb/checkquery"
 )
 
 // Limits for S3 multipart uploads.
@@ -361,7 +362,7 @@ func (v *validator) targets() {
 			v.retention(p+".retention", t.Retention)
 		}
 		if t.Verify != nil {
-			v.verify(p+".verify", t.Verify)
+			v.verify(p+".verify", t.Verify, t.Engine)
 			if v.c.has(p+".verify.key_tolerance") && t.Engine != EngineRedis {
 				v.addf(p+".verify.key_tolerance", "only for redis targets (the other engines record exact counts)")
 			}
@@ -420,7 +421,7 @@ func (v *validator) retention(p string, r *Retention) {
 	}
 }
 
-func (v *validator) verify(p string, vf *Verify) {
+func (v *validator) verify(p string, vf *Verify, engine string) {
 	if vf.Schedule != "" {
 		if _, err := ParseSchedule(vf.Schedule); err != nil {
 			v.addf(p+".schedule", "%v", err)
@@ -449,8 +450,14 @@ func (v *validator) verify(p string, vf *Verify) {
 				seen[c.Name] = i
 			}
 		}
-		if strings.TrimSpace(c.Query) == "" {
+		switch {
+		case strings.TrimSpace(c.Query) == "":
 			v.addf(cp+".query", "required")
+		case engine == EngineMongoDB:
+			// A command document, not SQL (engine/mongodb/checkquery).
+			if _, err := checkquery.Parse(c.Query); err != nil {
+				v.addf(cp+".query", "%v", err)
+			}
 		}
 		hasExpect := c.Expect != "" || v.c.has(cp+".expect")
 		hasMaxAge := c.MaxAge != 0 || v.c.has(cp+".max_age")

@@ -100,6 +100,12 @@ func (d *Daemon) Run(ctx context.Context, cfg *config.Config, hup <-chan struct{
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
+	return d.Serve(ctx, ln, cfg, hup)
+}
+
+// Serve is Run on a listener the caller opened (cfg.Listen is not used); it
+// closes ln. A config without schedules only serves its catalog's state.
+func (d *Daemon) Serve(ctx context.Context, ln net.Listener, cfg *config.Config, hup <-chan struct{}) error {
 	jobCtx, cancelJobs := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelJobs()
 	d.ctx = jobCtx
@@ -250,7 +256,12 @@ func (d *Daemon) schedule(ts *targetState, job, spec string, now time.Time, run 
 	}
 	next := sched.Next(now)
 	d.setNext(ts, job, next, sched.Next(next).Sub(next))
-	skip := func() { d.skipped(ts, job) }
+	skip := func() {
+		d.skipped(ts, job)
+		// The skipped run's time has passed: the next one is due next.
+		n := sched.Next(time.Now())
+		d.setNext(ts, job, n, sched.Next(n).Sub(n))
+	}
 	// Recover goes inside: SkipIfStillRunning (v3.0.1) loses its token, and
 	// skips every later run, if a panic unwinds through it.
 	wrapped := cron.NewChain(

@@ -135,3 +135,18 @@ func TestConcurrencyLimitAndSkips(t *testing.T) {
 		t.Errorf("%d runs + %d skips, want about 18 ticks", a, s)
 	}
 }
+
+// While a run outlasts its interval, the next-run time moves on with the
+// skipped ticks instead of staying in the past.
+func TestNextRunWhileRunning(t *testing.T) {
+	jobs := &countingJobs{delay: 5 * time.Second}
+	d, _ := runDaemon(t, jobs, &config.Config{Listen: "127.0.0.1:0", Targets: targets(1, "@every 1s")})
+	time.Sleep(3500 * time.Millisecond) // the first run began at about 1 s and goes on
+	if jobs.running.Load() != 1 {
+		t.Fatalf("%d runs going, want the first one", jobs.running.Load())
+	}
+	next := testutil.ToFloat64(d.Metrics.NextRun.WithLabelValues("a", metrics.JobBackup))
+	if now := float64(time.Now().Unix()); next < now {
+		t.Errorf("next run %v is %v s in the past while a long run goes on", next, now-next)
+	}
+}

@@ -121,7 +121,7 @@ func (d *Daemon) Status() Status {
 			c.Reason = d.redact(c.Reason)
 			s.LastRun = append(s.LastRun, &c)
 		}
-		interval := maps.Clone(ts.interval)
+		interval := maps.Clone(ts.interval) // setNext writes it under ts.mu
 		ts.mu.Unlock()
 		if t.Verify != nil {
 			s.VerifySchedule = t.Verify.Schedule

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Local stand-ins for the official postgres:15 and redis:7 images, built from Debian
-# packages only, so restore sandboxes work where no image registry is reachable:
+# Local stand-ins for the official postgres:15, redis:7 and mongo images, so restore
+# sandboxes work where no image registry is reachable:
 #   debootstrap bookworm (minbase + postgresql-15, redis-server)
 #     -> docker import as PREFIX/base:bookworm
 #     -> docker build sandbox/images/<engine> FROM it -> PREFIX/postgres:15, PREFIX/redis:7
+#   FerretDB v1.24.0 built from the Go module proxy (static, cached in $CACHE/bin)
+#     -> docker build sandbox/images/ferretdb FROM scratch -> PREFIX/ferretdb:1.24
 #
-#   scripts/sandbox-images.sh [--prefix NAME] [--log FILE] [--force] [postgres|redis]...
+#   scripts/sandbox-images.sh [--prefix NAME] [--log FILE] [--force] [postgres|redis|ferretdb]...
 #
 # No engine named: all of them. --prefix: image name prefix (default backproof-sandbox).
 # --log FILE: build output goes to FILE instead of stderr (only progress lines and
@@ -13,7 +15,7 @@
 #
 # Idempotent: an image is kept when its label org.backproof.sandbox.hash matches its
 # recipe (base: the rootfs recipe in this script; engines: base image id + the files in
-# sandbox/images/<engine>). The rootfs tarball is cached in $BACKPROOF_CACHE_DIR/sandbox
+# sandbox/images/<engine>; ferretdb: its binary, the Go version and its directory's files). The rootfs tarball is cached in $BACKPROOF_CACHE_DIR/sandbox
 # (default /var/cache/backproof), so a wiped docker state only needs `docker import`.
 # Needs a running docker engine, and root for debootstrap (only without a cached tarball).
 # Override the Debian mirror with BACKPROOF_DEBIAN_MIRROR (default: bookworm's in /etc/apt).
@@ -26,7 +28,8 @@ SUITE=bookworm
 INCLUDE=postgresql-15,redis-server
 LABEL_KEY=org.backproof.sandbox.hash
 IMAGE_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-declare -A TAGS=([postgres]=15 [redis]=7)
+declare -A TAGS=([postgres]=15 [redis]=7 [ferretdb]=1.24)
+FERRETDB_VERSION=v1.24.0
 
 PREFIX=backproof-sandbox
 LOG=''
@@ -70,7 +73,7 @@ while (($#)); do
       ENGINES+=("$1"); shift ;;
   esac
 done
-((${#ENGINES[@]})) || ENGINES=(postgres redis)
+((${#ENGINES[@]})) || ENGINES=(postgres redis ferretdb)
 [[ $PREFIX =~ ^[a-z0-9]+([._/-][a-z0-9]+)*$ ]] || die "--prefix '$PREFIX' is not a valid image name"
 BASE_TAG=$PREFIX/base:$SUITE
 if [[ -n $LOG ]]; then
@@ -262,6 +265,59 @@ ensure_engine() {
   drop_old "$old" "$image"
 }
 
+# ---------------------------------------------------------------- ferretdb
+
+# `go install` of FerretDB fails (its version file is generated in its repository):
+# build it in a scratch module, vendored, with the version written in; CGO off makes
+# it static, for an image FROM scratch. About 1 min; the binary is cached.
+ensure_ferretdb_bin() {
+  FERRETDB_BIN=$CACHE/bin/ferretdb-$FERRETDB_VERSION
+  [[ -x $FERRETDB_BIN ]] && return 0
+  command -v go >/dev/null || die "building FerretDB needs go"
+  mkdir -p "$CACHE/bin"
+  local tmp
+  tmp=$(mktemp -d "$CACHE/bin/.ferretdb.XXXXXX")
+  CLEANUP+=("$tmp")
+  say "building FerretDB $FERRETDB_VERSION (about 1 min)"
+  (
+    cd "$tmp"
+    quietly go mod init ferretdb-build
+    quietly go get -tool "github.com/FerretDB/FerretDB/cmd/ferretdb@$FERRETDB_VERSION"
+    quietly go mod vendor
+    echo "$FERRETDB_VERSION" >vendor/github.com/FerretDB/FerretDB/build/version/version.txt
+    quietly env CGO_ENABLED=0 GOFLAGS=-mod=vendor go build -trimpath -o ferretdb github.com/FerretDB/FerretDB/cmd/ferretdb
+  )
+  "$tmp/ferretdb" --version >/dev/null || die "the FerretDB build does not run"
+  mv -f "$tmp/ferretdb" "$FERRETDB_BIN"
+  remove_tree "$tmp"
+}
+
+ensure_ferretdb() {
+  ensure_ferretdb_bin
+  local dir=$IMAGES_DIR/ferretdb image=$PREFIX/ferretdb:${TAGS[ferretdb]} hash old ctx
+  hash=$({
+    sha256sum <"$FERRETDB_BIN"
+    go version
+    cd "$dir"
+    find . -type f -printf '%m %p\n' | LC_ALL=C sort
+    find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum
+  } | sha256sum | cut -c1-16)
+  if [[ -z $FORCE && $(label_of "$image") == "$hash" ]]; then
+    note "$image is up to date"
+    return 0
+  fi
+  say "building $image"
+  ctx=$(mktemp -d "$SANDBOX_CACHE/ferretdb-context.XXXXXX")
+  CLEANUP+=("$ctx")
+  cp "$dir/Dockerfile" "$ctx/"
+  cp "$FERRETDB_BIN" "$ctx/ferretdb"
+  (cd "$REPO" && quietly env CGO_ENABLED=0 go build -trimpath -o "$ctx/entrypoint" ./sandbox/images/ferretdb)
+  old=$(id_of "$image")
+  quietly docker build ${FORCE:+--no-cache} --label "$LABEL_KEY=$hash" -t "$image" "$ctx"
+  drop_old "$old" "$image"
+  remove_tree "$ctx"
+}
+
 # ---------------------------------------------------------------- main
 
 docker info >/dev/null 2>&1 ||
@@ -271,5 +327,9 @@ docker info >/dev/null 2>&1 ||
 exec 9>"$SANDBOX_CACHE/.lock"
 flock 9
 
-ensure_base
-for e in "${ENGINES[@]}"; do ensure_engine "$e"; done
+for e in "${ENGINES[@]}"; do
+  case $e in
+    ferretdb) ensure_ferretdb ;;
+    *) ensure_base && ensure_engine "$e" ;;
+  esac
+done

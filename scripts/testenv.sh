@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Test servers for backproof's integration tests, all on 127.0.0.1:
-#   PostgreSQL 15 and MinIO (private to this run, random ports and passwords),
-#   Debian's redis-server (tests start their own servers with it), plus a Docker engine for testcontainers (left running by `down`) and the
-#   sandbox images built from Debian packages (scripts/sandbox-images.sh).
+#   PostgreSQL 15, MinIO and FerretDB (MongoDB's wire protocol on SQLite) (private to
+#   this run, random ports and passwords), Debian's redis-server (tests start their
+#   own servers with it), plus a Docker engine for testcontainers (left running by
+#   `down`) and the sandbox images (scripts/sandbox-images.sh, which also builds the
+#   FerretDB binary).
 #
 #   scripts/testenv.sh up     install what is missing, start everything, write $STATE/env
 #   scripts/testenv.sh down   stop the servers `up` started and delete their data
@@ -22,11 +24,14 @@ PG_DIR=$STATE/pg
 MINIO_DIR=$STATE/minio
 MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
 MINIO_PKG=github.com/minio/minio@$MINIO_VERSION
+FERRETDB_VERSION=v1.24.0 # as in scripts/sandbox-images.sh, which builds it
+MONGO_DIR=$STATE/ferretdb
 SCRIPTS=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SANDBOX_PREFIX=backproof-sandbox
 PG_IMAGE=$SANDBOX_PREFIX/postgres:$PG_MAJOR
 REDIS_IMAGE=$SANDBOX_PREFIX/redis:7
 REDIS_SERVER=/usr/bin/redis-server
+MONGO_IMAGE=$SANDBOX_PREFIX/ferretdb:1.24
 
 say() { echo "testenv: $*" >&2; }
 die() { say "$*"; exit 1; }
@@ -220,6 +225,36 @@ start_minio() {
   die "MinIO did not start (log: $LOGS/minio.log)"
 }
 
+# FerretDB with authentication (SCRAM) and a root user with a random password; the
+# password reaches it through its environment only.
+MONGO_PORT='' MONGO_PASS='' FERRETDB_BIN=''
+start_ferretdb() {
+  rm -rf "$MONGO_DIR"
+  mkdir -p "$MONGO_DIR/data"
+  MONGO_PASS=$(rand_hex 16)
+  local pid
+  for _ in 1 2 3; do
+    MONGO_PORT=$(free_port)
+    : >"$LOGS/ferretdb.log"
+    closefds env FERRETDB_SETUP_PASSWORD="$MONGO_PASS" nohup "$FERRETDB_BIN" \
+      --handler=sqlite --sqlite-url="file:$MONGO_DIR/data/" --state-dir="$MONGO_DIR" \
+      --listen-addr="127.0.0.1:$MONGO_PORT" --debug-addr=- --telemetry=disable --log-level=warn \
+      --test-enable-new-auth --setup-database=admin --setup-username=root \
+      >>"$LOGS/ferretdb.log" 2>&1 </dev/null &
+    pid=$!
+    echo "$pid" >"$MONGO_DIR/pid"
+    for _ in {1..100}; do
+      if (exec 3<>"/dev/tcp/127.0.0.1/$MONGO_PORT") 2>/dev/null; then return 0; fi
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -9 "$pid" 2>/dev/null || true
+    grep -q 'address already in use' "$LOGS/ferretdb.log" || break
+  done
+  tail -n 40 "$LOGS/ferretdb.log" >&2
+  die "FerretDB did not start (log: $LOGS/ferretdb.log)"
+}
+
 write_env() {
   (
     umask 077
@@ -235,6 +270,9 @@ export BACKPROOF_TEST_REDIS_IMAGE='$REDIS_IMAGE'
 export BACKPROOF_TEST_REDIS_SERVER='$REDIS_SERVER'
 export BACKPROOF_TEST_PROMTOOL='$(command -v promtool)'
 export BACKPROOF_TEST_CHROMIUM='$(command -v chromium)'
+export BACKPROOF_TEST_MONGO_URI='mongodb://root:$MONGO_PASS@127.0.0.1:$MONGO_PORT/?authSource=admin'
+export BACKPROOF_TEST_MONGO_IMAGE='$MONGO_IMAGE'
+export BACKPROOF_TEST_FERRETDB_BIN='$FERRETDB_BIN'
 export TESTCONTAINERS_HOST_OVERRIDE=127.0.0.1
 export TESTCONTAINERS_RYUK_DISABLED=true
 EOF
@@ -252,6 +290,8 @@ still_up() {
       [[ ${BACKPROOF_TEST_PG_IMAGE:-} == "$PG_IMAGE" && ${BACKPROOF_TEST_REDIS_IMAGE:-} == "$REDIS_IMAGE" ]] &&
       [[ ${BACKPROOF_TEST_REDIS_SERVER:-} == "$REDIS_SERVER" ]] &&
       [[ -n ${BACKPROOF_TEST_PROMTOOL:-} && -n ${BACKPROOF_TEST_CHROMIUM:-} ]] &&
+      [[ ${BACKPROOF_TEST_MONGO_IMAGE:-} == "$MONGO_IMAGE" && ${BACKPROOF_TEST_FERRETDB_BIN:-} == "$FERRETDB_BIN" ]] &&
+      [[ -f $MONGO_DIR/pid ]] && grep -qF "$MONGO_DIR" "/proc/$(<"$MONGO_DIR/pid")/cmdline" 2>/dev/null &&
       "$PG_BIN/psql" "$BACKPROOF_TEST_PG_DSN" -XAtqc 'SELECT 1' >/dev/null 2>&1 &&
       curl -fsS --noproxy '*' -o /dev/null -m 2 "$BACKPROOF_TEST_S3_ENDPOINT/minio/health/ready"
   )
@@ -272,11 +312,13 @@ up() {
     ensure_sandbox_images
   ) 9>"$CACHE/.lock"
   MINIO_BIN=$CACHE/bin/minio-$MINIO_VERSION
+  FERRETDB_BIN=$CACHE/bin/ferretdb-$FERRETDB_VERSION
 
   still_up && return 0
   down # leftovers of a half-started or dead run
   start_postgres
   start_minio
+  start_ferretdb
   write_env
 }
 
@@ -298,7 +340,16 @@ down() {
       kill -9 "$pid" 2>/dev/null || true
     fi
   fi
-  rm -rf "$PG_DIR" "$MINIO_DIR"
+  if [[ -f $MONGO_DIR/pid ]]; then
+    local fpid
+    fpid=$(<"$MONGO_DIR/pid")
+    if grep -qF "$MONGO_DIR" "/proc/$fpid/cmdline" 2>/dev/null; then
+      kill "$fpid" 2>/dev/null || true
+      for _ in {1..50}; do kill -0 "$fpid" 2>/dev/null || break; sleep 0.1; done
+      kill -9 "$fpid" 2>/dev/null || true
+    fi
+  fi
+  rm -rf "$PG_DIR" "$MINIO_DIR" "$MONGO_DIR"
 }
 
 case ${1:-} in

@@ -339,7 +339,7 @@ func TestDaemonSIGHUP(t *testing.T) {
 	dir, cfg, addr := t.TempDir(), filepath.Join(t.TempDir(), "c.yaml"), testenv.FreeAddr(t)
 	daemonConfig(t, cfg, addr, dsn, dir, "@every 1s", "")
 	cmd := backproof(context.Background(), "daemon", "-c", cfg)
-	var logs lockedBuffer
+	var logs lockedBuffer // read while the daemon writes
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -409,3 +409,4 @@ func tail(s string, n int) string {
 	}
 	return s
 }
+

@@ -70,20 +70,22 @@ func ConnString(srv engine.Server) string {
 // Roles and grants of the source do not exist in a sandbox, so ownership and
 // privileges are not restored.
 func (e *Engine) Restore(ctx context.Context, srv engine.Server, path string, info *engine.DumpInfo, opts engine.RestoreOptions) error {
-	return e.RestoreInto(ctx, ConnString(srv), path, info, opts)
+	return e.restore(ctx, ConnString(srv), path, info, opts)
 }
 
 // RestoreInto restores the archive at path into the database at dsn, with a
 // pg_restore at least as new as the pg_dump that wrote it (info.Tools).
-// A single-job restore is one transaction, and its errors say so.
-func (e *Engine) RestoreInto(ctx context.Context, dsn, path string, info *engine.DumpInfo, opts engine.RestoreOptions) (err error) {
-	if opts.Jobs <= 1 {
-		defer func() {
-			if err != nil {
-				err = fmt.Errorf("%w; rolled back (one transaction): the target is as it was before", err)
-			}
-		}()
+// With one job it is one transaction, and its error says the target is
+// unchanged.
+func (e *Engine) RestoreInto(ctx context.Context, dsn, path string, info *engine.DumpInfo, opts engine.RestoreOptions) error {
+	err := e.restore(ctx, dsn, path, info, opts)
+	if err != nil && opts.Jobs <= 1 {
+		return fmt.Errorf("%w; rolled back (one transaction): the target is as it was before", err)
 	}
+	return err
+}
+
+func (e *Engine) restore(ctx context.Context, dsn, path string, info *engine.DumpInfo, opts engine.RestoreOptions) error {
 	tool, err := pickTool("pg_restore", findTools(ctx, "pg_restore", e.binDirs), DumpMajor(info))
 	if err != nil {
 		return err
@@ -350,10 +352,10 @@ func (e *Engine) Objects(ctx context.Context, dsn string) (int, error) {
 	return n, nil
 }
 
-// Describe is the package's Describe, for the cli's engine interface.
+// Describe is the package's Describe, for callers holding an engine.
 func (e *Engine) Describe(dsn string) string { return Describe(dsn) }
 
-// ConnString is the package's ConnString, for the cli's engine interface.
+// ConnString is the package's ConnString, for callers holding an engine.
 func (e *Engine) ConnString(srv engine.Server) string { return ConnString(srv) }
 
 // Describe names the database a DSN points at without its credentials:

@@ -82,3 +82,10 @@ func pickTool(name string, tools []Tool, serverMajor int) (Tool, error) {
 	}
 	return best, nil
 }
+
+// NewestDump returns the newest installed pg_dump; false when there is none.
+// A server of its major or older can be dumped.
+func NewestDump(ctx context.Context) (Tool, bool) {
+	t, err := pickTool("pg_dump", findTools(ctx, "pg_dump", nil), 0)
+	return t, err == nil
+}

@@ -1,7 +1,7 @@
 // Package testenv gives integration tests access to the real servers that
-// scripts/testenv.sh starts (PostgreSQL 15, MinIO, dockerd) and to private
-// throwaway resources on them (a fresh database, a fresh bucket, a private
-// MinIO process).
+// scripts/testenv.sh starts (PostgreSQL 15, MinIO, FerretDB, dockerd) and to
+// private throwaway resources on them (a fresh database, a fresh bucket, a
+// private MinIO or FerretDB process).
 //
 // Every helper finds its server through an environment variable (see the Env*
 // constants). When one is missing the test is skipped with a message naming

@@ -297,6 +297,12 @@ func addFile(tw *tar.Writer, f sandbox.File) error {
 	return nil
 }
 
+// HasImage reports whether ref is present on the engine, without pulling.
+func (d *Docker) HasImage(ctx context.Context, ref string) bool {
+	_, err := d.cli.ImageInspect(ctx, ref)
+	return err == nil
+}
+
 // ensureImage returns the local image id of ref, pulling it once (no retry
 // loop) when it is missing, so an air-gapped site gets a clear error at once.
 func (d *Docker) ensureImage(ctx context.Context, ref string) (string, error) {

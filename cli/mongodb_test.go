@@ -1,0 +1,594 @@
+package cli
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/backproof/backproof/catalog"
+	"github.com/backproof/backproof/internal/sample"
+	"github.com/backproof/backproof/internal/testenv"
+)
+
+// mongoOrders is how many orders the MongoDB tests seed: with customers and
+// events, 3,500 documents.
+const mongoOrders = 2500
+
+// mongoAppDB creates a seeded database and a user whose password is the
+// sentinel, and returns a URI with that password, and the admin URI.
+func mongoAppDB(t *testing.T) (app, admin string) {
+	t.Helper()
+	ctx := context.Background()
+	admin = testenv.NewMongoDB(t)
+	if _, err := sample.SeedMongo(ctx, admin, mongoOrders); err != nil {
+		t.Fatal(err)
+	}
+	u, err := url.Parse(admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	user := "app_" + strings.TrimPrefix(u.Path, "/")
+	adminDB := testenv.MongoClient(t, admin).Database("admin")
+	// FerretDB 1.24 has no roles (every user may do everything); on MongoDB
+	// this user would need the read role.
+	if err := adminDB.RunCommand(ctx, bson.D{{Key: "createUser", Value: user}, {Key: "pwd", Value: sentinel}, {Key: "roles", Value: bson.A{}}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { adminDB.RunCommand(context.Background(), bson.D{{Key: "dropUser", Value: user}}) })
+	u.User = url.UserPassword(user, sentinel)
+	return u.String(), admin
+}
+
+// mongoChecks are the configured checks of the MongoDB tests' target.
+const mongoChecks = `
+    verify:
+      checks:
+        - {name: orders-present, query: '{"count": "orders"}', expect: "> 0"}
+        - {name: paid-orders, query: '{"count": "orders", "query": {"status": "paid"}}', expect: "> 100"}
+        - name: orders-fresh
+          query: '{"find": "orders", "sort": {"created_at": -1}, "limit": 1, "projection": {"_id": 0, "created_at": 1}}'
+          max_age: 26h
+        - name: items-sold
+          query: '{"aggregate": "orders", "pipeline": [{"$unwind": "$items"}, {"$group": {"_id": null, "n": {"$sum": "$items.qty"}}}]}'
+          expect: "> 2500"
+`
+
+// mongoConfig is a config with a mongodb target "shop" on dsn, backed up to
+// a local directory and MinIO, verified in image.
+func mongoConfig(t *testing.T, dsn, image, checks string) string {
+	t.Helper()
+	env := testenv.S3(t)
+	bucket := testenv.NewBucket(t, env)
+	t.Setenv("BACKPROOF_TEST_APP_DSN", dsn)
+	return writeConfig(t, fmt.Sprintf(`
+log: {level: debug, format: json}
+sandbox:
+  images: {mongodb: "%s"}
+  memory: 1GiB
+  cpus: 1
+  timeout: 5m
+destinations:
+  local: {type: local, path: %s}
+  offsite:
+    type: s3
+    bucket: %s
+    prefix: prod
+    endpoint: %s
+    path_style: true
+    access_key_id: %s
+    secret_access_key: %s
+targets:
+  shop:
+    engine: mongodb
+    dsn: ${BACKPROOF_TEST_APP_DSN}
+    destinations: [local, offsite]
+%s`, image, t.TempDir(), bucket, env.Endpoint, env.AccessKey, env.SecretKey, checks))
+}
+
+func mongoBackup(t *testing.T, cfg string) string {
+	t.Helper()
+	r := runCLI(t, context.Background(), "backup", "-c", cfg, "--json")
+	if r.code != 0 {
+		t.Fatalf("backup exit %d: %s", r.code, r.stderr)
+	}
+	doc := decode[backupDoc](t, r.stdout)
+	for _, d := range doc.Backups[0].Destinations {
+		if !d.Committed {
+			t.Fatalf("%s not committed: %s", d.Name, d.Error)
+		}
+	}
+	return doc.Backups[0].ID
+}
+
+// localManifest reads a backup's manifest from the local destination.
+func localManifest(t *testing.T, cfg, id string) (*catalog.Manifest, string) {
+	t.Helper()
+	return localManifestFor(t, cfg, "shop", id)
+}
+
+// localManifestFor reads the manifest of a target's backup on the local
+// destination, and returns it with the backup's folder.
+func localManifestFor(t *testing.T, cfg, target, id string) (*catalog.Manifest, string) {
+	t.Helper()
+	dir := filepath.Join(localPath(t, cfg), target, id)
+	data, err := os.ReadFile(filepath.Join(dir, catalog.ManifestName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m catalog.Manifest
+	if err := json.Unmarshal(data, &m); err != nil {
+		t.Fatal(err)
+	}
+	return &m, dir
+}
+
+// sameMongo compares two databases document by document, byte for byte
+// (every field, its type and order), and their index names.
+func sameMongo(t *testing.T, wantURI, gotURI string, extra ...string) {
+	t.Helper()
+	ctx := context.Background()
+	db := func(uri string) string { u, _ := url.Parse(uri); return strings.TrimPrefix(u.Path, "/") }
+	want := testenv.MongoClient(t, wantURI).Database(db(wantURI))
+	got := testenv.MongoClient(t, gotURI).Database(db(gotURI))
+	names, err := want.ListCollectionNames(ctx, bson.D{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gotNames, err := got.ListCollectionNames(ctx, bson.D{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(names)
+	slices.Sort(gotNames)
+	if wantNames := slices.Sorted(slices.Values(append(slices.Clone(names), extra...))); !slices.Equal(gotNames, wantNames) {
+		t.Fatalf("collections %v, want %v", gotNames, wantNames)
+	}
+	for _, n := range names {
+		w, g := mongoDocs(t, want.Collection(n)), mongoDocs(t, got.Collection(n))
+		if len(w) != len(g) {
+			t.Errorf("%s: %d documents, want %d", n, len(g), len(w))
+			continue
+		}
+		for i := range w {
+			if !bytes.Equal(w[i], g[i]) {
+				t.Errorf("%s: document %d differs:\n got %s\nwant %s", n, i, g[i], w[i])
+				break
+			}
+		}
+		wi, gi := mongoIndexNames(t, want.Collection(n)), mongoIndexNames(t, got.Collection(n))
+		if !slices.Equal(wi, gi) {
+			t.Errorf("%s: indexes %v, want %v", n, gi, wi)
+		}
+	}
+}
+
+func mongoDocs(t *testing.T, c *mongo.Collection) []bson.Raw {
+	t.Helper()
+	cur, err := c.Find(context.Background(), bson.D{}, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []bson.Raw
+	for cur.Next(context.Background()) {
+		out = append(out, slices.Clone(cur.Current))
+	}
+	if err := cur.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func mongoIndexNames(t *testing.T, c *mongo.Collection) []string {
+	t.Helper()
+	specs, err := c.Indexes().ListSpecifications(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, s := range specs {
+		names = append(names, s.Name)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// Backup to local and MinIO, verification in a sandbox on both, restore
+// into a database and into a sandbox: every document comes back the same.
+func TestMongoEndToEnd(t *testing.T) {
+	image := testenv.MongoImage(t)
+	testenv.NoSandboxesLeft(t)
+	ctx := context.Background()
+	app, admin := mongoAppDB(t)
+	cfg := mongoConfig(t, app, image, mongoChecks)
+	id := mongoBackup(t, cfg)
+
+	want, err := sample.MongoCounts(ctx, admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, dir := localManifest(t, cfg, id)
+	got := map[string]int64{}
+	for _, tb := range m.Source.Tables {
+		got[tb.Name] = tb.Rows
+	}
+	if m.Engine != "mongodb" || len(m.Artifacts) != 1 || m.Artifacts[0].Name != "dump.archive.zst" || !reflect.DeepEqual(got, want) {
+		t.Fatalf("manifest %+v, source counts %v", m, want)
+	}
+	if !slices.Contains(m.Source.Objects["index"], strings.TrimPrefix(mustPath(t, admin), "/")+".customers.email_unique") {
+		t.Errorf("manifest indexes %v", m.Source.Objects["index"])
+	}
+	// The decompressed artifact is a mongodump archive (mongorestore --archive reads it).
+	f, err := os.Open(filepath.Join(dir, "dump.archive.zst"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	zr, err := zstd.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	head := make([]byte, 4)
+	if _, err := io.ReadFull(zr, head); err != nil || !bytes.Equal(head, []byte{0x6d, 0xe2, 0x99, 0x81}) {
+		t.Errorf("artifact starts with % x (%v)", head, err)
+	}
+	zr.Close()
+	f.Close()
+
+	r := runCLI(t, ctx, "verify", "-c", cfg, "--json")
+	if r.code != ExitOK {
+		t.Fatalf("verify exit %d:\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	doc := decode[verifyDoc](t, r.stdout)
+	if len(doc.Verifications) != 2 {
+		t.Fatalf("want one record per destination: %+v", doc)
+	}
+	for _, v := range doc.Verifications {
+		if v.BackupID != id || v.Outcome != "pass" || v.RestoreSeconds <= 0 || v.Record == "" {
+			t.Errorf("record %+v", v)
+		}
+		passed := map[string]string{}
+		for _, c := range v.Checks {
+			if c.Outcome == "pass" {
+				passed[c.Name] = c.Observed
+			}
+		}
+		for _, name := range []string{"checksum", "restore", "tables", "schema", "amcheck", "orders-present", "paid-orders", "orders-fresh", "items-sold"} {
+			if _, ok := passed[name]; !ok {
+				t.Errorf("%s: check %s did not pass: %+v", v.Destination, name, v.Checks)
+			}
+		}
+		if passed["tables"] != "4 tables, 3500 rows" || passed["orders-present"] != "2500" {
+			t.Errorf("%s: observed %v", v.Destination, passed)
+		}
+	}
+
+	t.Run("restore --to", func(t *testing.T) {
+		into := testenv.NewMongoDB(t)
+		r := runCLI(t, ctx, "restore", "shop", "-c", cfg, "--to", into, "--json")
+		if r.code != 0 {
+			t.Fatalf("exit %d: %s", r.code, r.stderr)
+		}
+		if doc := decode[restoreDoc](t, r.stdout); doc.BackupID != id || doc.Rows != 3500 {
+			t.Errorf("result %+v", doc)
+		}
+		sameMongo(t, admin, into)
+
+		// Not empty now: refused, unchanged; --force replaces what the
+		// backup holds and keeps the rest.
+		c := testenv.MongoClient(t, into).Database(mustPath(t, into)[1:])
+		if _, err := c.Collection("keepme").InsertOne(ctx, bson.D{{Key: "x", Value: 42}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Collection("orders").DeleteMany(ctx, bson.D{{Key: "status", Value: "paid"}}); err != nil {
+			t.Fatal(err)
+		}
+		r = runCLI(t, ctx, "restore", "shop", "-c", cfg, "--to", into)
+		if r.code != ExitError || !strings.Contains(r.stderr, "not empty (5 objects): nothing was changed") {
+			t.Fatalf("exit %d: %s", r.code, r.stderr)
+		}
+		r = runCLI(t, ctx, "restore", "shop", "-c", cfg, "--to", into, "--force")
+		if r.code != 0 {
+			t.Fatalf("--force exit %d: %s", r.code, r.stderr)
+		}
+		sameMongo(t, admin, into, "keepme")
+	})
+
+	t.Run("restore --to with the sentinel password", func(t *testing.T) {
+		// runCLI fails the test if the sentinel appears in any output.
+		r := runCLI(t, ctx, "restore", "shop", "-c", cfg, "--to", "mongodb://nobody:"+sentinel+"@127.0.0.1:1/x?serverSelectionTimeoutMS=500")
+		if r.code != ExitError || !strings.Contains(r.stderr, "connect to restore target") {
+			t.Fatalf("exit %d: %s", r.code, r.stderr)
+		}
+	})
+
+	t.Run("restore --sandbox", func(t *testing.T) {
+		sctx, interrupt := context.WithCancel(ctx)
+		defer interrupt()
+		pr, pw := io.Pipe()
+		done := make(chan int, 1)
+		var stderr strings.Builder
+		go func() {
+			env := func(k string) string { return os.Getenv(k) }
+			done <- Main(sctx, []string{"restore", "shop", "-c", cfg, "--sandbox"}, pw, &stderr, env, Build{Version: "test"})
+			pw.Close()
+		}()
+		var dsn string
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			if d, ok := strings.CutPrefix(sc.Text(), "sandbox ready: "); ok {
+				dsn = d
+				break
+			}
+		}
+		go io.Copy(io.Discard, pr) //nolint:errcheck // drain the rest
+		if dsn == "" {
+			interrupt()
+			t.Fatalf("no DSN printed; exit %d: %s", <-done, stderr.String())
+		}
+		if !strings.HasPrefix(dsn, "mongodb://") || !strings.Contains(dsn, "@127.0.0.1:") {
+			t.Errorf("DSN %q", dsn)
+		}
+		u, _ := url.Parse(dsn)
+		u.Path = mustPath(t, admin)
+		sameMongo(t, admin, u.String())
+		interrupt()
+		select {
+		case code := <-done:
+			if code != 0 {
+				t.Errorf("exit %d after Ctrl-C: %s", code, stderr.String())
+			}
+		case <-time.After(time.Minute):
+			t.Fatal("restore --sandbox did not end after Ctrl-C")
+		}
+		if left := testenv.OwnSandboxes(t); len(left) != 0 {
+			t.Errorf("after Ctrl-C: %v", left)
+		}
+	})
+}
+
+func mustPath(t *testing.T, uri string) string {
+	t.Helper()
+	u, err := url.Parse(uri)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u.Path
+}
+
+// rewriteLocal replaces a committed backup's artifact on the local
+// destination with data (already compressed) and makes the manifest agree,
+// as a buggy writer would: the checksum passes, the content must not.
+func rewriteLocal(t *testing.T, cfg, id string, data []byte, edit func(*catalog.Manifest)) {
+	t.Helper()
+	m, dir := localManifest(t, cfg, id)
+	if data != nil {
+		if err := os.WriteFile(filepath.Join(dir, m.Artifacts[0].Name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256(data)
+		m.Artifacts[0].Size, m.Artifacts[0].SHA256 = int64(len(data)), hex.EncodeToString(sum[:])
+	}
+	if edit != nil {
+		edit(m)
+	}
+	js, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, catalog.ManifestName), js, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Each bad backup is caught by verify: exit 3, and the reason names it.
+func TestMongoVerifyCatchesBadBackups(t *testing.T) {
+	image := testenv.MongoImage(t)
+	testenv.NoSandboxesLeft(t)
+	ctx := context.Background()
+	app, _ := mongoAppDB(t)
+	cfg := mongoConfig(t, app, image, mongoChecks)
+
+	artifact := func(t *testing.T, id string) []byte {
+		m, dir := localManifest(t, cfg, id)
+		data, err := os.ReadFile(filepath.Join(dir, m.Artifacts[0].Name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return data
+	}
+	recompress := func(t *testing.T, compressed []byte, edit func([]byte) []byte) []byte {
+		dec, err := zstd.NewReader(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer dec.Close()
+		raw, err := dec.DecodeAll(compressed, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		enc, err := zstd.NewWriter(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return enc.EncodeAll(edit(raw), nil)
+	}
+	cases := []struct {
+		name, checks string
+		spoil        func(t *testing.T, id string)
+		reason       string
+	}{
+		{
+			name: "corrupted artifact",
+			spoil: func(t *testing.T, id string) {
+				data := artifact(t, id)
+				data[len(data)/2] ^= 0x40
+				m, dir := localManifest(t, cfg, id)
+				if err := os.WriteFile(filepath.Join(dir, m.Artifacts[0].Name), data, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			},
+			reason: "checksum: ",
+		},
+		{
+			name: "truncated artifact",
+			spoil: func(t *testing.T, id string) {
+				m, dir := localManifest(t, cfg, id)
+				if err := os.Truncate(filepath.Join(dir, m.Artifacts[0].Name), m.Artifacts[0].Size/2); err != nil {
+					t.Fatal(err)
+				}
+			},
+			reason: "checksum: ",
+		},
+		{
+			name: "truncated archive with a manifest that agrees",
+			spoil: func(t *testing.T, id string) {
+				data := recompress(t, artifact(t, id), func(b []byte) []byte { return b[:len(b)*2/3] })
+				rewriteLocal(t, cfg, id, data, nil)
+			},
+			reason: "restore: restore failed: malformed mongodump archive",
+		},
+		{
+			name: "a document changed, with a manifest that agrees",
+			spoil: func(t *testing.T, id string) {
+				data := recompress(t, artifact(t, id), func(b []byte) []byte {
+					i := bytes.LastIndex(b, []byte("total_cents\x00"))
+					b[i+len("total_cents\x00")] ^= 0x01
+					return b
+				})
+				rewriteLocal(t, cfg, id, data, nil)
+			},
+			reason: "CRC mismatch in",
+		},
+		{
+			name: "wrong document count",
+			spoil: func(t *testing.T, id string) {
+				rewriteLocal(t, cfg, id, nil, func(m *catalog.Manifest) {
+					for i, tb := range m.Source.Tables {
+						if tb.Name == "orders" {
+							m.Source.Tables[i].Rows++
+						}
+					}
+				})
+			},
+			reason: "tables: table bp_",
+		},
+		{
+			name: "missing index",
+			spoil: func(t *testing.T, id string) {
+				rewriteLocal(t, cfg, id, nil, func(m *catalog.Manifest) {
+					m.Source.Objects["index"] = append(m.Source.Objects["index"], "shop.orders.total_1")
+				})
+			},
+			reason: "schema: index shop.orders.total_1 missing",
+		},
+		{
+			name: "failing configured check",
+			checks: mongoChecks + `        - {name: no-refunds, query: '{"count": "orders", "query": {"status": "cancelled"}}', expect: "= 0"}
+`,
+			reason: "no-refunds: got ",
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := cfg
+			if tc.checks != "" {
+				data, err := os.ReadFile(cfg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				c = writeConfig(t, strings.Replace(string(data), mongoChecks, tc.checks, 1))
+			}
+			id := mongoBackup(t, c)
+			if tc.spoil != nil {
+				tc.spoil(t, id)
+			}
+			r := runCLI(t, ctx, "verify", "shop", "-c", c, "--backup", id, "--destination", "local", "--json")
+			doc := decode[verifyDoc](t, r.stdout)
+			if r.code != ExitBadBackup || len(doc.Verifications) != 1 || doc.Verifications[0].Outcome != "fail" ||
+				!strings.Contains(doc.Verifications[0].Reason, tc.reason) {
+				t.Fatalf("exit %d, want 3 with %q: %+v\n%s", r.code, tc.reason, doc, r.stderr)
+			}
+			t.Logf("caught: %s", doc.Verifications[0].Reason)
+		})
+	}
+}
+
+// A source that is down, or dies during the dump, fails the backup with
+// exit 1 and commits nothing anywhere.
+func TestMongoSourceDown(t *testing.T) {
+	ctx := context.Background()
+	noBackups := func(t *testing.T, cfg string) {
+		t.Helper()
+		r := runCLI(t, ctx, "list", "-c", cfg, "--json")
+		if ld := decode[listDoc](t, r.stdout); r.code != 0 || len(ld.Backups) != 0 {
+			t.Fatalf("list exit %d: %+v", r.code, ld)
+		}
+	}
+	t.Run("unreachable", func(t *testing.T) {
+		cfg := mongoConfig(t, "mongodb://app:"+sentinel+"@127.0.0.1:1/shop?serverSelectionTimeoutMS=1000", "unused", "")
+		r := runCLI(t, ctx, "backup", "-c", cfg)
+		if r.code != ExitError || !strings.Contains(r.stderr, "connect to source") {
+			t.Fatalf("exit %d: %s", r.code, r.stderr)
+		}
+		noBackups(t, cfg)
+	})
+	t.Run("wrong password", func(t *testing.T) {
+		app, _ := mongoAppDB(t)
+		cfg := mongoConfig(t, strings.Replace(app, sentinel, sentinel+"-wrong", 1), "unused", "")
+		r := runCLI(t, ctx, "backup", "-c", cfg)
+		if r.code != ExitError || !strings.Contains(r.stderr, "Authentication failed") {
+			t.Fatalf("exit %d: %s", r.code, r.stderr)
+		}
+		noBackups(t, cfg)
+	})
+	t.Run("killed during the dump", func(t *testing.T) {
+		uri, kill := testenv.StartFerretDB(t, "shop")
+		if _, err := sample.SeedMongo(ctx, uri, 20000); err != nil {
+			t.Fatal(err)
+		}
+		cfg := mongoConfig(t, uri, "unused", "")
+		// Kill the server once dump bytes reach the local destination.
+		tmp := filepath.Join(localPath(t, cfg), ".tmp")
+		go func() {
+			for range 4000 {
+				files, _ := os.ReadDir(tmp)
+				for _, f := range files {
+					if fi, err := f.Info(); err == nil && fi.Size() > 0 {
+						kill()
+						return
+					}
+				}
+				time.Sleep(2 * time.Millisecond)
+			}
+		}()
+		r := runCLI(t, ctx, "backup", "-c", cfg)
+		kill()
+		if r.code != ExitError || strings.Contains(r.stderr, "connect to source") {
+			t.Fatalf("exit %d, want 1 from a dump cut short: %s", r.code, r.stderr)
+		}
+		t.Logf("backup failed: %s", lastLine(r.stderr))
+		noBackups(t, cfg)
+	})
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}

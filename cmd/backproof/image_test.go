@@ -1,0 +1,125 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/backproof/backproof/internal/testenv"
+)
+
+// TestImage builds the daemon image as CI and releases do (scripts/image.sh)
+// and runs it: `version` prints this commit, the client tools and the
+// non-root user are there, and the HEALTHCHECK turns healthy on the image's
+// default command serving a config mounted at /etc/backproof.
+func TestImage(t *testing.T) {
+	testenv.PostgresImage(t) // the image's base comes with the sandbox images
+	repo, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One tag per checkout: concurrent runs from other worktrees on the same
+	// engine build their own.
+	sum := sha256.Sum256([]byte(repo))
+	tag := "backproof-test/backproof:" + hex.EncodeToString(sum[:6])
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+
+	var stderr bytes.Buffer
+	build := exec.CommandContext(ctx, "bash", filepath.Join(repo, "scripts/image.sh"), "--tag", tag)
+	build.Stderr = &stderr
+	out, err := build.Output()
+	if err != nil || strings.TrimSpace(string(out)) != tag {
+		t.Fatalf("scripts/image.sh: %v; stdout %q\n%s", err, out, tail(stderr.String(), 40))
+	}
+
+	docker := func(args ...string) string {
+		t.Helper()
+		out, err := exec.CommandContext(ctx, "docker", args...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("docker %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+
+	version := docker("run", "--rm", "--network", "none", tag, "version")
+	if !regexp.MustCompile(`^backproof \S+ \(commit [0-9a-f]{40}, go1\.\d+[^,]*, linux/\w+\)$`).MatchString(version) {
+		t.Errorf("version: %q", version)
+	}
+	if head, err := exec.Command("git", "-C", repo, "rev-parse", "HEAD").Output(); err == nil && !strings.Contains(version, strings.TrimSpace(string(head))) {
+		t.Errorf("version %q is not of HEAD %s", version, head)
+	}
+	for _, tool := range []string{"pg_dump", "pg_restore"} {
+		if v := docker("run", "--rm", "--network", "none", "--entrypoint", tool, tag, "--version"); !strings.Contains(v, "(PostgreSQL) 15") {
+			t.Errorf("%s --version: %q", tool, v)
+		}
+	}
+
+	var img []struct {
+		Config struct {
+			User         string
+			Entrypoint   []string
+			Cmd          []string
+			Volumes      map[string]struct{}
+			ExposedPorts map[string]struct{}
+			Healthcheck  *struct{ Test []string }
+		}
+	}
+	if err := json.Unmarshal([]byte(docker("image", "inspect", tag)), &img); err != nil || len(img) != 1 {
+		t.Fatalf("image inspect: %v", err)
+	}
+	c := img[0].Config
+	_, etc := c.Volumes["/etc/backproof"]
+	_, data := c.Volumes["/var/lib/backproof"]
+	_, port := c.ExposedPorts["9847/tcp"]
+	if c.User != "backproof:backproof" || !slices.Equal(c.Entrypoint, []string{"backproof"}) ||
+		!slices.Equal(c.Cmd, []string{"daemon", "-c", "/etc/backproof/backproof.yaml"}) ||
+		!etc || !data || !port || c.Healthcheck == nil {
+		t.Errorf("image config: %+v", c)
+	}
+
+	// The default command on a mounted config, healthy by its own check.
+	dir := t.TempDir()
+	cfg := `listen: 127.0.0.1:9847
+destinations:
+  local: {type: local, path: /var/lib/backproof}
+targets:
+  orders:
+    engine: postgres
+    dsn: postgres://backproof@127.0.0.1:1/orders
+    destinations: [local]
+`
+	if err := os.WriteFile(filepath.Join(dir, "backproof.yaml"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	id := docker("run", "-d", "--network", "none", "--label", "io.backproof.test=image",
+		"--health-interval", "1s", "--health-start-period", "1s",
+		"-v", dir+":/etc/backproof:ro", tag)
+	t.Cleanup(func() {
+		exec.Command("docker", "rm", "-f", "-v", id).Run() //nolint:errcheck // best effort
+	})
+	deadline := time.Now().Add(time.Minute)
+	for {
+		state := docker("inspect", "-f", "{{.State.Status}} {{.State.Health.Status}}", id)
+		if state == "running healthy" {
+			break
+		}
+		if time.Now().After(deadline) || !strings.HasPrefix(state, "running") {
+			t.Fatalf("container %s, logs:\n%s", state, docker("logs", id))
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
