@@ -570,7 +570,8 @@ func TestMongoSourceDown(t *testing.T) {
 			for range 4000 {
 				files, _ := os.ReadDir(tmp)
 				for _, f := range files {
-					if fi, err := f.Info(); err == nil && fi.Size() > 0 {
+					// put-*: the artifact's upload (the lease is written as create-*).
+					if fi, err := f.Info(); err == nil && fi.Size() > 0 && strings.HasPrefix(f.Name(), "put-") {
 						kill()
 						return
 					}
