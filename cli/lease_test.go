@@ -20,35 +20,18 @@ import (
 	"github.com/backproof/backproof/internal/testenv"
 )
 
-var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
-)
-
-// backproofBin builds cmd/backproof once per test binary.
+// backproofBin builds cmd/backproof into the test's temporary directory.
 func backproofBin(t *testing.T) string {
 	t.Helper()
 	goTool, err := exec.LookPath("go")
 	if err != nil {
 		testenv.Unavailable(t, "the go tool is needed to build cmd/backproof: %v", err)
 	}
-	binOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "backproof-bin-")
-		if err != nil {
-			binErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "backproof")
-		out, err := exec.Command(goTool, "build", "-o", binPath, "github.com/backproof/backproof/cmd/backproof").CombinedOutput()
-		if err != nil {
-			binErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if binErr != nil {
-		t.Fatal(binErr)
+	bin := filepath.Join(t.TempDir(), "backproof")
+	if out, err := exec.Command(goTool, "build", "-o", bin, "github.com/backproof/backproof/cmd/backproof").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	return binPath
+	return bin
 }
 
 // proc is a backproof process.
@@ -59,9 +42,9 @@ type proc struct {
 	code           int
 }
 
-func startBin(t *testing.T, env []string, args ...string) *proc {
+func startBin(t *testing.T, bin string, env []string, args ...string) *proc {
 	t.Helper()
-	p := &proc{cmd: exec.Command(backproofBin(t), args...), done: make(chan struct{})}
+	p := &proc{cmd: exec.Command(bin, args...), done: make(chan struct{})}
 	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
 	if err := p.cmd.Start(); err != nil {
@@ -129,8 +112,9 @@ func TestTwoBackupsAtOnce(t *testing.T) {
 	host, _ := os.Hostname()
 
 	env := []string{"BACKPROOF_TEST_APP_DSN=" + dsn}
-	a := startBin(t, env, "backup", "-c", cfg)
-	b := startBin(t, env, "backup", "-c", cfg)
+	bin := backproofBin(t)
+	a := startBin(t, bin, env, "backup", "-c", cfg)
+	b := startBin(t, bin, env, "backup", "-c", cfg)
 	var winner, loser *proc
 	select {
 	case <-a.done:
@@ -170,7 +154,8 @@ func TestKilledHolderLeaseExpires(t *testing.T) {
 	const ttl = 4 * time.Second
 	env := []string{"BACKPROOF_TEST_APP_DSN=" + dsn, fmt.Sprintf("%s=%s", envLeaseTTL, ttl)}
 
-	killed := startBin(t, env, "backup", "-c", cfg)
+	bin := backproofBin(t)
+	killed := startBin(t, bin, env, "backup", "-c", cfg)
 	deadline := time.Now().Add(60 * time.Second)
 	for !strings.Contains(killed.stderr.String(), `"msg":"backup started"`) {
 		if time.Now().After(deadline) {
@@ -185,14 +170,14 @@ func TestKilledHolderLeaseExpires(t *testing.T) {
 	killed.wait(t, 10*time.Second)
 	release()
 
-	blocked := startBin(t, env, "backup", "-c", cfg)
+	blocked := startBin(t, bin, env, "backup", "-c", cfg)
 	want := fmt.Sprintf("busy: backup by %s (pid %d)", host, killed.cmd.Process.Pid)
 	if code := blocked.wait(t, time.Minute); code != ExitError || !strings.Contains(blocked.stderr.String(), want) {
 		t.Fatalf("backup right after the kill: exit %d, want 1 with %q\n%s", code, want, blocked.stderr.String())
 	}
 
 	time.Sleep(time.Until(killedAt.Add(ttl + 500*time.Millisecond)))
-	next := startBin(t, env, "backup", "-c", cfg)
+	next := startBin(t, bin, env, "backup", "-c", cfg)
 	if code := next.wait(t, 2*time.Minute); code != ExitOK {
 		t.Fatalf("backup after the lease expired: exit %d\n%s", code, next.stderr.String())
 	}
