@@ -51,7 +51,6 @@ SCALES=${SCALES:-"10 50"}
 ROUNDS=${ROUNDS:-3}
 RESULTS_DIR=${RESULTS_DIR:-$REPO/bench-results}
 export BACKPROOF_TESTENV_DIR=${BACKPROOF_TESTENV_DIR:-/tmp/bp-bench}
-ENV_FILE=$BACKPROOF_TESTENV_DIR/env
 
 # shellcheck source=bench/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -71,19 +70,14 @@ cleanup() {
   local rc=$?
   set +e
   trap - EXIT INT TERM
-  for db in "${CREATED_DBS[@]}"; do
-    "$PG_BIN/psql" -XAtq -d postgres -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 ||
-      say "could not drop database $db"
-  done
+  drop_dbs "${CREATED_DBS[@]}"
   if [[ -n $BUCKET ]]; then
     # MinIO extension: delete the bucket with everything in it.
     s3curl -X DELETE -H 'x-minio-force-delete: true' "$S3_ENDPOINT/$BUCKET" >/dev/null 2>&1 ||
       say "could not delete bucket $BUCKET"
   fi
   [[ -z $WORK ]] || rm -rf "$WORK"
-  if [[ -n $STARTED_TESTENV && -z ${KEEP_TESTENV:-} ]]; then
-    "$REPO/scripts/testenv.sh" down || say "testenv down failed"
-  fi
+  testenv_down
   exit "$rc"
 }
 trap cleanup EXIT
@@ -92,22 +86,11 @@ trap 'exit 143' TERM
 
 # ---------------------------------------------------------------- servers
 
-[[ -f $ENV_FILE ]] || STARTED_TESTENV=1
-say "test servers: scripts/testenv.sh up (BACKPROOF_TESTENV_DIR=$BACKPROOF_TESTENV_DIR)"
-"$REPO/scripts/testenv.sh" up
-# shellcheck source=/dev/null
-. "$ENV_FILE"
-PG_BIN=$BACKPROOF_TEST_PG_BIN
+testenv_up
 S3_ENDPOINT=$BACKPROOF_TEST_S3_ENDPOINT
 
 
-# The DSN is postgres://USER:PASSWORD@HOST:PORT/DB?PARAMS (what testenv writes).
-dsn_re='^postgres(ql)?://([^:@/]+):([^@]*)@([^/?]+):([0-9]+)/([^?]*)(\?.*)?$'
-[[ $BACKPROOF_TEST_PG_DSN =~ $dsn_re ]] || die "cannot parse BACKPROOF_TEST_PG_DSN"
-PGUSER=${BASH_REMATCH[2]} PGPASSWORD=${BASH_REMATCH[3]} PGHOST=${BASH_REMATCH[4]} PGPORT=${BASH_REMATCH[5]}
-DSN_PARAMS=${BASH_REMATCH[7]}
-loopback "$PGHOST" || die "PostgreSQL host '$PGHOST' is not loopback: refusing"
-export PGUSER PGPASSWORD PGHOST PGPORT PGSSLMODE=disable PGCONNECT_TIMEOUT=10
+pg_env
 [[ $S3_ENDPOINT =~ ^http://(127\.0\.0\.1|localhost|\[::1\]):[0-9]+$ ]] ||
   die "S3 endpoint '$S3_ENDPOINT' is not loopback: refusing"
 export NO_PROXY='*' no_proxy='*'

@@ -1,5 +1,6 @@
 # Shared by the bench scripts: messages, the loopback rule, waiting for a
-# quiet machine, number formatting. Sourced, not run.
+# quiet machine, number formatting, the test servers. Sourced, not run.
+# shellcheck disable=SC2034 # PG_BIN, DSN_PARAMS, STARTED_TESTENV are for the scripts that source this
 # shellcheck shell=bash
 
 say() { echo "bench: $*" >&2; }
@@ -31,3 +32,42 @@ wait_quiet() {
 
 mib() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a != "-" && b > 0) printf "%.2f×", a / b; else print "-" }'; }
+
+# testenv_up: start (or reuse) the test servers of $BACKPROOF_TESTENV_DIR and
+# source their env. STARTED_TESTENV=1 when this run started them: testenv_down
+# stops only those (and not with KEEP_TESTENV=1). Needs REPO.
+testenv_up() {
+  [[ -f $BACKPROOF_TESTENV_DIR/env ]] || STARTED_TESTENV=1
+  say "test servers: scripts/testenv.sh up (BACKPROOF_TESTENV_DIR=$BACKPROOF_TESTENV_DIR)"
+  "$REPO/scripts/testenv.sh" up
+  # shellcheck source=/dev/null
+  . "$BACKPROOF_TESTENV_DIR/env"
+}
+
+testenv_down() {
+  if [[ -n ${STARTED_TESTENV:-} && -z ${KEEP_TESTENV:-} ]]; then
+    "$REPO/scripts/testenv.sh" down || say "testenv down failed"
+  fi
+}
+
+# pg_env: libpq variables for the test PostgreSQL, which must be on loopback.
+# The DSN is postgres://USER:PASSWORD@HOST:PORT/DB?PARAMS (what testenv writes);
+# sets PG_BIN and DSN_PARAMS too.
+pg_env() {
+  local re='^postgres(ql)?://([^:@/]+):([^@]*)@([^/?]+):([0-9]+)/([^?]*)(\?.*)?$'
+  [[ $BACKPROOF_TEST_PG_DSN =~ $re ]] || die "cannot parse BACKPROOF_TEST_PG_DSN"
+  PGUSER=${BASH_REMATCH[2]} PGPASSWORD=${BASH_REMATCH[3]} PGHOST=${BASH_REMATCH[4]} PGPORT=${BASH_REMATCH[5]}
+  DSN_PARAMS=${BASH_REMATCH[7]} # used by the scripts that source this
+  PG_BIN=$BACKPROOF_TEST_PG_BIN
+  loopback "$PGHOST" || die "PostgreSQL host '$PGHOST' is not loopback: refusing"
+  export PGUSER PGPASSWORD PGHOST PGPORT PGSSLMODE=disable PGCONNECT_TIMEOUT=10
+}
+
+# drop_dbs NAME...: drop databases of the test PostgreSQL, saying which could not be.
+drop_dbs() {
+  local db
+  for db; do
+    "$PG_BIN/psql" -XAtq -d postgres -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 ||
+      say "could not drop database $db"
+  done
+}

@@ -28,24 +28,18 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ORDERS=${ORDERS:-50000}
 ROUNDS=${ROUNDS:-3}
 export BACKPROOF_TESTENV_DIR=${BACKPROOF_TESTENV_DIR:-/tmp/bp-bench}
-ENV_FILE=$BACKPROOF_TESTENV_DIR/env
 
 STARTED_TESTENV=''
 cleanup() {
   local rc=$?
-  if [[ -n $STARTED_TESTENV && -z ${KEEP_TESTENV:-} ]]; then
-    "$REPO/scripts/testenv.sh" down || say "testenv down failed"
-  fi
+  testenv_down
   exit "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-[[ -f $ENV_FILE ]] || STARTED_TESTENV=1
-"$REPO/scripts/testenv.sh" up
-# shellcheck source=/dev/null
-. "$ENV_FILE"
+testenv_up
 
 cd "$REPO"
 say "building the benchmark"

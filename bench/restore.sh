@@ -36,7 +36,6 @@ ROUNDS=${ROUNDS:-3}
 VARIANTS=(B Z R)
 RESULTS_DIR=${RESULTS_DIR:-$REPO/bench-results}
 export BACKPROOF_TESTENV_DIR=${BACKPROOF_TESTENV_DIR:-/tmp/bp-bench}
-ENV_FILE=$BACKPROOF_TESTENV_DIR/env
 
 # shellcheck source=bench/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -55,31 +54,17 @@ cleanup() {
   local rc=$?
   set +e
   trap - EXIT INT TERM
-  for db in "${CREATED_DBS[@]}"; do
-    "$PG_BIN/psql" -XAtq -d postgres -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 ||
-      say "could not drop database $db"
-  done
+  drop_dbs "${CREATED_DBS[@]}"
   [[ -z $WORK ]] || rm -rf "$WORK"
-  if [[ -n $STARTED_TESTENV && -z ${KEEP_TESTENV:-} ]]; then
-    "$REPO/scripts/testenv.sh" down || say "testenv down failed"
-  fi
+  testenv_down
   exit "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-[[ -f $ENV_FILE ]] || STARTED_TESTENV=1
-say "test servers: scripts/testenv.sh up (BACKPROOF_TESTENV_DIR=$BACKPROOF_TESTENV_DIR)"
-"$REPO/scripts/testenv.sh" up
-# shellcheck source=/dev/null
-. "$ENV_FILE"
-PG_BIN=$BACKPROOF_TEST_PG_BIN
-dsn_re='^postgres(ql)?://([^:@/]+):([^@]*)@([^/?]+):([0-9]+)/([^?]*)(\?.*)?$'
-[[ $BACKPROOF_TEST_PG_DSN =~ $dsn_re ]] || die "cannot parse BACKPROOF_TEST_PG_DSN"
-PGUSER=${BASH_REMATCH[2]} PGPASSWORD=${BASH_REMATCH[3]} PGHOST=${BASH_REMATCH[4]} PGPORT=${BASH_REMATCH[5]}
-loopback "$PGHOST" || die "PostgreSQL host '$PGHOST' is not loopback: refusing"
-export PGUSER PGPASSWORD PGHOST PGPORT PGSSLMODE=disable PGCONNECT_TIMEOUT=10
+testenv_up
+pg_env
 export PATH=$PG_BIN:$PATH
 
 WORK=$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/bp-bench-restore.XXXXXX")
@@ -124,6 +109,7 @@ run_variant() {
   sync
   wait_quiet
   out=$LOGS/$scale-$v-$round.log
+  # shellcheck disable=SC2016 # $1 and $2 belong to the inner shell
   case $v in
     B) /usr/bin/time -f '%e %M' -o "$WORK/time" "$BP" restore -c "$CFG" "$TARGET" --to "$(dsn_of "$db")" --json >"$out" 2>&1 ;;
     Z) /usr/bin/time -f '%e %M' -o "$WORK/time" bash -c 'zstd -qdc "$1" | pg_restore --single-transaction --no-owner --no-privileges -d "$2"' _ "$ARTIFACT" "$db" >"$out" 2>&1 ;;

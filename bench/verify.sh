@@ -79,7 +79,6 @@ MEMORY_MIB=${MEMORY_MIB:-1024}
 ROUNDS=${ROUNDS:-3}
 RESULTS_DIR=${RESULTS_DIR:-$REPO/bench-results}
 export BACKPROOF_TESTENV_DIR=${BACKPROOF_TESTENV_DIR:-/tmp/bp-bench}
-ENV_FILE=$BACKPROOF_TESTENV_DIR/env
 
 # shellcheck source=bench/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -116,14 +115,9 @@ cleanup() {
   set +e
   trap - EXIT INT TERM
   remove_containers
-  for db in "${CREATED_DBS[@]}"; do
-    "$PG_BIN/psql" -XAtq -d postgres -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 ||
-      say "could not drop database $db"
-  done
+  drop_dbs "${CREATED_DBS[@]}"
   [[ -z $WORK ]] || rm -rf "$WORK"
-  if [[ -n $STARTED_TESTENV && -z ${KEEP_TESTENV:-} ]]; then
-    "$REPO/scripts/testenv.sh" down || say "testenv down failed"
-  fi
+  testenv_down
   exit "$rc"
 }
 trap cleanup EXIT
@@ -132,23 +126,12 @@ trap 'exit 143' TERM
 
 # ---------------------------------------------------------------- servers
 
-[[ -f $ENV_FILE ]] || STARTED_TESTENV=1
-say "test servers: scripts/testenv.sh up (BACKPROOF_TESTENV_DIR=$BACKPROOF_TESTENV_DIR)"
-"$REPO/scripts/testenv.sh" up
-# shellcheck source=/dev/null
-. "$ENV_FILE"
-PG_BIN=$BACKPROOF_TEST_PG_BIN
+testenv_up
 IMAGE=${IMAGE:-$BACKPROOF_TEST_PG_IMAGE}
 docker image inspect "$IMAGE" >/dev/null 2>&1 || die "sandbox image $IMAGE is not present locally"
 
 
-# The DSN is postgres://USER:PASSWORD@HOST:PORT/DB?PARAMS (what testenv writes).
-dsn_re='^postgres(ql)?://([^:@/]+):([^@]*)@([^/?]+):([0-9]+)/([^?]*)(\?.*)?$'
-[[ $BACKPROOF_TEST_PG_DSN =~ $dsn_re ]] || die "cannot parse BACKPROOF_TEST_PG_DSN"
-PGUSER=${BASH_REMATCH[2]} PGPASSWORD=${BASH_REMATCH[3]} PGHOST=${BASH_REMATCH[4]} PGPORT=${BASH_REMATCH[5]}
-DSN_PARAMS=${BASH_REMATCH[7]}
-loopback "$PGHOST" || die "PostgreSQL host '$PGHOST' is not loopback: refusing"
-export PGUSER PGPASSWORD PGHOST PGPORT PGSSLMODE=disable PGCONNECT_TIMEOUT=10
+pg_env
 export NO_PROXY='*' no_proxy='*'
 # testcontainers-go (inside backproof) must use 127.0.0.1 and no reaper container.
 export TESTCONTAINERS_HOST_OVERRIDE=127.0.0.1 TESTCONTAINERS_RYUK_DISABLED=true
