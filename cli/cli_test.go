@@ -152,6 +152,15 @@ func e2eConfig(t *testing.T, dsn, s3Secret string) string {
 // destination, plus extra top-level and per-target YAML.
 func e2eConfigWith(t *testing.T, dsn, s3Secret, top, target string) string {
 	t.Helper()
+	return twoDestConfig(t, s3Secret, top, "orders", "postgres", dsn, target)
+}
+
+// twoDestConfig writes a config with one target, name on engine at dsn
+// (through ${BACKPROOF_TEST_APP_DSN}), backed up to a local folder and a new
+// MinIO bucket whose secret key is s3Secret; top and target are extra
+// top-level and per-target YAML.
+func twoDestConfig(t *testing.T, s3Secret, top, name, engine, dsn, target string) string {
+	t.Helper()
 	env := testenv.S3(t)
 	bucket := testenv.NewBucket(t, env)
 	t.Setenv("BACKPROOF_TEST_APP_DSN", dsn)
@@ -169,12 +178,29 @@ destinations:
     access_key_id: %s
     secret_access_key: %s
 targets:
-  orders:
-    engine: postgres
+  %s:
+    engine: %s
     dsn: ${BACKPROOF_TEST_APP_DSN}
     destinations: [local, offsite]
 %s
-`, top, t.TempDir(), bucket, env.Endpoint, env.AccessKey, s3Secret, target))
+`, top, t.TempDir(), bucket, env.Endpoint, env.AccessKey, s3Secret, name, engine, target))
+}
+
+// backupCommitted runs backup and returns the id of a backup that every
+// destination committed.
+func backupCommitted(t *testing.T, cfg string) string {
+	t.Helper()
+	r := runCLI(t, context.Background(), "backup", "-c", cfg, "--json")
+	if r.code != 0 {
+		t.Fatalf("backup exit %d: %s", r.code, r.stderr)
+	}
+	doc := decode[backupDoc](t, r.stdout)
+	for _, d := range doc.Backups[0].Destinations {
+		if !d.Committed {
+			t.Fatalf("%s not committed: %s", d.Name, d.Error)
+		}
+	}
+	return doc.Backups[0].ID
 }
 
 type backupDoc struct {

@@ -75,47 +75,8 @@ const mongoChecks = `
 // a local directory and MinIO, verified in image.
 func mongoConfig(t *testing.T, dsn, image, checks string) string {
 	t.Helper()
-	env := testenv.S3(t)
-	bucket := testenv.NewBucket(t, env)
-	t.Setenv("BACKPROOF_TEST_APP_DSN", dsn)
-	return writeConfig(t, fmt.Sprintf(`
-log: {level: debug, format: json}
-sandbox:
-  images: {mongodb: "%s"}
-  memory: 1GiB
-  cpus: 1
-  timeout: 5m
-destinations:
-  local: {type: local, path: %s}
-  offsite:
-    type: s3
-    bucket: %s
-    prefix: prod
-    endpoint: %s
-    path_style: true
-    access_key_id: %s
-    secret_access_key: %s
-targets:
-  shop:
-    engine: mongodb
-    dsn: ${BACKPROOF_TEST_APP_DSN}
-    destinations: [local, offsite]
-%s`, image, t.TempDir(), bucket, env.Endpoint, env.AccessKey, env.SecretKey, checks))
-}
-
-func mongoBackup(t *testing.T, cfg string) string {
-	t.Helper()
-	r := runCLI(t, context.Background(), "backup", "-c", cfg, "--json")
-	if r.code != 0 {
-		t.Fatalf("backup exit %d: %s", r.code, r.stderr)
-	}
-	doc := decode[backupDoc](t, r.stdout)
-	for _, d := range doc.Backups[0].Destinations {
-		if !d.Committed {
-			t.Fatalf("%s not committed: %s", d.Name, d.Error)
-		}
-	}
-	return doc.Backups[0].ID
+	top := fmt.Sprintf("sandbox:\n  images: {mongodb: %q}\n  memory: 1GiB\n  cpus: 1\n  timeout: 5m", image)
+	return twoDestConfig(t, testenv.S3(t).SecretKey, top, "shop", "mongodb", dsn, checks)
 }
 
 // localManifest reads a backup's manifest from the local destination.
@@ -218,7 +179,7 @@ func TestMongoEndToEnd(t *testing.T) {
 	ctx := context.Background()
 	app, admin := mongoAppDB(t)
 	cfg := mongoConfig(t, app, image, mongoChecks)
-	id := mongoBackup(t, cfg)
+	id := backupCommitted(t, cfg)
 
 	want, err := sample.MongoCounts(ctx, admin)
 	if err != nil {
@@ -515,7 +476,7 @@ func TestMongoVerifyCatchesBadBackups(t *testing.T) {
 				}
 				c = writeConfig(t, strings.Replace(string(data), mongoChecks, tc.checks, 1))
 			}
-			id := mongoBackup(t, c)
+			id := backupCommitted(t, c)
 			if tc.spoil != nil {
 				tc.spoil(t, id)
 			}

@@ -36,53 +36,12 @@ func redisSource(t *testing.T, conf ...string) *testenv.Redis {
 // and a MinIO destination, verified in the redis sandbox image with checks.
 func redisConfig(t *testing.T, dsn string) string {
 	t.Helper()
-	image := testenv.RedisImage(t)
-	env := testenv.S3(t)
-	bucket := testenv.NewBucket(t, env)
-	t.Setenv("BACKPROOF_TEST_REDIS_DSN", dsn)
-	return writeConfig(t, fmt.Sprintf(`
-log: {level: debug, format: json}
-sandbox:
-  images: {redis: "%s"}
-  memory: 512MiB
-  cpus: 1
-  timeout: 5m
-destinations:
-  local: {type: local, path: %s}
-  offsite:
-    type: s3
-    bucket: %s
-    prefix: prod
-    endpoint: %s
-    path_style: true
-    access_key_id: %s
-    secret_access_key: %s
-targets:
-  cache:
-    engine: redis
-    dsn: ${BACKPROOF_TEST_REDIS_DSN}
-    destinations: [local, offsite]
-    verify:
+	top := fmt.Sprintf("sandbox:\n  images: {redis: %q}\n  memory: 512MiB\n  cpus: 1\n  timeout: 5m", testenv.RedisImage(t))
+	return twoDestConfig(t, testenv.S3(t).SecretKey, top, "cache", "redis", dsn, `    verify:
       checks:
         - {name: session-present, query: "db0: EXISTS ttl:session", expect: "= 1"}
         - {name: big-hash, query: "db0: HLEN hash:big", expect: ">= 1000"}
-        - {name: db5-keys, query: "db5: DBSIZE", expect: "= 3"}
-`, image, t.TempDir(), bucket, env.Endpoint, env.AccessKey, env.SecretKey))
-}
-
-func redisBackup(t *testing.T, cfg string) string {
-	t.Helper()
-	r := runCLI(t, context.Background(), "backup", "-c", cfg, "--json")
-	if r.code != 0 {
-		t.Fatalf("backup exit %d: %s", r.code, r.stderr)
-	}
-	doc := decode[backupDoc](t, r.stdout)
-	for _, d := range doc.Backups[0].Destinations {
-		if !d.Committed {
-			t.Fatalf("%s not committed: %s", d.Name, d.Error)
-		}
-	}
-	return doc.Backups[0].ID
+        - {name: db5-keys, query: "db5: DBSIZE", expect: "= 3"}`)
 }
 
 // The whole life of a Redis backup, from a diskless and a disk-based source:
@@ -98,7 +57,7 @@ func TestRedisEndToEnd(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			id := redisBackup(t, cfg)
+			id := backupCommitted(t, cfg)
 			ctx := context.Background()
 
 			m, _ := localManifestFor(t, cfg, "cache", id)
@@ -176,7 +135,7 @@ func TestRedisDamagedRDB(t *testing.T) {
 		{"flipped byte", func(b []byte) []byte { b[len(b)/2] ^= 0x10; return b }, "corrupt RDB: CRC-64"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			id := redisBackup(t, cfg)
+			id := backupCommitted(t, cfg)
 			rewriteArtifact(t, cfg, id, tc.damage)
 			r := runCLI(t, ctx, "verify", "cache", "-c", cfg, "--backup", id, "--destination", "local")
 			if r.code != ExitBadBackup || !strings.Contains(r.stdout, "FAIL") || !strings.Contains(r.stderr, tc.want) {
