@@ -23,7 +23,7 @@ func TestDemo(t *testing.T) {
 	testenv.NoSandboxesLeft(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var stdout, stderr syncBuffer
+	var stdout, stderr testenv.Buffer
 	done := make(chan int, 1)
 	go func() {
 		done <- Main(ctx, []string{"demo", "--image", image, "--listen", "127.0.0.1:0", "--serve", "0"},
@@ -135,7 +135,7 @@ func TestDemoKeepsDir(t *testing.T) {
 // it looked.
 func TestDemoWithoutDocker(t *testing.T) {
 	t.Setenv("DOCKER_HOST", "unix://"+filepath.Join(t.TempDir(), "docker.sock"))
-	var stdout, stderr syncBuffer
+	var stdout, stderr testenv.Buffer
 	code := Main(context.Background(), []string{"demo", "--listen", "127.0.0.1:0"}, &stdout, &stderr, os.Getenv, Build{Version: "test"})
 	if code != ExitError || !strings.Contains(stderr.String(), "needs a Docker engine") || !strings.Contains(stderr.String(), "DOCKER_HOST") {
 		t.Fatalf("exit %d:\n%s\n%s", code, stdout.String(), stderr.String())

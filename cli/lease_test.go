@@ -37,7 +37,7 @@ func backproofBin(t *testing.T) string {
 // proc is a backproof process.
 type proc struct {
 	cmd            *exec.Cmd
-	stdout, stderr syncBuffer
+	stdout, stderr testenv.Buffer
 	done           chan struct{}
 	code           int
 }

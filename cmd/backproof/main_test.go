@@ -17,7 +17,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -238,11 +237,7 @@ func metric(t *testing.T, addr, series string) float64 {
 
 func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(timeout); !cond(); time.Sleep(200 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-	}
+	testenv.Eventually(t, timeout, what, cond)
 }
 
 // committed lists the backup directories of dir holding a manifest, and
@@ -277,7 +272,7 @@ func TestDaemonSIGTERM(t *testing.T) {
 	dir, cfg, addr := t.TempDir(), filepath.Join(t.TempDir(), "c.yaml"), testenv.FreeAddr(t)
 	daemonConfig(t, cfg, addr, dsn, dir, "@every 1s", "    verify: {schedule: \"@every 1s\"}\n")
 	cmd := backproof(context.Background(), "daemon", "-c", cfg)
-	var logs lockedBuffer
+	var logs testenv.Buffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -339,7 +334,7 @@ func TestDaemonSIGHUP(t *testing.T) {
 	dir, cfg, addr := t.TempDir(), filepath.Join(t.TempDir(), "c.yaml"), testenv.FreeAddr(t)
 	daemonConfig(t, cfg, addr, dsn, dir, "@every 1s", "")
 	cmd := backproof(context.Background(), "daemon", "-c", cfg)
-	var logs lockedBuffer // read while the daemon writes
+	var logs testenv.Buffer // read while the daemon writes
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -385,28 +380,9 @@ func TestDaemonSIGHUP(t *testing.T) {
 	}
 }
 
-// lockedBuffer collects a child's output while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 func tail(s string, n int) string {
 	if len(s) > n {
 		return s[len(s)-n:]
 	}
 	return s
 }
-
