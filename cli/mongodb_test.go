@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -280,43 +279,15 @@ func TestMongoEndToEnd(t *testing.T) {
 	})
 
 	t.Run("restore --sandbox", func(t *testing.T) {
-		sctx, interrupt := context.WithCancel(ctx)
-		defer interrupt()
-		pr, pw := io.Pipe()
-		done := make(chan int, 1)
-		var stderr strings.Builder
-		go func() {
-			env := func(k string) string { return os.Getenv(k) }
-			done <- Main(sctx, []string{"restore", "shop", "-c", cfg, "--sandbox"}, pw, &stderr, env, Build{Version: "test"})
-			pw.Close()
-		}()
-		var dsn string
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			if d, ok := strings.CutPrefix(sc.Text(), "sandbox ready: "); ok {
-				dsn = d
-				break
-			}
-		}
-		go io.Copy(io.Discard, pr) //nolint:errcheck // drain the rest
-		if dsn == "" {
-			interrupt()
-			t.Fatalf("no DSN printed; exit %d: %s", <-done, stderr.String())
-		}
+		dsn, stop := holdSandbox(t, "restore", "shop", "-c", cfg, "--sandbox")
 		if !strings.HasPrefix(dsn, "mongodb://") || !strings.Contains(dsn, "@127.0.0.1:") {
 			t.Errorf("DSN %q", dsn)
 		}
 		u, _ := url.Parse(dsn)
 		u.Path = mustPath(t, admin)
 		sameMongo(t, admin, u.String())
-		interrupt()
-		select {
-		case code := <-done:
-			if code != 0 {
-				t.Errorf("exit %d after Ctrl-C: %s", code, stderr.String())
-			}
-		case <-time.After(time.Minute):
-			t.Fatal("restore --sandbox did not end after Ctrl-C")
+		if code := stop(); code != 0 {
+			t.Errorf("exit %d after Ctrl-C", code)
 		}
 		if left := testenv.OwnSandboxes(t); len(left) != 0 {
 			t.Errorf("after Ctrl-C: %v", left)

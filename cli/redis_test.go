@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -13,7 +12,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/klauspost/compress/zstd"
 
@@ -191,48 +189,6 @@ func rewriteArtifact(t *testing.T, cfg, id string, damage func([]byte) []byte) {
 	data, _ := json.Marshal(m)
 	if err := os.WriteFile(filepath.Join(localPath(t, cfg), catalog.Key("cache", id, catalog.ManifestName)), data, 0o644); err != nil {
 		t.Fatal(err)
-	}
-}
-
-// holdSandbox runs restore --sandbox until it prints its connection string,
-// and returns that and a function that presses Ctrl-C and returns the exit
-// code.
-func holdSandbox(t *testing.T, args ...string) (string, func() int) {
-	t.Helper()
-	ctx, interrupt := context.WithCancel(context.Background())
-	pr, pw := io.Pipe()
-	done := make(chan int, 1)
-	var stderr bytes.Buffer
-	go func() {
-		env := func(k string) string { return os.Getenv(k) }
-		done <- Main(ctx, args, pw, &stderr, env, Build{Version: "test"})
-		pw.Close()
-	}()
-	var dsn string
-	sc := bufio.NewScanner(pr)
-	for sc.Scan() {
-		if d, ok := strings.CutPrefix(sc.Text(), "sandbox ready: "); ok {
-			dsn = d
-			break
-		}
-	}
-	go io.Copy(io.Discard, pr) //nolint:errcheck // drain the rest
-	if dsn == "" {
-		interrupt()
-		t.Fatalf("no connection string printed; exit %d: %s", <-done, stderr.String())
-	}
-	return dsn, func() int {
-		interrupt()
-		select {
-		case code := <-done:
-			if strings.Contains(stderr.String(), sentinel) {
-				t.Errorf("sentinel in the output: %s", stderr.String())
-			}
-			return code
-		case <-time.After(time.Minute):
-			t.Fatal("restore --sandbox did not end after Ctrl-C")
-			return -1
-		}
 	}
 }
 

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"io"
 	"os"
@@ -184,15 +185,36 @@ func TestRestoreTo(t *testing.T) {
 func TestRestoreSandbox(t *testing.T) {
 	testenv.NoSandboxesLeft(t)
 	cfg, _, want := restoreFixture(t)
-	ctx, interrupt := context.WithCancel(context.Background())
-	defer interrupt()
+	dsn, stop := holdSandbox(t, "restore", "orders", "-c", cfg, "--sandbox")
+	if !strings.Contains(dsn, "@127.0.0.1:") {
+		t.Errorf("DSN %q is not on loopback", dsn)
+	}
+	if got := counts(t, dsn); !reflect.DeepEqual(got, want) {
+		t.Errorf("sandbox counts %v, want %v", got, want)
+	}
+	if left := testenv.OwnSandboxes(t); len(left) != 1 {
+		t.Errorf("while held: %d sandboxes, want 1", len(left))
+	}
+	if code := stop(); code != 0 { // Ctrl-C
+		t.Errorf("exit %d after Ctrl-C", code)
+	}
+	if left := testenv.OwnSandboxes(t); len(left) != 0 {
+		t.Errorf("after Ctrl-C: %v", left)
+	}
+}
 
+// holdSandbox runs restore --sandbox until it prints its connection string,
+// and returns that and a function that presses Ctrl-C and returns the exit
+// code.
+func holdSandbox(t *testing.T, args ...string) (string, func() int) {
+	t.Helper()
+	ctx, interrupt := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
 	done := make(chan int, 1)
-	var stderr strings.Builder
+	var stderr bytes.Buffer
 	go func() {
 		env := func(k string) string { return os.Getenv(k) }
-		done <- Main(ctx, []string{"restore", "orders", "-c", cfg, "--sandbox"}, pw, &stderr, env, Build{Version: "test"})
+		done <- Main(ctx, args, pw, &stderr, env, Build{Version: "test"})
 		pw.Close()
 	}()
 	var dsn string
@@ -206,27 +228,19 @@ func TestRestoreSandbox(t *testing.T) {
 	go io.Copy(io.Discard, pr) //nolint:errcheck // drain the rest
 	if dsn == "" {
 		interrupt()
-		t.Fatalf("no DSN printed; exit %d: %s", <-done, stderr.String())
+		t.Fatalf("no connection string printed; exit %d: %s", <-done, stderr.String())
 	}
-	if !strings.Contains(dsn, "@127.0.0.1:") {
-		t.Errorf("DSN %q is not on loopback", dsn)
-	}
-	if got := counts(t, dsn); !reflect.DeepEqual(got, want) {
-		t.Errorf("sandbox counts %v, want %v", got, want)
-	}
-	if left := testenv.OwnSandboxes(t); len(left) != 1 {
-		t.Errorf("while held: %d sandboxes, want 1", len(left))
-	}
-	interrupt() // Ctrl-C
-	select {
-	case code := <-done:
-		if code != 0 {
-			t.Errorf("exit %d after Ctrl-C: %s", code, stderr.String())
+	return dsn, func() int {
+		interrupt()
+		select {
+		case code := <-done:
+			if strings.Contains(stderr.String(), sentinel) {
+				t.Errorf("sentinel in the output: %s", stderr.String())
+			}
+			return code
+		case <-time.After(time.Minute):
+			t.Fatal("restore --sandbox did not end after Ctrl-C")
+			return -1
 		}
-	case <-time.After(time.Minute):
-		t.Fatal("restore --sandbox did not end after Ctrl-C")
-	}
-	if left := testenv.OwnSandboxes(t); len(left) != 0 {
-		t.Errorf("after Ctrl-C: %v", left)
 	}
 }
