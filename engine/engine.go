@@ -50,6 +50,13 @@ type SourceStats struct {
 	// "function", ...), each list sorted. Verification requires every one of
 	// them in the restored copy.
 	Objects map[string][]string `json:"objects,omitempty"`
+	// Position: where the dump's snapshot stands in the server's change
+	// log, for point-in-time recovery from there (MySQL/MariaDB:
+	// binlog_file, binlog_position, gtid_set).
+	Position map[string]string `json:"position,omitempty"`
+	// Notes: what a reader must know about this copy, e.g. a table whose
+	// copy is not point-in-time.
+	Notes []string `json:"notes,omitempty"`
 }
 
 // TableStats is one table's exact row count.
