@@ -615,4 +615,3 @@ func skipName(s string, i int) int {
 	}
 	return j
 }
-

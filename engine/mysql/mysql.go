@@ -264,7 +264,6 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-
 // Grants are the statements that give user@'%' exactly what a backup of
 // database db needs on the given flavor (README, "Least privilege").
 func Grants(flavor, user, db string) []string {

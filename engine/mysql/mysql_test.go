@@ -86,7 +86,7 @@ func checksums(t *testing.T, dsn string) map[string]string {
 	out := map[string]string{}
 	for _, n := range names {
 		var tn, sum string
-		if err := db.QueryRow("CHECKSUM TABLE " + quote(n)).Scan(&tn, &sum); err != nil {
+		if err := db.QueryRow("CHECKSUM TABLE "+quote(n)).Scan(&tn, &sum); err != nil {
 			t.Fatal(err)
 		}
 		out[n] = sum
