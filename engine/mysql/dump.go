@@ -559,7 +559,9 @@ func (dw *dumpWriter) routine(ctx context.Context, db, kind, name string) error 
 	if kind == "EVENT" {
 		dw.printf("SET time_zone = %s;\n", literal(r[0]["time_zone"].String))
 	}
-	dw.printf("DELIMITER ;;\n%s;;\nDELIMITER ;\n", stripDefiner(body.String))
+	// A trailing terminator of the original text would end the statement early.
+	stmt := strings.TrimRight(stripDefiner(body.String), "; \t\r\n")
+	dw.printf("DELIMITER ;;\n%s;;\nDELIMITER ;\n", stmt)
 	if kind == "EVENT" {
 		dw.printf("SET time_zone = '+00:00';\n")
 	}
