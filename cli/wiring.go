@@ -13,6 +13,7 @@ import (
 	"github.com/backproof/backproof/destination/s3"
 	"github.com/backproof/backproof/engine"
 	"github.com/backproof/backproof/engine/mongodb"
+	"github.com/backproof/backproof/engine/mysql"
 	"github.com/backproof/backproof/engine/postgres"
 	"github.com/backproof/backproof/engine/redis"
 )
@@ -45,6 +46,12 @@ var engines = map[string]func(t *config.Target, log *slog.Logger) dbEngine{
 	},
 	"mongodb": func(t *config.Target, log *slog.Logger) dbEngine {
 		return mongodb.New(t.DSN.Reveal(), mongodb.WithLogger(log))
+	},
+	"mysql": func(t *config.Target, log *slog.Logger) dbEngine {
+		return mysql.New(mysql.MySQL, t.DSN.Reveal(), mysql.WithLogger(log))
+	},
+	"mariadb": func(t *config.Target, log *slog.Logger) dbEngine {
+		return mysql.New(mysql.MariaDB, t.DSN.Reveal(), mysql.WithLogger(log))
 	},
 }
 
