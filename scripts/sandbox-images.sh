@@ -82,7 +82,7 @@ while (($#)); do
     -h | --help) usage ;;
     -*) say "unknown option $1"; usage ;;
     *)
-      [[ -n ${TAGS[$1]:-} ]] || die "unknown engine '$1' (known: ${!TAGS[*]})"
+      [[ -n ${TAGS[$1]+set} ]] || die "unknown engine '$1' (known: ${!TAGS[*]})"
       ENGINES+=("$1"); shift ;;
   esac
 done

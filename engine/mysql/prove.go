@@ -193,13 +193,23 @@ func (r *restored) Amcheck(ctx context.Context) (int, error) {
 
 // Query implements engine.Copy. The query runs as an account that may only
 // read, in a read-only transaction, under a statement timeout (the
-// context's deadline, at most 10 minutes).
+// context's deadline, at most 10 minutes), in the copy's database when it
+// holds one (otherwise name each table's database).
 func (r *restored) Query(ctx context.Context, query string) (engine.Value, error) {
 	timeout := 10 * time.Minute
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = min(timeout, max(time.Until(dl), time.Second))
 	}
-	pool, conn, _, err := open(ctx, r.check, "")
+	// A copy of one database is the query's default database.
+	dbs, err := userDatabases(ctx, r.conn)
+	if err != nil {
+		return engine.Value{}, err
+	}
+	def := ""
+	if len(dbs) == 1 {
+		def = dbs[0]
+	}
+	pool, conn, _, err := open(ctx, r.check, def)
 	if err != nil {
 		return engine.Value{}, fmt.Errorf("connect to restored copy as %s: %w", checkUser, err)
 	}

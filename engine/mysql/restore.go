@@ -101,7 +101,7 @@ func (e *Engine) restore(ctx context.Context, d *dsn, path string, info *engine.
 
 	pool, conn, srv, err := open(ctx, d, "")
 	if err != nil {
-		return nil, fmt.Errorf("connect to restore target %s: %w", d.describe(), err)
+		return nil, fmt.Errorf("connect to restore target: %w", err)
 	}
 	defer closeConn(pool, conn)
 	if err := srv.check(e.flavor); err != nil {
@@ -276,7 +276,7 @@ func (e *Engine) Objects(ctx context.Context, dsn string) (int, error) {
 	}
 	pool, conn, srv, err := open(ctx, d, "")
 	if err != nil {
-		return 0, fmt.Errorf("connect to restore target %s: %w", d.describe(), err)
+		return 0, fmt.Errorf("connect to restore target: %w", err)
 	}
 	defer closeConn(pool, conn)
 	if err := srv.check(e.flavor); err != nil {
