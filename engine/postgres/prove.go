@@ -195,9 +195,18 @@ func (r *restored) Observe(ctx context.Context) (*engine.SourceStats, error) {
 	return &engine.SourceStats{Tables: tables, Objects: objects}, nil
 }
 
-// Amcheck implements engine.Copy: bt_index_check with heapallindexed on
-// every valid B-tree index, so each index is checked against its table too.
-func (r *restored) Amcheck(ctx context.Context) (int, error) {
+// Integrity implements engine.Copy with amcheck: bt_index_check with
+// heapallindexed on every valid B-tree index, so each index is checked
+// against its table too.
+func (r *restored) Integrity(ctx context.Context) (string, error) {
+	n, err := r.amcheck(ctx)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%d indexes", n), nil
+}
+
+func (r *restored) amcheck(ctx context.Context) (int, error) {
 	if _, err := r.conn.Exec(ctx, "CREATE EXTENSION IF NOT EXISTS amcheck"); err != nil {
 		if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok && (pgErr.Code == "58P01" || pgErr.Code == "0A000" || strings.Contains(pgErr.Message, "extension")) {
 			return 0, fmt.Errorf("amcheck extension not available in the sandbox: %s: %w", pgErr.Message, errors.ErrUnsupported)
