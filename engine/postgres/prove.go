@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/backproof/backproof/engine"
+	"github.com/backproof/backproof/engine/proc"
 	"github.com/backproof/backproof/sandbox"
 )
 
@@ -121,11 +122,11 @@ func (e *Engine) restore(ctx context.Context, dsn, path string, info *engine.Dum
 		// may exit before reading all of it, which is its error to report.
 		cmd.Stdin = stdin
 	}
-	stderr := &tailBuffer{max: 4096}
+	stderr := &proc.Tail{}
 	cmd.Stderr = stderr
 	e.log.DebugContext(ctx, "starting pg_restore", "path", tool.Path, "version", tool.Version, "jobs", opts.Jobs)
 	if err := cmd.Run(); err != nil {
-		out := redact(stderr.String(), password)
+		out := proc.Redact(stderr.String(), password)
 		switch {
 		case ctx.Err() != nil:
 			return fmt.Errorf("restore cancelled: %w", context.Cause(ctx))
