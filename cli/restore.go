@@ -150,12 +150,8 @@ prints a connection string and keeps the container until Ctrl-C or --keep.`,
 
 // restoreTo restores into the database at o.to.
 func (e *env) restoreTo(eng engine.Engine, copies []restore.Copy, ids *crypt.Identities, o restoreOpts, res *restoreResult) error {
-	n, err := eng.Objects(e.ctx, o.to)
-	if err != nil {
+	if err := engine.CheckEmpty(e.ctx, eng, o.to, o.force); err != nil {
 		return err
-	}
-	if n > 0 && !o.force {
-		return fmt.Errorf("the target database is not empty (%d objects): nothing was changed; pass --force to replace the objects the backup contains (others are left alone)", n)
 	}
 	dir, err := os.MkdirTemp("", "backproof-restore-")
 	if err != nil {

@@ -37,6 +37,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/url"
@@ -274,4 +275,21 @@ func URLPassword(dsn string) []string {
 		out = append(out, u)
 	}
 	return out
+}
+
+// ErrNotEmpty: a restore --to target holds objects and --force was not given.
+var ErrNotEmpty = errors.New("the target database is not empty")
+
+// CheckEmpty is restore --to's guard: it refuses the database at dsn when
+// it holds objects a restore would collide with, unless force. It changes
+// nothing, and its error says so.
+func CheckEmpty(ctx context.Context, r Restorer, dsn string, force bool) error {
+	n, err := r.Objects(ctx, dsn)
+	if err != nil {
+		return err
+	}
+	if n > 0 && !force {
+		return fmt.Errorf("%w (%d objects): nothing was changed; pass --force to replace the objects the backup contains (others are left alone)", ErrNotEmpty, n)
+	}
+	return nil
 }
