@@ -13,7 +13,7 @@ const (
 	// Error: verification could not run to a verdict (no Docker, an
 	// unreachable destination, a timeout). Says nothing about the backup.
 	Error Outcome = "error"
-	// Skipped: a check that did not apply (amcheck without the extension).
+	// Skipped: a check that did not apply (integrity: amcheck without the extension).
 	Skipped Outcome = "skipped"
 )
 
