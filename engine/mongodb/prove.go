@@ -77,7 +77,7 @@ func (e *Engine) Describe(dsn string) string {
 func (e *Engine) Objects(ctx context.Context, dsn string) (int, error) {
 	client, err := connect(ctx, dsn)
 	if err != nil {
-		return 0, fmt.Errorf("connect to restore target: %w", err)
+		return 0, fmt.Errorf("connect to restore target %s: %w", e.Describe(dsn), err)
 	}
 	defer disconnect(ctx, client)
 	dbs := []string{}

@@ -59,7 +59,7 @@ var archiveMagic = []byte("PGDMP")
 func (e *Engine) Dump(ctx context.Context, w io.Writer) (*engine.DumpInfo, error) {
 	conn, err := pgx.Connect(ctx, e.dsn)
 	if err != nil {
-		return nil, fmt.Errorf("connect to source: %w", err)
+		return nil, fmt.Errorf("connect to source %s: %w", Describe(e.dsn), err)
 	}
 	defer closeConn(ctx, conn)
 

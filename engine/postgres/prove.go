@@ -131,7 +131,7 @@ func (e *Engine) restore(ctx context.Context, dsn, path string, info *engine.Dum
 		case ctx.Err() != nil:
 			return fmt.Errorf("restore cancelled: %w", context.Cause(ctx))
 		case strings.Contains(out, "connection to server") || strings.Contains(out, "could not connect"):
-			return fmt.Errorf("pg_restore could not reach the database (%v): %s", err, out)
+			return fmt.Errorf("pg_restore could not reach %s (%v): %s", Describe(dsn), err, out)
 		}
 		return fmt.Errorf("%w: pg_restore %s (%v): %s", engine.ErrRestore, tool.Version, err, out)
 	}
@@ -344,7 +344,7 @@ func numericText(n pgtype.Numeric) string {
 func (e *Engine) Objects(ctx context.Context, dsn string) (int, error) {
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
-		return 0, fmt.Errorf("connect to restore target: %w", err)
+		return 0, fmt.Errorf("connect to restore target %s: %w", Describe(dsn), err)
 	}
 	defer closeConn(ctx, conn)
 	objects, err := listObjects(ctx, conn)
