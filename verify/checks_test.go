@@ -164,3 +164,20 @@ func TestMajorVersion(t *testing.T) {
 		}
 	}
 }
+
+// Records written before the integrity step had its name call it amcheck.
+func TestCheckName(t *testing.T) {
+	if CheckName("amcheck") != CheckIntegrity || CheckName(CheckIntegrity) != CheckIntegrity || CheckName("tables") != "tables" {
+		t.Error("CheckName does not read the old name as integrity")
+	}
+}
+
+// Messages use the engine's words.
+func TestCompareTablesWords(t *testing.T) {
+	want := []engine.TableStats{{Schema: "redis", Name: "db0", Rows: 5}, {Name: "db1", Rows: 2}}
+	got := []engine.TableStats{{Schema: "redis", Name: "db0", Rows: 4}}
+	observed, problems := compareTables(want, got, config.Tolerance{}, engine.DatabasesKeys)
+	if observed != "2 databases, 4 keys" || strings.Join(problems, "|") != "database redis.db0 has 4 keys, the dump recorded 5|database db1 missing" {
+		t.Errorf("observed %q, problems %q", observed, problems)
+	}
+}
