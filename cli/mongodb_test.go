@@ -229,7 +229,7 @@ func TestMongoEndToEnd(t *testing.T) {
 				passed[c.Name] = c.Observed
 			}
 		}
-		for _, name := range []string{"checksum", "restore", "tables", "schema", "amcheck", "orders-present", "paid-orders", "orders-fresh", "items-sold"} {
+		for _, name := range []string{"checksum", "restore", "tables", "schema", "integrity", "orders-present", "paid-orders", "orders-fresh", "items-sold"} {
 			if _, ok := passed[name]; !ok {
 				t.Errorf("%s: check %s did not pass: %+v", v.Destination, name, v.Checks)
 			}

@@ -70,7 +70,7 @@ var systemDatabases = []string{"admin", "local", "config"}
 func (e *Engine) Dump(ctx context.Context, w io.Writer) (*engine.DumpInfo, error) {
 	client, err := connect(ctx, e.uri)
 	if err != nil {
-		return nil, fmt.Errorf("connect to source: %w", err)
+		return nil, fmt.Errorf("connect to source %s: %w", e.Describe(e.uri), err)
 	}
 	defer disconnect(ctx, client)
 

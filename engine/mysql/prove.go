@@ -150,10 +150,20 @@ func (r *restored) Observe(ctx context.Context) (*engine.SourceStats, error) {
 	return stats, nil
 }
 
-// Amcheck implements engine.Copy with CHECK TABLE on every table: pages,
-// rows and indexes against each other. It returns how many tables were
-// checked.
-func (r *restored) Amcheck(ctx context.Context) (int, error) {
+// Integrity implements engine.Copy with CHECK TABLE on every table: pages,
+// rows and indexes against each other.
+func (r *restored) Integrity(ctx context.Context) (string, error) {
+	n, err := r.checkTables(ctx)
+	if err != nil {
+		return "", err
+	}
+	if n == 1 {
+		return "1 table", nil
+	}
+	return fmt.Sprintf("%d tables", n), nil
+}
+
+func (r *restored) checkTables(ctx context.Context) (int, error) {
 	dbs, err := userDatabases(ctx, r.conn)
 	if err != nil {
 		return 0, err
