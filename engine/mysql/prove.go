@@ -30,9 +30,9 @@ const ReadyLine = "port: 3306  "
 // MARIADB_ROOT_PASSWORD / MYSQL_ROOT_PASSWORD, reachable from any host.
 const sandboxUser = "root"
 
-// checkUser runs the configured checks in a restored copy: it may read
-// everything and change nothing.
-const checkUser = "backproof_check"
+// checkUser, with a random suffix, runs the configured checks in a restored
+// copy: it may read everything and change nothing.
+const checkUser = "backproof_check_"
 
 // Sandbox implements engine.Prover with the official images' contract
 // (mariadb:{version}, mysql:{version}). The server trades durability for
@@ -83,6 +83,9 @@ func (e *Engine) Open(ctx context.Context, srv engine.Server) (engine.Copy, erro
 		return nil, fmt.Errorf("connect to restored copy: %w", err)
 	}
 	r := &restored{pool: pool, conn: conn, srv: info, d: d}
+	if d.db != "" {
+		r.dbs = []string{d.db}
+	}
 	if err := r.createCheckUser(ctx); err != nil {
 		r.Close(ctx) //nolint:errcheck // nothing to report
 		return nil, err
@@ -96,29 +99,42 @@ type restored struct {
 	conn  *sql.Conn
 	srv   *server
 	d     *dsn
-	check *dsn // the read-only account
+	dbs   []string // the databases under inspection; nil: every user database
+	check *dsn     // the read-only account
 }
 
 func (r *restored) Close(ctx context.Context) error {
+	if r.check != nil {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		r.conn.ExecContext(ctx, "DROP USER IF EXISTS "+literal(r.check.user)+"@'%'") //nolint:errcheck // best effort; sandboxes are thrown away
+	}
 	closeConn(r.pool, r.conn)
 	return nil
 }
 
+// databases are the databases of the copy.
+func (r *restored) databases(ctx context.Context) ([]string, error) {
+	if r.dbs != nil {
+		return r.dbs, nil
+	}
+	return userDatabases(ctx, r.conn)
+}
+
 func (r *restored) createCheckUser(ctx context.Context) error {
-	b := make([]byte, 16)
+	b := make([]byte, 20)
 	rand.Read(b)
-	pass := hex.EncodeToString(b)
+	user, pass := checkUser+hex.EncodeToString(b[:4]), hex.EncodeToString(b[4:])
 	for _, q := range []string{
-		"DROP USER IF EXISTS " + literal(checkUser) + "@'%'",
-		"CREATE USER " + literal(checkUser) + "@'%' IDENTIFIED BY " + literal(pass),
-		"GRANT SELECT, SHOW VIEW, EXECUTE ON *.* TO " + literal(checkUser) + "@'%'",
+		"CREATE USER " + literal(user) + "@'%' IDENTIFIED BY " + literal(pass),
+		"GRANT SELECT, SHOW VIEW, EXECUTE ON *.* TO " + literal(user) + "@'%'",
 	} {
 		if _, err := r.conn.ExecContext(ctx, q); err != nil {
 			return fmt.Errorf("create the read-only account for checks: %w", err)
 		}
 	}
 	c := *r.d
-	c.user, c.password = checkUser, pass
+	c.user, c.password = user, pass
 	r.check = &c
 	return nil
 }
@@ -126,7 +142,7 @@ func (r *restored) createCheckUser(ctx context.Context) error {
 // Observe implements engine.Copy: the inventory a dump records, with exact
 // row counts.
 func (r *restored) Observe(ctx context.Context) (*engine.SourceStats, error) {
-	dbs, err := userDatabases(ctx, r.conn)
+	dbs, err := r.databases(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -164,7 +180,7 @@ func (r *restored) Integrity(ctx context.Context) (string, error) {
 }
 
 func (r *restored) checkTables(ctx context.Context) (int, error) {
-	dbs, err := userDatabases(ctx, r.conn)
+	dbs, err := r.databases(ctx)
 	if err != nil {
 		return 0, err
 	}
@@ -211,7 +227,7 @@ func (r *restored) Query(ctx context.Context, query string) (engine.Value, error
 		timeout = min(timeout, max(time.Until(dl), time.Second))
 	}
 	// A copy of one database is the query's default database.
-	dbs, err := userDatabases(ctx, r.conn)
+	dbs, err := r.databases(ctx)
 	if err != nil {
 		return engine.Value{}, err
 	}
@@ -221,7 +237,7 @@ func (r *restored) Query(ctx context.Context, query string) (engine.Value, error
 	}
 	pool, conn, _, err := open(ctx, r.check, def)
 	if err != nil {
-		return engine.Value{}, fmt.Errorf("connect to restored copy as %s: %w", checkUser, err)
+		return engine.Value{}, fmt.Errorf("connect to restored copy as %s: %w", r.check.user, err)
 	}
 	defer closeConn(pool, conn)
 	limit := fmt.Sprintf("SET SESSION max_execution_time = %d", timeout.Milliseconds())

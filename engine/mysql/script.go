@@ -26,7 +26,8 @@ type scriptReader struct {
 	r     *bufio.Reader
 	delim string
 	line  int
-	ended bool // saw the end marker
+	ended  bool // saw the end marker
+	lastNL bool // the last command line ended with a newline
 }
 
 func newScriptReader(r io.Reader) *scriptReader {
@@ -68,7 +69,9 @@ func (s *scriptReader) Next() (statement, error) {
 				}
 				if isCmd {
 					if m, ok := strings.CutPrefix(line, "-- backproof:"); ok {
-						if strings.TrimSpace(m) == strings.TrimPrefix(markerEnd, "-- backproof: ") {
+						// The end marker counts with its newline: a cut
+						// last byte is a truncated dump too.
+						if strings.TrimSpace(m) == strings.TrimPrefix(markerEnd, "-- backproof: ") && s.lastNL {
 							s.ended = true
 						}
 						return statement{marker: line, line: start}, nil
@@ -107,7 +110,8 @@ func (s *scriptReader) peekCommand() (string, bool, error) {
 	if err != nil && err != io.EOF {
 		return "", false, err
 	}
-	if strings.HasSuffix(line, "\n") {
+	s.lastNL = strings.HasSuffix(line, "\n")
+	if s.lastNL {
 		s.line++
 	}
 	line = strings.TrimRight(line, "\r\n")

@@ -2,6 +2,8 @@ package testenv
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"database/sql"
 	"net/url"
 	"strings"
@@ -13,7 +15,9 @@ import (
 
 // Environment variables of the MySQL and MariaDB test servers
 // (scripts/testenv.sh runs them from the sandbox images, binlog on) and of
-// their sandbox images.
+// their sandbox images. Each server has a twin of the same version, whose
+// DSN is in the same variable with "_B" appended, for tests that need the
+// same database name on two servers (engine/enginetest).
 const (
 	EnvMariaDBDSN   = "BACKPROOF_TEST_MARIADB_DSN"   // mysql://root:...@127.0.0.1:PORT/, MariaDB 10.11 (Debian 12)
 	EnvMariaDB11DSN = "BACKPROOF_TEST_MARIADB11_DSN" // MariaDB 11.8 (Debian trixie)
@@ -64,6 +68,39 @@ func (s MySQLServer) NewDB(t testing.TB) string {
 	db := MySQLConn(t, admin)
 	if _, err := db.Exec("CREATE DATABASE `" + name + "`"); err != nil {
 		t.Fatalf("create database %s on %s: %v", name, s.Name, err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if _, err := db.ExecContext(ctx, "DROP DATABASE IF EXISTS `"+name+"`"); err != nil {
+			t.Errorf("drop database %s: %v", name, err)
+		}
+	})
+	u, _ := url.Parse(admin)
+	u.Path = "/" + name
+	return u.String()
+}
+
+// mysqlRun is random per test process: database names derived from a
+// test's name differ between processes sharing the servers.
+var mysqlRun = randHex(3)
+
+// TwinDB creates a database named after the test (the same name for every
+// call in one test) on the server, or with twin on its twin, and returns a
+// DSN naming it. It is dropped when the test ends.
+func (s MySQLServer) TwinDB(t testing.TB, twin bool) string {
+	t.Helper()
+	env := s.Env
+	if twin {
+		env += "_B"
+	}
+	admin := Require(t, env)
+	requireLoopbackURL(t, env, admin)
+	sum := sha256.Sum256([]byte(t.Name()))
+	name := "bp_" + mysqlRun + "_" + hex.EncodeToString(sum[:8])
+	db := MySQLConn(t, admin)
+	if _, err := db.Exec("CREATE DATABASE `" + name + "`"); err != nil {
+		t.Fatalf("create database %s on %s: %v", name, env, err)
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
