@@ -337,3 +337,46 @@ func TestLeastPrivilege(t *testing.T) {
 		})
 	}
 }
+
+// A table rebuilt by DDL after the snapshot started fails the dump with an
+// error that says so, rather than dumping it empty.
+func TestDumpDDLDuringDump(t *testing.T) {
+	for _, s := range testenv.MySQLServers {
+		t.Run(s.Name, func(t *testing.T) {
+			src := s.NewDB(t)
+			limit := "SET SESSION cte_max_recursion_depth = 100000; "
+			if s.Flavor == MariaDB {
+				limit = "SET SESSION max_recursive_iterations = 100000; "
+			}
+			db := testenv.MySQLConn(t, src)
+			if _, err := db.Exec(limit + "CREATE TABLE a_big (id INT PRIMARY KEY, pad CHAR(200));" +
+				" INSERT INTO a_big WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq WHERE n < 20000) SELECT n, REPEAT('x', 200) FROM seq;" +
+				" CREATE TABLE z_small (id INT PRIMARY KEY); INSERT INTO z_small VALUES (1), (2), (3)"); err != nil {
+				t.Fatal(err)
+			}
+			// At the dump's first bytes (a_big is being read), rebuild z_small.
+			var ddlErr error
+			w := &onFirstWrite{fn: func() { _, ddlErr = db.Exec("ALTER TABLE z_small FORCE") }}
+			_, err := New(s.Flavor, src).Dump(context.Background(), w)
+			if ddlErr != nil {
+				t.Fatalf("DDL: %v", ddlErr)
+			}
+			if err == nil || !strings.Contains(err.Error(), "changed during the dump") {
+				t.Fatalf("dump with DDL during it = %v, want an error saying a table changed", err)
+			}
+		})
+	}
+}
+
+type onFirstWrite struct {
+	fn   func()
+	done bool
+}
+
+func (o *onFirstWrite) Write(p []byte) (int, error) {
+	if !o.done {
+		o.done = true
+		o.fn()
+	}
+	return len(p), nil
+}
