@@ -23,9 +23,9 @@ type statement struct {
 // does: string literals, quoted identifiers and comments are opaque, and
 // DELIMITER lines change the terminator.
 type scriptReader struct {
-	r     *bufio.Reader
-	delim string
-	line  int
+	r      *bufio.Reader
+	delim  string
+	line   int
 	ended  bool // saw the end marker
 	lastNL bool // the last command line ended with a newline
 }

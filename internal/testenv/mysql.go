@@ -3,8 +3,8 @@ package testenv
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/hex"
 	"database/sql"
+	"encoding/hex"
 	"net/url"
 	"strings"
 	"testing"
