@@ -35,6 +35,8 @@ REDIS_SERVER=/usr/bin/redis-server
 MONGO_IMAGE=$SANDBOX_PREFIX/ferretdb:1.24
 MYSQL_DIR=$STATE/mysql
 # name, image, env var: the MySQL/MariaDB test servers (internal/testenv.MySQLServers).
+# Each runs twice: the twin's DSN is in the env var with _B appended (the engine
+# conformance suite restores into a database of the same name on another server).
 MYSQL_SERVERS=(
   "mariadb-10.11 $SANDBOX_PREFIX/mariadb:10.11 BACKPROOF_TEST_MARIADB_DSN"
   "mariadb-11.8 $SANDBOX_PREFIX/mariadb:11.8 BACKPROOF_TEST_MARIADB11_DSN"
@@ -273,8 +275,10 @@ start_mysql() {
   mkdir -p "$MYSQL_DIR"
   local spec name image var port pass cname flavor_args
   local -a names=()
-  for spec in "${MYSQL_SERVERS[@]}"; do
-    read -r name image var <<<"$spec"
+  local twin
+  for spec in "${MYSQL_SERVERS[@]}" "${MYSQL_SERVERS[@]/%/ _B}"; do
+    read -r name image var twin <<<"$spec"
+    var+=${twin:-}
     port=$(free_port) pass=$(rand_hex 16) cname=backproof-testenv-$name-$(rand_hex 4)
     flavor_args=(--log-bin=binlog --server-id=1)
     [[ $name != mysql-* ]] || flavor_args+=(--gtid-mode=ON --enforce-gtid-consistency=ON)
@@ -292,7 +296,7 @@ start_mysql() {
   local c ok
   for c in "${names[@]}"; do
     ok=
-    for _ in {1..240}; do
+    for _ in {1..480}; do
       if docker logs "$c" 2>&1 | grep -q 'port: 3306  '; then ok=1; break; fi
       [[ $(docker inspect -f '{{.State.Running}}' "$c" 2>/dev/null) == true ]] || break
       sleep 0.25
@@ -346,7 +350,7 @@ still_up() {
       [[ -f $MONGO_DIR/pid ]] && grep -qF "$MONGO_DIR" "/proc/$(<"$MONGO_DIR/pid")/cmdline" 2>/dev/null &&
       [[ -n ${BACKPROOF_TEST_MYSQL_DSN:-} && -f $MYSQL_DIR/containers ]] &&
       # shellcheck disable=SC2046 # one name per line
-      [[ $(docker inspect -f '{{.State.Running}}' $(<"$MYSQL_DIR/containers") 2>/dev/null | grep -c true) == "${#MYSQL_SERVERS[@]}" ]] &&
+      [[ $(docker inspect -f '{{.State.Running}}' $(<"$MYSQL_DIR/containers") 2>/dev/null | grep -c true) == $((2 * ${#MYSQL_SERVERS[@]})) ]] &&
       "$PG_BIN/psql" "$BACKPROOF_TEST_PG_DSN" -XAtqc 'SELECT 1' >/dev/null 2>&1 &&
       curl -fsS --noproxy '*' -o /dev/null -m 2 "$BACKPROOF_TEST_S3_ENDPOINT/minio/health/ready"
   )
