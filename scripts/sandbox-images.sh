@@ -2,9 +2,9 @@
 # Local stand-ins for the official postgres:15, redis:7, mongo, mariadb and mysql images,
 # so restore sandboxes (and the MySQL/MariaDB test servers) work where no image registry
 # is reachable:
-#   debootstrap bookworm (minbase + postgresql-15, redis-server, mariadb-server 10.11),
-#   trixie (mariadb-server 11.8) and sid (mysql-server 9.7), one root per suite
-#     -> docker import as PREFIX/base:<suite>
+#   debootstrap bookworm (minbase + postgresql-15, redis-server), bookworm again
+#   (mariadb-server 10.11), trixie (mariadb-server 11.8) and sid (mysql-server 9.7)
+#     -> docker import as PREFIX/base:<root> (bookworm, mariadb-bookworm, trixie, sid)
 #     -> docker build sandbox/images/<dir> FROM it -> PREFIX/postgres:15, PREFIX/redis:7,
 #        PREFIX/mariadb:<version> (and :<major.minor>), PREFIX/mysql:<version> (and :<major.minor>),
 #        <version> being the packaged server's, e.g. 10.11.19
@@ -29,9 +29,13 @@ set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 IMAGES_DIR=$REPO/sandbox/images
-# One debootstrapped root per suite. setpriv (entrypoints) is in util-linux, which minbase has.
+# Debootstrapped roots: name -> suite and packages. setpriv (entrypoints) is in
+# util-linux, which minbase has. MariaDB 10.11 has a bookworm root of its own, so the
+# PostgreSQL/Redis base (and the backproof image built FROM it) stays as it was.
+declare -A ROOT_SUITE=([bookworm]=bookworm [mariadb-bookworm]=bookworm [trixie]=trixie [sid]=sid)
 declare -A INCLUDES=(
-  [bookworm]=postgresql-15,redis-server,mariadb-server
+  [bookworm]=postgresql-15,redis-server
+  [mariadb-bookworm]=mariadb-server
   [trixie]=mariadb-server
   [sid]=mysql-server
 )
@@ -39,7 +43,7 @@ LABEL_KEY=org.backproof.sandbox.hash
 IMAGE_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 # engine -> image tag ("" for the packaged server's version), suite, image directory, package.
 declare -A TAGS=([postgres]=15 [redis]=7 [ferretdb]=1.24 [mariadb-10.11]='' [mariadb-11.8]='' [mysql-9.7]='')
-declare -A SUITES=([postgres]=bookworm [redis]=bookworm [mariadb-10.11]=bookworm [mariadb-11.8]=trixie [mysql-9.7]=sid)
+declare -A ROOTS=([postgres]=bookworm [redis]=bookworm [mariadb-10.11]=mariadb-bookworm [mariadb-11.8]=trixie [mysql-9.7]=sid)
 declare -A DIRS=([postgres]=postgres [redis]=redis [mariadb-10.11]=mysql [mariadb-11.8]=mysql [mysql-9.7]=mysql)
 declare -A PACKAGES=([mariadb-10.11]=mariadb-server-core [mariadb-11.8]=mariadb-server-core [mysql-9.7]=mysql-server-core)
 FERRETDB_VERSION=v1.24.0
@@ -183,8 +187,8 @@ ensure_debootstrap() {
 # The rootfs recipe. Its text is part of the base image's hash: edit it and the base
 # (and then every engine image) is rebuilt.
 build_rootfs() {
-  local dir=$1 mirror=$2 suite=$3 include=$4
-  quietly debootstrap --variant=minbase --include="$include" "$suite" "$dir" "$mirror"
+  local dir=$1 mirror=$2
+  quietly debootstrap --variant=minbase --include="$INCLUDE" "$SUITE" "$dir" "$mirror"
   # Postinst scripts must not have left servers running in the rootfs.
   local p
   for p in /proc/[0-9]*; do
@@ -195,8 +199,6 @@ build_rootfs() {
   done
   # Debian's packages made a "main" cluster; the entrypoint makes its own in PGDATA.
   rm -rf "$dir"/etc/postgresql/15/main "$dir"/var/lib/postgresql/15 "$dir"/var/log/postgresql/*
-  # Nor the data directory mariadb-server/mysql-server made: the entrypoint makes its own.
-  rm -rf "$dir"/var/lib/mysql "$dir"/var/log/mysql/*
   # Lean: no package cache, apt lists, docs (copyright files stay), manuals, translations.
   rm -rf "$dir"/var/cache/apt/archives/*.deb "$dir"/var/cache/apt/*.bin "$dir"/var/lib/apt/lists/*
   find "$dir"/usr/share/doc -mindepth 1 -not -name copyright -not -type d -delete
@@ -209,17 +211,28 @@ build_rootfs() {
   : >"$dir"/etc/machine-id
 }
 
-# base_hash SUITE: the hash of the suite's rootfs recipe.
+# A MySQL/MariaDB root: the data directory the packages made is not ours either
+# (the entrypoint makes its own). Part of those roots' hash.
+clean_mysql_rootfs() {
+  rm -rf "$1"/var/lib/mysql "$1"/var/log/mysql/*
+}
+
+# base_hash ROOT: the hash of a root's recipe (bookworm's as it always was).
 base_hash() {
+  local SUITE=${ROOT_SUITE[$1]} INCLUDE=${INCLUDES[$1]}
   {
-    echo "$1 ${INCLUDES[$1]} $IMAGE_PATH"
+    echo "$SUITE $INCLUDE $IMAGE_PATH"
     declare -f build_rootfs
+    if [[ $1 != bookworm ]]; then
+      echo "$1"
+      declare -f clean_mysql_rootfs
+    fi
   } | sha256sum | cut -c1-16
 }
 
-# make_tarball FILE SUITE: debootstrap into a scratch dir and tar it to FILE.
+# make_tarball FILE ROOT: debootstrap into a scratch dir and tar it to FILE.
 make_tarball() {
-  local tarball=$1 SUITE=$2 mirror dir
+  local tarball=$1 root=$2 SUITE=${ROOT_SUITE[$2]} INCLUDE=${INCLUDES[$2]} mirror dir
   [[ $EUID -eq 0 ]] || die "building the base rootfs needs root (debootstrap); no cached $tarball"
   ensure_debootstrap
   mirror=$(debian_mirror)
@@ -227,31 +240,32 @@ make_tarball() {
   CLEANUP+=("$dir" "$tarball.tmp")
   chmod 755 "$dir"
   say "debootstrap $SUITE from $mirror (1-5 min)"
-  build_rootfs "$dir" "$mirror" "$SUITE" "${INCLUDES[$SUITE]}"
+  build_rootfs "$dir" "$mirror"
+  [[ $root == bookworm ]] || clean_mysql_rootfs "$dir"
   note "packing the rootfs into $tarball"
   tar --numeric-owner -C "$dir" -cf "$tarball.tmp" .
   mv -f "$tarball.tmp" "$tarball"
   remove_tree "$dir"
   # Tarballs of older recipes are dead weight.
   local f
-  for f in "$SANDBOX_CACHE"/base-"$SUITE"-*.tar; do
+  for f in "$SANDBOX_CACHE"/base-"$root"-[0-9a-f]*.tar; do
     [[ $f == "$tarball" ]] || rm -f "$f"
   done
 }
 
-# ensure_base SUITE: PREFIX/base:SUITE from its (cached) rootfs tarball.
+# ensure_base ROOT: PREFIX/base:ROOT from its (cached) rootfs tarball.
 declare -A BASE_DONE=()
 ensure_base() {
-  local SUITE=$1 BASE_TAG=$PREFIX/base:$1 BASE_HASH INCLUDE=${INCLUDES[$1]}
-  [[ -z ${BASE_DONE[$SUITE]:-} ]] || return 0
-  BASE_DONE[$SUITE]=1
-  BASE_HASH=$(base_hash "$SUITE")
+  local root=$1 SUITE=${ROOT_SUITE[$1]} BASE_TAG=$PREFIX/base:$1 BASE_HASH INCLUDE=${INCLUDES[$1]}
+  [[ -z ${BASE_DONE[$root]:-} ]] || return 0
+  BASE_DONE[$root]=1
+  BASE_HASH=$(base_hash "$root")
   if [[ -z $FORCE && $(label_of "$BASE_TAG") == "$BASE_HASH" ]]; then
     note "$BASE_TAG is up to date"
     return 0
   fi
-  local tarball=$SANDBOX_CACHE/base-$SUITE-$BASE_HASH.tar old
-  if [[ -n $FORCE || ! -s $tarball ]]; then make_tarball "$tarball" "$SUITE"; fi
+  local tarball=$SANDBOX_CACHE/base-$root-$BASE_HASH.tar old
+  if [[ -n $FORCE || ! -s $tarball ]]; then make_tarball "$tarball" "$root"; fi
   say "importing $BASE_TAG"
   old=$(id_of "$BASE_TAG")
   quietly docker import \
@@ -277,7 +291,7 @@ server_version() {
 }
 
 ensure_engine() {
-  local dir=$IMAGES_DIR/${DIRS[$1]} base=$PREFIX/base:${SUITES[$1]} name=${1%%-*} tag=${TAGS[$1]} image hash old
+  local dir=$IMAGES_DIR/${DIRS[$1]} base=$PREFIX/base:${ROOTS[$1]} name=${1%%-*} tag=${TAGS[$1]} image hash old
   [[ -f $dir/Dockerfile ]] || die "missing $dir/Dockerfile"
   [[ -n $tag ]] || tag=$(server_version "$1" "$base")
   image=$PREFIX/$name:$tag
@@ -368,6 +382,6 @@ flock 9
 for e in "${ENGINES[@]}"; do
   case $e in
     ferretdb) ensure_ferretdb ;;
-    *) ensure_base "${SUITES[$e]}" && ensure_engine "$e" ;;
+    *) ensure_base "${ROOTS[$e]}" && ensure_engine "$e" ;;
   esac
 done
