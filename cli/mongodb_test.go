@@ -234,7 +234,7 @@ func TestMongoEndToEnd(t *testing.T) {
 				t.Errorf("%s: check %s did not pass: %+v", v.Destination, name, v.Checks)
 			}
 		}
-		if passed["tables"] != "4 tables, 3500 rows" || passed["orders-present"] != "2500" {
+		if passed["tables"] != "4 collections, 3500 documents" || passed["orders-present"] != "2500" {
 			t.Errorf("%s: observed %v", v.Destination, passed)
 		}
 	}

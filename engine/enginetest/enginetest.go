@@ -59,7 +59,9 @@ type Harness struct {
 	// Seed fills the database at dsn with a data set spread over at least
 	// two containers, with schema objects the dump records (indexes...).
 	// Variant 1 is the source; variant 2 has other items in the same
-	// containers (some keys alike with other values).
+	// containers (some keys alike with other values). Variant 1 must dump to
+	// well over 100 KiB: a tool the engine runs then still runs, blocked on
+	// its full pipe, when the first bytes arrive, and the argv check looks.
 	Seed func(t testing.TB, dsn string, variant int)
 	// Extra adds a container that no variant has and returns its name.
 	Extra func(t testing.TB, dsn string) string
@@ -67,6 +69,8 @@ type Harness struct {
 	Content func(t testing.TB, dsn string) Content
 	// WritingQuery is a check query that would change the copy if run.
 	WritingQuery string
+	// NoSchema: the engine records no schema objects (Redis).
+	NoSchema bool
 }
 
 // Run runs every conformance test.
@@ -139,14 +143,14 @@ func (e *env) checkSecrets() {
 	for _, err := range e.errs {
 		for _, s := range e.secrets {
 			if strings.Contains(err.Error(), s) {
-				e.t.Errorf("an error holds the password: %v", err)
+				e.t.Errorf("an error holds the password: %s", hide(err.Error(), e.secrets))
 			}
 		}
 	}
 	log := e.log.String()
 	for _, s := range e.secrets {
 		if strings.Contains(log, s) {
-			e.t.Errorf("the log holds the password:\n%s", log)
+			e.t.Errorf("the log holds the password:\n%s", hide(log, e.secrets))
 		}
 	}
 }
@@ -189,11 +193,19 @@ func argvHolding(secrets []string) string {
 		}
 		for _, s := range secrets {
 			if bytes.Contains(b, []byte(s)) {
-				return strings.ReplaceAll(string(b), "\x00", " ")
+				return hide(strings.ReplaceAll(string(b), "\x00", " "), secrets)
 			}
 		}
 	}
 	return ""
+}
+
+// hide masks secrets in what a failing test prints.
+func hide(s string, secrets []string) string {
+	for _, x := range secrets {
+		s = strings.ReplaceAll(s, x, "<PASSWORD>")
+	}
+	return s
 }
 
 // dump dumps the source into a file and returns its path and DumpInfo.
@@ -281,7 +293,7 @@ func (s *suite) dumpStats(t *testing.T) {
 	if info.ServerVersion == "" {
 		t.Error("DumpInfo.ServerVersion is empty")
 	}
-	if len(info.Source.Objects) == 0 {
+	if len(info.Source.Objects) == 0 && !s.h.NoSchema {
 		t.Error("DumpInfo.Source.Objects is empty: Seed makes schema objects")
 	}
 	contentEqual(t, "source after the dump", s.h.Content(t, e.src), want)

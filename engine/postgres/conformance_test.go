@@ -26,11 +26,12 @@ func TestConformance(t *testing.T) {
 // pgSeed: variant 2 has fewer orders, with other values under the same ids.
 func pgSeed(t testing.TB, dsn string, variant int) {
 	testenv.Exec(t, dsn, fmt.Sprintf(`
-CREATE TABLE orders (id int PRIMARY KEY, customer text NOT NULL, total numeric(10,2), note text);
+CREATE TABLE orders (id int PRIMARY KEY, customer text NOT NULL, total numeric(10,2), note text, pad text);
 CREATE INDEX orders_customer ON orders (customer);
 CREATE TABLE items (id int PRIMARY KEY, order_id int NOT NULL REFERENCES orders, qty int CHECK (qty > 0));
 CREATE VIEW big_orders AS SELECT * FROM orders WHERE total > 50;
-INSERT INTO orders SELECT i, 'customer ' || (i * %[1]d %% 17), i * %[1]d / 3.0, CASE WHEN i %% 5 = 0 THEN NULL ELSE 'it''s "%[1]d"' END
+INSERT INTO orders SELECT i, 'customer ' || (i * %[1]d %% 17), i * %[1]d / 3.0, CASE WHEN i %% 5 = 0 THEN NULL ELSE 'it''s "%[1]d"' END,
+  repeat(md5((i * %[1]d)::text), 40)
   FROM generate_series(1, %[2]d) i;
 INSERT INTO items SELECT i, 1 + i %% %[2]d, 1 + i %% (3 + %[1]d) FROM generate_series(1, %[3]d) i;`,
 		variant, 250-100*(variant-1), 400-150*(variant-1)))

@@ -84,5 +84,6 @@ func TestConformance(t *testing.T) {
 			return content
 		},
 		WritingQuery: "DEL order:1",
+		NoSchema:     true,
 	})
 }

@@ -119,6 +119,12 @@ func New(ctx context.Context, log *slog.Logger, opts ...Option) (*Docker, error)
 	return d, nil
 }
 
+// Ping reports whether an engine answers at DOCKER_HOST, or at the default
+// socket. Ask it before New when an engine may yet be started: New's first
+// look for an engine is remembered for the life of the process (by
+// testcontainers-go).
+func Ping(ctx context.Context) error { return ping(ctx, client.FromEnv) }
+
 func ping(ctx context.Context, opts ...client.Opt) error {
 	c, err := client.New(opts...)
 	if err != nil {
@@ -303,6 +309,16 @@ func (d *Docker) HasImage(ctx context.Context, ref string) bool {
 	return err == nil
 }
 
+// Pull pulls ref from its registry.
+func (d *Docker) Pull(ctx context.Context, ref string) error {
+	resp, err := d.cli.ImagePull(ctx, ref, client.ImagePullOptions{})
+	if err != nil {
+		return err
+	}
+	defer resp.Close()
+	return resp.Wait(ctx)
+}
+
 // ensureImage returns the local image id of ref, pulling it once (no retry
 // loop) when it is missing, so an air-gapped site gets a clear error at once.
 func (d *Docker) ensureImage(ctx context.Context, ref string) (string, error) {
@@ -316,11 +332,7 @@ func (d *Docker) ensureImage(ctx context.Context, ref string) (string, error) {
 	d.log.InfoContext(ctx, "pulling sandbox image", "image", ref)
 	pctx, cancel := context.WithTimeout(ctx, d.PullTimeout)
 	defer cancel()
-	resp, err := d.cli.ImagePull(pctx, ref, client.ImagePullOptions{})
-	if err == nil {
-		err = resp.Wait(pctx)
-		resp.Close()
-	}
+	err = d.Pull(pctx, ref)
 	if err == nil {
 		if img, err = d.cli.ImageInspect(ctx, ref); err == nil {
 			return img.ID, nil
