@@ -53,8 +53,8 @@ func storeBackup(t *testing.T, dests []backup.Destination, created time.Time, ve
 			t.Fatal(err)
 		}
 		if slices.Contains(verifiedOn, d.Name) {
-			rec := verify.Record{Format: verify.RecordFormat, Target: "orders", Destination: d.Name, BackupID: id, Outcome: verify.Pass}
-			if err := catalog.WriteRecord(ctx, d, "orders", id, catalog.RecordName(created.Add(time.Hour)), rec); err != nil {
+			rec := verify.Record{Format: verify.RecordFormat, Target: "orders", Destination: d.Name, BackupID: id, Outcome: verify.Pass, Started: created.Add(time.Hour)}
+			if err := catalog.WriteRecord(ctx, d, "orders", id, catalog.RecordName(rec.Started), rec); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -42,6 +42,7 @@ import (
 	"github.com/backproof/backproof/destination"
 	"github.com/backproof/backproof/lease"
 	"github.com/backproof/backproof/retention"
+	"github.com/backproof/backproof/sign"
 	"github.com/backproof/backproof/verify"
 )
 
@@ -205,6 +206,11 @@ func (p *pruner) verified(ctx context.Context, b catalog.Backup) (bool, error) {
 		var typ *json.UnmarshalTypeError
 		switch {
 		case errors.Is(err, destination.ErrNotFound):
+			continue
+		case errors.Is(err, sign.ErrNotAuthentic):
+			// Never counted, and never a reason to stop pruning: anyone
+			// who can write to the destination could plant one.
+			p.log.WarnContext(ctx, "verification record ignored", "backup_id", b.ID, "record", name, "error", err)
 			continue
 		case errors.As(err, &syn), errors.As(err, &typ):
 			p.log.WarnContext(ctx, "unreadable verification record", "backup_id", b.ID, "record", name, "error", err)
