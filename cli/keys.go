@@ -27,6 +27,15 @@ func recipients(cfg *config.Config) (*crypt.Recipients, error) {
 	return rs, nil
 }
 
+// checkWriter refuses, before anything is dumped, to back up with signing
+// configured and no key to sign with: every manifest would be refused.
+func checkWriter(cfg *config.Config) error {
+	if s := cfg.Signing; s != nil && s.KeyFile == "" {
+		return usagef("%s: signing.key_file is not set: this host can read signed backups but not write them", cfg.File)
+	}
+	return nil
+}
+
 // identities returns what decrypts backups: nil when the config names no
 // identity file, which is only an error once an encrypted backup is read.
 func identities(cfg *config.Config) (*crypt.Identities, error) {
