@@ -167,7 +167,7 @@ func (p *pruner) plan(ctx context.Context, l *catalog.Listing, policy *config.Re
 		if err != nil {
 			return nil, err // List returns only well-formed ids
 		}
-		bs = append(bs, retention.Backup{ID: b.ID, Time: t, Invalid: b.Manifest == nil})
+		bs = append(bs, retention.Backup{ID: b.ID, Time: t, Invalid: b.Manifest == nil, Suspect: catalog.TimeProblem(b, p.now)})
 	}
 	if policy == nil {
 		out := make([]retention.Decision, 0, len(bs))
@@ -180,7 +180,7 @@ func (p *pruner) plan(ctx context.Context, l *catalog.Listing, policy *config.Re
 	// from the newest backup down until one passed.
 	for i := len(l.Backups) - 1; i >= 0; i-- {
 		b := l.Backups[i]
-		if b.Manifest == nil {
+		if b.Manifest == nil || bs[i].Suspect != "" {
 			continue
 		}
 		ok, err := p.verified(ctx, b)
