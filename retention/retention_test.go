@@ -182,7 +182,7 @@ func TestFutureBackupIsSetAside(t *testing.T) {
 	// one is still "last 1", "newest committed" and "newest verified" is
 	// not taken by the future one.
 	want := map[string]string{
-		ahead:             ReasonSuspect + ": 6m0s ahead of this machine's clock",
+		ahead:            ReasonSuspect + ": 6m0s ahead of this machine's clock",
 		bs[len(bs)-1].ID: "last 1, newest committed",
 	}
 	if !reflect.DeepEqual(kept, want) {
