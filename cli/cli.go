@@ -119,6 +119,8 @@ func (e *env) rootCommand() *cobra.Command {
 		e.pruneCommand(),
 		e.configCommand(),
 		e.keygenCommand(),
+		e.reportCommand(),
+		e.receiptCommand(),
 		e.versionCommand(),
 		e.demoCommand(),
 	)

@@ -304,6 +304,87 @@ sandbox:
 			}
 		}
 	})
+	t.Run("receipts verify offline", func(t *testing.T) {
+		var rec string
+		for _, b := range decode[listVerifiedDoc](t, run(t, "list", "-c", reader, "--destination", "offsite", "--json").stdout).Backups {
+			if b.ID == id && b.Verification != nil {
+				rec = b.Verification.Record
+			}
+		}
+		if rec == "" {
+			t.Fatal("no record of the verification")
+		}
+		file := filepath.Join(t.TempDir(), rec)
+		doc := readObject(t, offsite, catalog.Key("orders", id, rec))
+		if err := os.WriteFile(file, doc, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		pemFile := filepath.Join(t.TempDir(), "pub.pem")
+		os.WriteFile(pemFile, []byte("-----BEGIN PUBLIC KEY-----\n"+pub+"\n-----END PUBLIC KEY-----\n"), 0o644)
+		for _, key := range []string{pub, pemFile} {
+			r := run(t, "receipt", "verify", file, "--key", oldPub, "--key", key)
+			if r.code != 0 || !strings.Contains(r.stdout, "authentic: signed by "+pub) || !strings.Contains(r.stdout, "orders backup "+id+" on offsite: pass") {
+				t.Fatalf("receipt verify --key %s: exit %d:\n%s%s", key, r.code, r.stdout, r.stderr)
+			}
+		}
+		r := run(t, "receipt", "verify", file, "--key", oldPub)
+		if r.code != ExitBadBackup || !strings.Contains(r.stderr, "not authentic: signed by untrusted key") {
+			t.Errorf("untrusted key: exit %d: %s", r.code, r.stderr)
+		}
+		os.WriteFile(file, bytes.Replace(doc, []byte(`"outcome": "pass"`), []byte(`"outcome": "fail"`), 1), 0o600)
+		r = run(t, "receipt", "verify", file, "--key", pub)
+		if r.code != ExitBadBackup || !strings.Contains(r.stderr, "bad signature") {
+			t.Errorf("edited receipt: exit %d: %s", r.code, r.stderr)
+		}
+		r = run(t, "receipt", "verify", file, "--key", keyFile)
+		if r.code != ExitUsage || !strings.Contains(r.stderr, "holds a private key") {
+			t.Errorf("private key as --key: exit %d: %s", r.code, r.stderr)
+		}
+	})
+	t.Run("report shows every verification and its receipt", func(t *testing.T) {
+		r := run(t, "report", "-c", reader, "--since", "1d", "--format", "json")
+		if r.code != 0 {
+			t.Fatalf("exit %d: %s", r.code, r.stderr)
+		}
+		type entry struct {
+			Destination, Outcome, Receipt string
+			BackupID                      string  `json:"backup_id"`
+			RestoreSeconds                float64 `json:"restore_duration_seconds"`
+			BackupAge                     float64 `json:"backup_age_seconds"`
+			Authentic                     bool
+		}
+		doc := decode[struct {
+			Signed  bool
+			Targets []struct {
+				Name          string
+				Summary       struct{ Verifications, Pass, Fail int }
+				Verifications []entry
+			}
+		}](t, r.stdout)
+		if !doc.Signed || len(doc.Targets) != 1 {
+			t.Fatalf("report: %s", r.stdout)
+		}
+		var pass, forged, refused bool
+		for _, e := range doc.Targets[0].Verifications {
+			switch {
+			case e.Destination == "offsite" && e.BackupID == id && e.Outcome == "pass":
+				pass = e.Authentic && e.RestoreSeconds > 0 && e.BackupAge > 0 && strings.Contains(e.Receipt, pub)
+			case e.Destination == "local" && e.BackupID == id:
+				forged = !e.Authentic && strings.Contains(e.Receipt, "unsigned")
+			case e.BackupID == edited:
+				refused = e.Authentic && e.Outcome == "fail" // our own record saying it was refused
+			}
+		}
+		if !pass || !forged || !refused {
+			t.Errorf("pass %v, forged record flagged %v, refusal recorded %v:\n%s", pass, forged, refused, r.stdout)
+		}
+		for _, format := range []string{"md", "html"} {
+			r := run(t, "report", "orders", "-c", reader, "--format", format)
+			if r.code != 0 || !strings.Contains(r.stdout, id) || !strings.Contains(r.stdout, "NOT authentic") {
+				t.Errorf("--format %s: exit %d:\n%s%s", format, r.code, r.stdout, r.stderr)
+			}
+		}
+	})
 	t.Run("a host without the key cannot write", func(t *testing.T) {
 		r := run(t, "backup", "-c", reader, "--json")
 		if r.code != ExitUsage || !strings.Contains(r.stderr, "signing.key_file is not set") {

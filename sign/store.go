@@ -131,15 +131,15 @@ func (s *Store) check(doc []byte, k docKind, target, id, name string) error {
 			return fmt.Errorf("%w: the manifest says the backup is unencrypted, and encryption is configured", ErrNotAuthentic)
 		}
 	case record:
-		return checkRecord(doc, s.Name, target, id, name)
+		return CheckRecordPlace(doc, s.Name, target, id, name)
 	}
 	return nil
 }
 
-// checkRecord refuses a record whose fields disagree with where it lies: a
-// record copied from another backup, target or destination, or renamed to
-// sort as newer than it is.
-func checkRecord(doc []byte, dest, target, id, name string) error {
+// CheckRecordPlace refuses a record whose fields disagree with where it lies:
+// a record copied from another backup, target or destination (dest; ""
+// skips that check), or renamed to sort as newer than it is.
+func CheckRecordPlace(doc []byte, dest, target, id, name string) error {
 	var r struct {
 		Target      string    `json:"target"`
 		Destination string    `json:"destination"`
