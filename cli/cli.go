@@ -121,6 +121,7 @@ func (e *env) rootCommand() *cobra.Command {
 		e.keygenCommand(),
 		e.reportCommand(),
 		e.receiptCommand(),
+		e.adoptCommand(),
 		e.versionCommand(),
 		e.demoCommand(),
 	)

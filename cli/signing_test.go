@@ -385,6 +385,21 @@ sandbox:
 			}
 		}
 	})
+	t.Run("adopt signs backups from before signing, never edited ones", func(t *testing.T) {
+		r := run(t, "adopt", "orders", "-c", cfg, "--backup", before)
+		if r.code != 0 || strings.Count(r.stdout, "adopted (was unsigned)") != 2 {
+			t.Fatalf("adopt: exit %d:\n%s%s", r.code, r.stdout, r.stderr)
+		}
+		r = run(t, "adopt", "orders", "-c", cfg, "--backup", edited, "--destination", "local")
+		if r.code == 0 || !strings.Contains(r.stderr, "refusing to adopt: not authentic: bad signature") {
+			t.Fatalf("adopt of an edited backup: exit %d:\n%s%s", r.code, r.stdout, r.stderr)
+		}
+		for _, b := range decode[listDoc](t, run(t, "list", "-c", reader, "--json").stdout).Backups {
+			if want := map[string]string{before: "committed", edited: "untrusted"}[b.ID]; want != "" && b.State != want {
+				t.Errorf("%s on %s: %s, want %s", b.ID, b.Destination, b.State, want)
+			}
+		}
+	})
 	t.Run("a host without the key cannot write", func(t *testing.T) {
 		r := run(t, "backup", "-c", reader, "--json")
 		if r.code != ExitUsage || !strings.Contains(r.stderr, "signing.key_file is not set") {
