@@ -64,6 +64,9 @@ func signedNote(signed bool) string {
 func summaryLine(s Summary) string {
 	line := fmt.Sprintf("%d verifications: %d pass, %d fail, %d error; %d of %d receipts authentic.",
 		s.Verifications, s.Pass, s.Fail, s.Error, s.Authentic, s.Verifications)
+	if s.NotAuthentic > 0 && s.Pass+s.Fail+s.Error < s.Verifications {
+		line += fmt.Sprintf(" The %d records that are not authentic count for nothing: look at them.", s.NotAuthentic)
+	}
 	if s.Pass > 0 {
 		line += fmt.Sprintf(" Longest passing restore (RTO) %s; oldest passing backup when verified (RPO) %s; last pass %s.",
 			seconds(s.MaxRestoreSeconds), seconds(s.MaxBackupAgeSeconds), stamp(*s.LastPass))
@@ -75,7 +78,7 @@ func receiptText(e Entry) string {
 	if e.Authentic {
 		return "authentic, " + e.Receipt
 	}
-	return "NOT authentic: " + e.Receipt
+	return "NOT authentic: " + strings.TrimPrefix(e.Receipt, "not authentic: ")
 }
 
 func stamp(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05") }

@@ -57,6 +57,9 @@ type Summary struct {
 	Fail          int `json:"fail"`
 	Error         int `json:"error"`
 	Authentic     int `json:"authentic_receipts"`
+	// NotAuthentic counts records whose receipts are not authentic. With
+	// signing they count for nothing else.
+	NotAuthentic int `json:"not_authentic_receipts"`
 	// MaxRestoreSeconds is the longest restore that passed: the RTO shown.
 	MaxRestoreSeconds float64 `json:"max_restore_duration_seconds"`
 	// MaxBackupAgeSeconds is the oldest a passing backup was when it was
@@ -97,7 +100,7 @@ func Build(ctx context.Context, targets []string, sources map[string][]Source, o
 			}
 		}
 		slices.SortStableFunc(t.Verifications, func(a, b Entry) int { return a.Started.Compare(b.Started) })
-		t.Summary = summarize(t.Verifications)
+		t.Summary = summarize(t.Verifications, r.Signed)
 		r.Targets = append(r.Targets, t)
 	}
 	return r, nil
@@ -175,12 +178,17 @@ func read(ctx context.Context, d destination.Destination, key string) ([]byte, e
 	return bytes.TrimSpace(data), nil
 }
 
-func summarize(es []Entry) Summary {
+func summarize(es []Entry, signed bool) Summary {
 	var s Summary
 	for _, e := range es {
 		s.Verifications++
 		if e.Authentic {
 			s.Authentic++
+		} else {
+			s.NotAuthentic++
+			if signed {
+				continue
+			}
 		}
 		switch e.Outcome {
 		case verify.Pass:
