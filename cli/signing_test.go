@@ -432,3 +432,51 @@ sandbox:
 		}
 	}
 }
+
+// Without signing too: a backup dated in the future, or copied under a newer
+// id with its old times, is listed but never the latest (issue 16).
+func TestTimeTravelIsNotLatest(t *testing.T) {
+	ctx := context.Background()
+	dsn := appDB(t)
+	cfg := e2eConfig(t, dsn, testenv.S3(t).SecretKey)
+	id := backupCommitted(t, cfg)
+	local := rawDestination(t, cfg, "local")
+	retime := func(start time.Time) func(string, []byte) []byte {
+		return func(newID string, data []byte) []byte {
+			var m catalog.Manifest
+			if err := json.Unmarshal(data, &m); err != nil {
+				t.Fatal(err)
+			}
+			m.ID = newID
+			if !start.IsZero() {
+				m.Start, m.End = start, start.Add(time.Minute)
+			}
+			out, _ := json.Marshal(m)
+			return out
+		}
+	}
+	future := time.Date(2099, 12, 31, 23, 59, 59, 0, time.UTC)
+	planted := plantCopy(t, local, id, future, retime(future))
+	replayed := plantCopy(t, local, id, time.Now().Add(2*time.Minute), retime(time.Time{})) // old times, newer id
+
+	states := map[string]string{}
+	for _, b := range decode[listDoc](t, runCLI(t, ctx, "list", "-c", cfg, "--destination", "local", "--json").stdout).Backups {
+		states[b.ID] = b.State
+	}
+	if states[planted] != "committed" || states[replayed] != "committed" {
+		t.Fatalf("list: %v", states) // shown, for a person to see
+	}
+	into := testenv.NewPostgresDB(t)
+	r := runCLI(t, ctx, "restore", "orders", "-c", cfg, "--from", "local", "--to", into, "--dry-run", "--json")
+	var res struct {
+		BackupID string `json:"backup_id"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &res); r.code != 0 || err != nil || res.BackupID != id {
+		t.Fatalf("restore --dry-run: exit %d, picked %q, want %s:\n%s%s", r.code, res.BackupID, id, r.stdout, r.stderr)
+	}
+	// Named, it can still be restored: a person decided.
+	r = runCLI(t, ctx, "restore", "orders", "-c", cfg, "--from", "local", "--backup", planted, "--to", into, "--dry-run", "--json")
+	if err := json.Unmarshal([]byte(r.stdout), &res); r.code != 0 || err != nil || res.BackupID != planted {
+		t.Fatalf("restore --backup %s --dry-run: exit %d:\n%s%s", planted, r.code, r.stdout, r.stderr)
+	}
+}
