@@ -45,9 +45,9 @@ func (e *env) newSetup(say func(string, string, ...any)) *setup {
 // dockerEngine connects to the Docker engine, starting one first with
 // scripts/dockerd.sh when none answers at the default socket.
 func (s *setup) dockerEngine(ctx context.Context) (*docker.Docker, error) {
-	d, err := docker.New(ctx, s.e.log)
+	err := docker.Ping(ctx)
 	if err == nil {
-		return d, nil
+		return s.connect(ctx)
 	}
 	if host := s.e.getenv("DOCKER_HOST"); host != "" {
 		return nil, fmt.Errorf("the demo needs a Docker engine: %w (DOCKER_HOST=%s; start that engine, or unset DOCKER_HOST)", err, host)
@@ -60,10 +60,15 @@ func (s *setup) dockerEngine(ctx context.Context) (*docker.Docker, error) {
 	if err := s.run(ctx, "dockerd.sh"); err != nil {
 		return nil, fmt.Errorf("the demo needs a Docker engine: scripts/dockerd.sh: %w", err)
 	}
-	if d, err = docker.New(ctx, s.e.log); err != nil {
-		return nil, fmt.Errorf("the demo needs a Docker engine: started one, but: %w", err)
-	}
 	s.say("", "engine ready in %s (log: /var/log/backproof/dockerd.log)", since(start))
+	return s.connect(ctx)
+}
+
+func (s *setup) connect(ctx context.Context) (*docker.Docker, error) {
+	d, err := docker.New(ctx, s.e.log)
+	if err != nil {
+		return nil, fmt.Errorf("the demo needs a Docker engine: %w", err)
+	}
 	return d, nil
 }
 
@@ -98,9 +103,9 @@ func (s *setup) image(ctx context.Context, d *docker.Docker, flag string) (image
 	if s.why != "" {
 		return "", "", fmt.Errorf("%s could not be pulled (%v) and the demo can build its offline image only as root on Debian from a checkout (%s): run `sudo scripts/sandbox-images.sh postgres` there, or pass --image", official, pullErr, s.why)
 	}
-	s.say("image", "%s could not be pulled (no registry?): building %s from Debian packages with scripts/sandbox-images.sh (about 2 minutes, once)", official, demoOfflineImage)
+	s.say("image", "%s could not be pulled (no registry?): building %s from Debian packages with scripts/sandbox-images.sh (about 2 minutes, once; log: /var/log/backproof/sandbox-images.log)", official, demoOfflineImage)
 	start := time.Now()
-	if err := s.run(ctx, "sandbox-images.sh", "postgres"); err != nil {
+	if err := s.run(ctx, "sandbox-images.sh", "--log", "/var/log/backproof/sandbox-images.log", "postgres"); err != nil {
 		return "", "", fmt.Errorf("build the offline image: scripts/sandbox-images.sh: %w", err)
 	}
 	s.say("", "built in %s", since(start))
