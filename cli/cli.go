@@ -119,6 +119,9 @@ func (e *env) rootCommand() *cobra.Command {
 		e.pruneCommand(),
 		e.configCommand(),
 		e.keygenCommand(),
+		e.reportCommand(),
+		e.receiptCommand(),
+		e.adoptCommand(),
 		e.versionCommand(),
 		e.demoCommand(),
 	)
