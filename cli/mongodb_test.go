@@ -419,7 +419,7 @@ func TestMongoVerifyCatchesBadBackups(t *testing.T) {
 					}
 				})
 			},
-			reason: "tables: table bp_",
+			reason: "tables: collection bp_",
 		},
 		{
 			name: "missing index",
