@@ -260,24 +260,8 @@ func splitURI(uri string) (hosts, db string, ok bool) {
 // redactURI removes the URI's password from a message, as written and
 // unescaped.
 func redactURI(msg, uri string) string {
-	_, rest, ok := strings.Cut(uri, "://")
-	if !ok {
-		return msg
-	}
-	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
-		rest = rest[:i]
-	}
-	at := strings.LastIndex(rest, "@")
-	if at < 0 {
-		return msg
-	}
-	_, pass, ok := strings.Cut(rest[:at], ":")
-	if !ok || pass == "" {
-		return msg
-	}
-	msg = strings.ReplaceAll(msg, pass, "[REDACTED]")
-	if u, err := url.PathUnescape(pass); err == nil && u != "" {
-		msg = strings.ReplaceAll(msg, u, "[REDACTED]")
+	for _, p := range engine.URLPassword(uri) {
+		msg = strings.ReplaceAll(msg, p, "[REDACTED]")
 	}
 	return msg
 }
