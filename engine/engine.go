@@ -50,6 +50,9 @@ type SourceStats struct {
 	// "function", ...), each list sorted. Verification requires every one of
 	// them in the restored copy.
 	Objects map[string][]string `json:"objects,omitempty"`
+	// Migrations: the schema versions recorded by migration tools (Flyway,
+	// Liquibase, ...) in the database, when it has their tables.
+	Migrations []Migration `json:"migrations,omitempty"`
 }
 
 // TableStats is one table's exact row count.
