@@ -149,4 +149,3 @@ func hasColumns(have, want []string) bool {
 	}
 	return true
 }
-
