@@ -17,6 +17,7 @@ import (
 
 	"github.com/backproof/backproof/catalog"
 	"github.com/backproof/backproof/config"
+	"github.com/backproof/backproof/continuity"
 	"github.com/backproof/backproof/crypt"
 	"github.com/backproof/backproof/destination"
 	"github.com/backproof/backproof/engine"
@@ -65,6 +66,9 @@ type Request struct {
 	Hold func(ctx context.Context, srv engine.Server)
 	// NoRecord: store no verification record.
 	NoRecord bool
+	// Continuity, when set, compares the backup with the last good one on
+	// the destination (continuity.go).
+	Continuity *continuity.Policy
 }
 
 // Run verifies one backup on one destination and stores the record next to
@@ -78,6 +82,9 @@ func (v *Verifier) Run(ctx context.Context, req Request) *Record {
 		fmt.Errorf("verification timed out after %s (sandbox.timeout)", v.Timeout))
 	defer cancel()
 	r.verify(vctx)
+	if r.continuityStep != nil {
+		rec.Checks = append(rec.Checks, *r.continuityStep)
+	}
 
 	rec.Ended = v.Now().UTC()
 	rec.DurationSeconds = rec.Ended.Sub(rec.Started).Seconds()
@@ -112,6 +119,9 @@ type run struct {
 	req Request
 	rec *Record
 	log *slog.Logger
+
+	listing        *catalog.Listing // the destination's backups, read by selectBackup
+	continuityStep *CheckResult     // recorded last (continuity.go)
 }
 
 // step records the result of a built-in step.
@@ -142,6 +152,7 @@ func (r *run) verify(ctx context.Context) {
 		r.stepErr(ctx, CheckSelect, start, err, errors.Is(err, errInvalidManifest))
 		return
 	}
+	r.continuity(ctx, m)
 	image, err := r.image(m)
 	if err != nil {
 		r.stepErr(ctx, CheckSelect, start, err, false)
@@ -304,6 +315,7 @@ func (r *run) selectBackup(ctx context.Context) (*catalog.Manifest, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list backups: %w", err)
 	}
+	r.listing = l
 	var b *catalog.Backup
 	if r.req.BackupID != "" {
 		for i := range l.Backups {
