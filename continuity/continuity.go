@@ -120,11 +120,13 @@ func (p Policy) vanishedObjects(base, cur map[string][]string, goneTables map[st
 			have[n] = true
 		}
 		for _, n := range base[kind] {
-			if p.ignoredObject(n) {
+			// PostgreSQL quotes identifiers in object names, not in tables.
+			plain := strings.ReplaceAll(n, `"`, "")
+			if p.ignoredObject(plain) {
 				continue
 			}
 			*compared++
-			if have[n] || goneTables[n] || ofGoneTable(n, goneTables) {
+			if have[n] || goneTables[plain] || ofGoneTable(plain, goneTables) {
 				continue
 			}
 			out = append(out, kind+" "+n+" gone")

@@ -100,6 +100,9 @@ func TestCompare(t *testing.T) {
 			Policy{MaxDrop: 50, MinRows: 1000, Ignore: []string{"order_items", "public.ord?rs"}}, nil, ""},
 		{"schema pattern", manifest(baseID, map[string]int64{"cache.a": 5000, "cache.b": 5000, "public.c": 5000}, nil),
 			manifest("b", map[string]int64{"public.c": 5000}, nil), Policy{MaxDrop: 50, Ignore: []string{"cache.*"}}, nil, ""},
+		{"quoted identifiers", manifest(baseID, map[string]int64{"Billing.Invoice Lines": 2000}, map[string][]string{
+			"table": {`"Billing"."Invoice Lines"`}, "constraint": {`"Billing"."Invoice Lines"."Invoice Lines_pkey"`}}),
+			manifest("b", nil, map[string][]string{}), defaults, []string{"table Billing.Invoice Lines gone"}, ""},
 		{"no baseline objects: old manifest", manifest(baseID, base, nil), manifest("b", base, objects), defaults, nil, ""},
 		{"flyway forward", manifest(baseID, base, objects, flyway("1.9", 9)), manifest("b", base, objects, flyway("1.10", 10)), defaults, nil, ""},
 		{"flyway back", manifest(baseID, base, objects, flyway("42", 42)), manifest("b", base, objects, flyway("41", 41)), defaults,
