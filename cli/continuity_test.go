@@ -187,3 +187,53 @@ func listedIDs(t *testing.T, cfg string) []string {
 	slices.Sort(ids)
 	return ids
 }
+
+// Redis through the same step, with its own defaults: keys churn, so a 75%
+// drop passes, while a database flushed away (Redis then leaves it out of
+// its keyspace) fails.
+func TestContinuityRedis(t *testing.T) {
+	testenv.NoSandboxesLeft(t)
+	src := redisSource(t, "repl-diskless-sync yes")
+	conn := src.Conn(t)
+	mset := []string{"MSET"}
+	del := []string{"DEL"}
+	for i := range 40000 {
+		k := fmt.Sprintf("user:%d", i)
+		mset = append(mset, k, "x")
+		if i < 30000 {
+			del = append(del, k)
+		}
+	}
+	conn.Must(mset...)
+	cfg := redisConfig(t, src.DSN("", sentinel))
+	verifyLocal := func(id string) (int, map[string]string) {
+		t.Helper()
+		r := runCLI(t, context.Background(), "verify", "-c", cfg, "--destination", "local", "--json")
+		doc := decode[continuityDoc](t, r.stdout)
+		if len(doc.Verifications) != 1 || doc.Verifications[0].BackupID != id {
+			t.Fatalf("verify exit %d: %+v\n%s", r.code, doc, r.stderr)
+		}
+		steps := map[string]string{}
+		for _, c := range doc.Verifications[0].Checks {
+			steps[c.Name] = c.Outcome + " " + c.Observed + " " + c.Message
+		}
+		return r.code, steps
+	}
+
+	b1 := backupCommitted(t, cfg)
+	if code, steps := verifyLocal(b1); code != ExitOK || !strings.HasPrefix(steps["continuity"], "pass no baseline") {
+		t.Fatalf("first backup: exit %d %v", code, steps)
+	}
+	conn.Must(del...)
+	b2 := backupCommitted(t, cfg)
+	if code, steps := verifyLocal(b2); code != ExitOK || !strings.Contains(steps["continuity"], "biggest drop redis.db0: 40018 -> 10018 rows (-75%)") {
+		t.Fatalf("churn: exit %d %v", code, steps)
+	}
+	conn.Must("FLUSHDB")
+	b3 := backupCommitted(t, cfg)
+	code, steps := verifyLocal(b3)
+	if code != ExitBadBackup || !strings.HasPrefix(steps["continuity"], "fail ") ||
+		!strings.HasSuffix(steps["continuity"], " redis.db0: 10018 -> 0 rows (-100%) since "+b2) {
+		t.Fatalf("flushed: exit %d %v", code, steps)
+	}
+}
