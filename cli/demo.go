@@ -74,16 +74,22 @@ func (e *env) demoCommand() *cobra.Command {
 	o := demoOptions{}
 	cmd := &cobra.Command{
 		Use:   "demo",
-		Short: "Back up and verify a sample database end to end (needs Docker)",
+		Short: "Back up and verify a sample database end to end (in Docker containers)",
 		Long: `Start a throwaway PostgreSQL container holding a sample order-service
 database, back it up to a local folder, verify the backup in a second
 throwaway container, then serve /metrics and the status page for a while.
 Everything is removed at the end (the folder too, unless --dir names it).
 
 The image (--image, or $BACKPROOF_DEMO_IMAGE) serves as source and sandbox.
-By default the offline image ` + demoOfflineImage + ` is used when
-scripts/sandbox-images.sh has built it, else postgres:N for the newest
-pg_dump N installed here. The backup runs pg_dump on this machine.
+By default: the offline image ` + demoOfflineImage + ` when it is
+there, else postgres:N for the newest pg_dump N installed here, pulled if
+missing. The backup runs pg_dump on this machine.
+
+On a fresh machine, run as root on Debian from a backproof checkout, the demo
+provisions what it lacks with the scripts the tests use: a Docker engine
+(scripts/dockerd.sh) when none answers at the default socket, and the
+offline image (scripts/sandbox-images.sh) when postgres:N cannot be pulled.
+Elsewhere it says what to run.
 Exit 0: the backup passed verification; 3: it proved bad; 1: the demo could
 not run (no Docker, no pg_dump, no image).`,
 		Args: cobra.NoArgs,
@@ -123,12 +129,13 @@ func (e *env) runDemo(o demoOptions) error {
 	}
 
 	ctx := e.ctx
-	d, err := docker.New(ctx, e.log)
+	setup := e.newSetup(say)
+	d, err := setup.dockerEngine(ctx)
 	if err != nil {
-		return fmt.Errorf("the demo needs a Docker engine: %w (start one, or point DOCKER_HOST at it; the default is unix:///var/run/docker.sock)", err)
+		return err
 	}
 	defer d.Close()
-	image, why, err := demoImage(ctx, d, o.image)
+	image, why, err := setup.image(ctx, d, o.image)
 	if err != nil {
 		return err
 	}
@@ -312,22 +319,6 @@ func (e *env) demoServe(ln net.Listener, cfg *config.Config, o demoOptions, say 
 		Reload:      func() (*config.Config, error) { return cfg, nil },
 	}
 	return d.Serve(ctx, ln, cfg, nil)
-}
-
-// demoImage picks the image for the source and the sandbox, and says why.
-func demoImage(ctx context.Context, d *docker.Docker, flag string) (image, why string, err error) {
-	switch {
-	case flag != "":
-		return flag, "--image or $BACKPROOF_DEMO_IMAGE", nil
-	case d.HasImage(ctx, demoOfflineImage):
-		return demoOfflineImage, "the offline image from scripts/sandbox-images.sh", nil
-	}
-	tool, ok := postgres.NewestDump(ctx)
-	if !ok {
-		return "", "", errors.New("the demo backs up with pg_dump, which is not installed here: install the PostgreSQL client tools (Debian: apt-get install postgresql-client)")
-	}
-	return fmt.Sprintf("postgres:%d", tool.Major),
-		fmt.Sprintf("matches pg_dump %s here; pulled if missing, or build %s with scripts/sandbox-images.sh", tool.Version, demoOfflineImage), nil
 }
 
 // demoImageHint adds what to do about an image that could not be had.

@@ -6,7 +6,6 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -19,20 +18,6 @@ import (
 	"github.com/backproof/backproof/catalog"
 	"github.com/backproof/backproof/internal/testenv"
 )
-
-// backproofBin builds cmd/backproof into the test's temporary directory.
-func backproofBin(t *testing.T) string {
-	t.Helper()
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		testenv.Unavailable(t, "the go tool is needed to build cmd/backproof: %v", err)
-	}
-	bin := filepath.Join(t.TempDir(), "backproof")
-	if out, err := exec.Command(goTool, "build", "-o", bin, "github.com/backproof/backproof/cmd/backproof").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
 
 // proc is a backproof process.
 type proc struct {
@@ -112,7 +97,7 @@ func TestTwoBackupsAtOnce(t *testing.T) {
 	host, _ := os.Hostname()
 
 	env := []string{"BACKPROOF_TEST_APP_DSN=" + dsn}
-	bin := backproofBin(t)
+	bin := testenv.Binary(t)
 	a := startBin(t, bin, env, "backup", "-c", cfg)
 	b := startBin(t, bin, env, "backup", "-c", cfg)
 	var winner, loser *proc
@@ -154,7 +139,7 @@ func TestKilledHolderLeaseExpires(t *testing.T) {
 	const ttl = 4 * time.Second
 	env := []string{"BACKPROOF_TEST_APP_DSN=" + dsn, fmt.Sprintf("%s=%s", envLeaseTTL, ttl)}
 
-	bin := backproofBin(t)
+	bin := testenv.Binary(t)
 	killed := startBin(t, bin, env, "backup", "-c", cfg)
 	deadline := time.Now().Add(60 * time.Second)
 	for !strings.Contains(killed.stderr.String(), `"msg":"backup started"`) {
@@ -219,18 +204,20 @@ func TestTwoDaemonsShareATarget(t *testing.T) {
 	cfg2 := writeConfig(t, strings.Replace(string(data), "listen: "+listenOf(t, cfg), "listen: "+testenv.FreeAddr(t), 1))
 	release := lockOrders(t, adminDSN(t, dsn))
 
-	base1, stop1 := startDaemon(t, cfg)
-	base2, stop2 := startDaemon(t, cfg2)
+	base1, stop1, log1 := startDaemonLog(t, cfg)
+	base2, stop2, log2 := startDaemonLog(t, cfg2)
 	orders := map[string]string{"target": "orders"}
 	// One daemon's backup waits on the lock with the lease held; the
 	// other's runs keep finding the target busy.
-	waitFor(t, 30*time.Second, "a backup blocked on the lock", func() bool {
+	waitFor(t, 2*time.Minute, "a backup blocked on the lock", func() bool {
 		f1, _ := scrape(t, base1)
 		f2, _ := scrape(t, base2)
 		return value(f1, "backproof_jobs_running", map[string]string{"job": "backup"})+
 			value(f2, "backproof_jobs_running", map[string]string{"job": "backup"}) >= 1
 	})
-	time.Sleep(3 * time.Second)
+	waitFor(t, 2*time.Minute, "the other daemon to step aside", func() bool {
+		return strings.Contains(log1.String()+log2.String(), "backup skipped: another process holds the target's lease")
+	})
 	release()
 	local := configDests(t, cfg)["local"]
 	seen := map[string]bool{}
@@ -246,8 +233,8 @@ func TestTwoDaemonsShareATarget(t *testing.T) {
 	})
 	f1, _ := scrape(t, base1)
 	f2, _ := scrape(t, base2)
-	_, log1 := stop1()
-	_, log2 := stop2()
+	_, out1 := stop1()
+	_, out2 := stop2()
 	for i, f := range []map[string]*dto.MetricFamily{f1, f2} {
 		if v := value(f, "backproof_backup_failures_total", orders); v != 0 {
 			t.Errorf("daemon %d counted %v backup failures", i+1, v)
@@ -256,11 +243,8 @@ func TestTwoDaemonsShareATarget(t *testing.T) {
 			t.Errorf("daemon %d counted %v prune failures", i+1, v)
 		}
 	}
-	if !strings.Contains(log1+log2, "backup skipped: another process holds the target's lease") {
-		t.Errorf("no daemon stepped aside:\n%s\n%s", lastLines(log1, 20), lastLines(log2, 20))
-	}
-	if !strings.Contains(log1+log2, `"msg":"deleted backup"`) {
-		t.Errorf("no daemon pruned:\n%s\n%s", lastLines(log1, 20), lastLines(log2, 20))
+	if !strings.Contains(out1+out2, `"msg":"deleted backup"`) {
+		t.Errorf("no daemon pruned:\n%s\n%s", lastLines(out1, 20), lastLines(out2, 20))
 	}
 	// keep_last 2, pruned after every backup: never more than one more
 	// (a backup committed, its prune not done yet when the daemons stopped).

@@ -11,16 +11,17 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/robfig/cron/v3"
 
 	"github.com/backproof/backproof/backup"
 	"github.com/backproof/backproof/config"
+	"github.com/backproof/backproof/internal/clock"
 	"github.com/backproof/backproof/lease"
 	"github.com/backproof/backproof/metrics"
 	"github.com/backproof/backproof/verify"
@@ -52,6 +53,9 @@ type Daemon struct {
 	StopTimeout time.Duration
 	// Redact masks secrets in error texts /status and the page show.
 	Redact func(string) string
+	// Clock drives the schedules and every time the daemon reports
+	// (default: the system clock).
+	Clock clock.Clock
 
 	ctx     context.Context // cancelled when the daemon stops: every job's context
 	started time.Time
@@ -60,7 +64,7 @@ type Daemon struct {
 
 	mu        sync.Mutex
 	cfg       *config.Config
-	cron      *cron.Cron
+	stopSched context.CancelFunc // ends the current schedule (reload, stop)
 	targets   map[string]*targetState
 	backupSem chan struct{}
 	verifySem chan struct{}
@@ -109,7 +113,10 @@ func (d *Daemon) Serve(ctx context.Context, ln net.Listener, cfg *config.Config,
 	jobCtx, cancelJobs := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelJobs()
 	d.ctx = jobCtx
-	d.started = time.Now()
+	if d.Clock == nil {
+		d.Clock = clock.Real{}
+	}
+	d.started = d.now()
 	d.targets = map[string]*targetState{}
 
 	srv := &http.Server{Handler: d.Handler(), ReadHeaderTimeout: 10 * time.Second}
@@ -139,7 +146,7 @@ loop:
 	d.ready.Store(false)
 	d.Log.Info("stopping: no new jobs; cancelling running ones")
 	d.mu.Lock()
-	d.cron.Stop()
+	d.stopSched()
 	d.mu.Unlock()
 	cancelJobs()
 	done := make(chan struct{})
@@ -177,7 +184,7 @@ func (d *Daemon) reload() {
 	if cfg.Listen != d.cfg.Listen {
 		d.Log.Warn("listen changed; it takes effect at the next restart", "listen", d.cfg.Listen, "new", cfg.Listen)
 	}
-	d.cron.Stop() // running jobs go on; their locks keep the new schedule off them
+	d.stopSched() // running jobs go on; their locks keep the new schedule off them
 	d.reloadErr = ""
 	d.mu.Unlock()
 	d.apply(cfg)
@@ -202,8 +209,9 @@ func (d *Daemon) apply(cfg *config.Config) {
 		d.verifySem = make(chan struct{}, cfg.Concurrency.MaxVerifications())
 	}
 	d.cfg = cfg
-	d.cron = cron.New(cron.WithLogger(cronLogger{d.Log}))
-	now := time.Now()
+	schedCtx, stopSched := context.WithCancel(d.ctx)
+	d.stopSched = stopSched
+	now := d.now()
 	var all []*targetState
 	for _, name := range sortedKeys(cfg.Targets) {
 		t := cfg.Targets[name]
@@ -225,61 +233,77 @@ func (d *Daemon) apply(cfg *config.Config) {
 		}
 		mt := metrics.Target{Name: name, Destinations: t.Destinations}
 		if t.Schedule != "" {
-			d.schedule(ts, metrics.JobBackup, t.Schedule, now, func() bool { return d.backup(cfg, t, ts) })
+			d.schedule(schedCtx, ts, metrics.JobBackup, t.Schedule, now, func() bool { return d.backup(cfg, t, ts) })
 			mt.Jobs = append(mt.Jobs, metrics.JobBackup)
 			if ts.prunes {
 				mt.Jobs = append(mt.Jobs, metrics.JobPrune)
 			}
 		}
 		if t.Verify != nil && t.Verify.Schedule != "" {
-			d.schedule(ts, metrics.JobVerify, t.Verify.Schedule, now, func() bool { return d.verify(cfg, t, ts) })
+			d.schedule(schedCtx, ts, metrics.JobVerify, t.Verify.Schedule, now, func() bool { return d.verify(cfg, t, ts) })
 			mt.Jobs = append(mt.Jobs, metrics.JobVerify)
 		}
 		d.Metrics.Init(mt)
 	}
-	d.cron.Start()
 	d.mu.Unlock()
 	for _, ts := range all {
 		d.rescan(cfg, cfg.Targets[ts.name], ts)
 	}
 }
 
-// schedule adds a job to the cron. SkipIfStillRunning drops a run while the
-// previous one goes on, and its "skip" reaches skipCounter; Recover turns a
-// panic into a logged error. The job itself skips (returns false) when
-// a run from before a reload still holds the target's lock.
-func (d *Daemon) schedule(ts *targetState, job, spec string, now time.Time, run func() bool) {
+// schedule runs job at the times spec names, on the daemon's clock, until
+// ctx ends. A tick while the previous run goes on is skipped and counted, as
+// is a run that finds a job from before a reload still holding the target
+// (run returns false). Every tick moves the next-run time on. A panic in a
+// run is logged and the schedule goes on.
+func (d *Daemon) schedule(ctx context.Context, ts *targetState, job, spec string, now time.Time, run func() bool) {
 	sched, err := config.ParseSchedule(spec)
 	if err != nil { // config validation parsed it already
 		d.Log.Error("unusable schedule", "target", ts.name, "job", job, "err", err)
 		return
 	}
+	log := d.Log.With("target", ts.name, "job", job)
+	var running atomic.Bool
+	fire := func() {
+		if !running.CompareAndSwap(false, true) {
+			d.skipped(ts, job)
+			return
+		}
+		go func() {
+			defer running.Store(false)
+			defer func() {
+				if r := recover(); r != nil {
+					log.Error("job panicked; the schedule goes on", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+				}
+			}()
+			if !run() {
+				d.skipped(ts, job)
+			}
+		}()
+	}
 	next := sched.Next(now)
 	d.setNext(ts, job, next, sched.Next(next).Sub(next))
-	skip := func() {
-		d.skipped(ts, job)
-		// The skipped run's time has passed: the next one is due next.
-		n := sched.Next(time.Now())
-		d.setNext(ts, job, n, sched.Next(n).Sub(n))
-	}
-	// Recover goes inside: SkipIfStillRunning (v3.0.1) loses its token, and
-	// skips every later run, if a panic unwinds through it.
-	wrapped := cron.NewChain(
-		func(j cron.Job) cron.Job { // every tick, skipped or not, moves the next run
-			return cron.FuncJob(func() {
-				n := sched.Next(time.Now())
-				d.setNext(ts, job, n, sched.Next(n).Sub(n))
-				j.Run()
-			})
-		},
-		cron.SkipIfStillRunning(skipCounter{skip}),
-		cron.Recover(cronLogger{d.Log.With("target", ts.name, "job", job)}),
-	).Then(cron.FuncJob(func() {
-		if !run() {
-			skip()
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-d.Clock.After(next.Sub(d.now())):
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			// From the later of now and the tick: a clock that stepped back
+			// must not run the same tick twice.
+			at := d.now()
+			if at.Before(next) {
+				at = next
+			}
+			next = sched.Next(at)
+			d.setNext(ts, job, next, sched.Next(next).Sub(next))
+			fire()
 		}
-	}))
-	d.cron.Schedule(sched, wrapped)
+	}()
 }
 
 // setNext records when a job runs next; pruning follows each backup.
@@ -314,7 +338,7 @@ func (d *Daemon) begin(ts *targetState, job string, sem chan struct{}) (end func
 	}
 	d.running.Add(1)
 	ts.mu.Lock()
-	ts.running[job] = time.Now()
+	ts.running[job] = d.now()
 	ts.mu.Unlock()
 	d.Metrics.JobsRunning.WithLabelValues(job).Inc()
 	return func() {
@@ -343,12 +367,12 @@ func (d *Daemon) backup(cfg *config.Config, t *config.Target, ts *targetState) b
 	ctx := d.ctx
 	log := d.Log.With("target", t.Name, "job", metrics.JobBackup)
 	m := d.Metrics
-	start := time.Now()
+	start := d.now()
 	m.BackupLastAttempt.WithLabelValues(t.Name).Set(float64(start.Unix()))
 	m.BackupAttempts.WithLabelValues(t.Name).Inc()
 	log.Info("backup starting")
 	res, err := d.Jobs.Backup(ctx, cfg, t)
-	m.BackupDuration.WithLabelValues(t.Name).Observe(time.Since(start).Seconds())
+	m.BackupDuration.WithLabelValues(t.Name).Observe(d.now().Sub(start).Seconds())
 	if res != nil {
 		for _, dr := range res.Destinations {
 			if dr.Failed() {
@@ -399,7 +423,7 @@ func (d *Daemon) prune(cfg *config.Config, t *config.Target, ts *targetState) {
 		log.Info("prune skipped: another process holds the target's lease", "err", err)
 		return
 	}
-	run := &PruneRun{At: time.Now()}
+	run := &PruneRun{At: d.now()}
 	if err != nil {
 		run.Error = err.Error()
 		d.Metrics.PruneFailures.WithLabelValues(t.Name).Inc()
@@ -425,7 +449,7 @@ func (d *Daemon) verify(cfg *config.Config, t *config.Target, ts *targetState) b
 	}
 	defer end()
 	log := d.Log.With("target", t.Name, "job", metrics.JobVerify)
-	start := time.Now()
+	start := d.now()
 	log.Info("verification starting")
 	records := d.Jobs.Verify(d.ctx, cfg, t)
 	for _, r := range records {
@@ -441,7 +465,7 @@ func (d *Daemon) verify(cfg *config.Config, t *config.Target, ts *targetState) b
 		}
 	}
 	if d.ctx.Err() == nil && len(records) > 0 {
-		d.Metrics.VerifyDuration.WithLabelValues(t.Name).Observe(time.Since(start).Seconds())
+		d.Metrics.VerifyDuration.WithLabelValues(t.Name).Observe(d.now().Sub(start).Seconds())
 		// The run's verdict counts even where no record could be stored
 		// (no backup to attach it to, a destination that cannot be written).
 		run := &Catalog{LastVerifications: records}
@@ -464,7 +488,7 @@ func (d *Daemon) rescan(cfg *config.Config, t *config.Target, ts *targetState) {
 	ts.mu.Lock()
 	prev := ts.catalog
 	ts.mu.Unlock()
-	c := scan(ctx, t.Name, d.Jobs.Destinations(ctx, cfg, t), prev)
+	c := scan(ctx, d.now, t.Name, d.Jobs.Destinations(ctx, cfg, t), prev)
 	for _, ds := range c.Destinations {
 		if ds.Error != "" {
 			d.Log.Error("listing a destination failed", "target", t.Name, "destination", ds.Name, "err", ds.Error)
@@ -513,6 +537,8 @@ func (d *Daemon) rescan(cfg *config.Config, t *config.Target, ts *targetState) {
 	}
 }
 
+func (d *Daemon) now() time.Time { return d.Clock.Now() }
+
 func unix(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
 
 func b2f(b bool) float64 {
@@ -530,22 +556,3 @@ func sortedKeys[V any](m map[string]V) []string {
 	slices.Sort(keys)
 	return keys
 }
-
-// cronLogger sends cron's own messages (panics recovered) to slog.
-type cronLogger struct{ log *slog.Logger }
-
-func (l cronLogger) Info(msg string, kv ...any) { l.log.Debug("cron: "+msg, kv...) }
-func (l cronLogger) Error(err error, msg string, kv ...any) {
-	l.log.Error("cron: "+msg, append(kv, "err", err)...)
-}
-
-// skipCounter is the logger SkipIfStillRunning reports to: its one message,
-// "skip", is a skipped run.
-type skipCounter struct{ skip func() }
-
-func (s skipCounter) Info(msg string, _ ...any) {
-	if msg == "skip" {
-		s.skip()
-	}
-}
-func (s skipCounter) Error(error, string, ...any) {}

@@ -19,20 +19,29 @@ import (
 
 	"github.com/backproof/backproof/backup"
 	"github.com/backproof/backproof/config"
+	"github.com/backproof/backproof/internal/clock"
 	"github.com/backproof/backproof/metrics"
 	"github.com/backproof/backproof/verify"
 )
 
-type countingJobs struct {
-	delay          time.Duration
-	panics         atomic.Int32 // this many backups panic first
-	running, peak  atomic.Int32
-	backups, calls atomic.Int32
+// gatedJobs are backups that start when the schedule says and end when the
+// test releases them: the test decides every moment, nothing sleeps.
+type gatedJobs struct {
+	started chan string   // a target's backup began
+	release chan struct{} // one receive ends one backup
+	panics  atomic.Int32  // this many backups panic first
+	ended   chan string   // a target's backup returned
+	running atomic.Int32
+	peak    atomic.Int32
 }
 
-func (j *countingJobs) Backup(ctx context.Context, _ *config.Config, t *config.Target) (*backup.Result, error) {
-	j.calls.Add(1)
+func newGatedJobs() *gatedJobs {
+	return &gatedJobs{started: make(chan string, 100), ended: make(chan string, 100), release: make(chan struct{})}
+}
+
+func (j *gatedJobs) Backup(ctx context.Context, _ *config.Config, t *config.Target) (*backup.Result, error) {
 	if j.panics.Add(-1) >= 0 {
+		j.started <- t.Name
 		panic("job exploded")
 	}
 	n := j.running.Add(1)
@@ -43,33 +52,57 @@ func (j *countingJobs) Backup(ctx context.Context, _ *config.Config, t *config.T
 			break
 		}
 	}
+	j.started <- t.Name
 	select {
-	case <-time.After(j.delay):
+	case <-j.release:
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	j.backups.Add(1)
+	j.ended <- t.Name
 	return &backup.Result{Target: t.Name, ID: "x"}, nil
 }
 
-func (j *countingJobs) Verify(context.Context, *config.Config, *config.Target) []*verify.Record {
+func (j *gatedJobs) Verify(context.Context, *config.Config, *config.Target) []*verify.Record {
 	return nil
 }
 
-func (j *countingJobs) Prune(context.Context, *config.Config, *config.Target) error {
+func (j *gatedJobs) Prune(context.Context, *config.Config, *config.Target) error {
 	return errors.ErrUnsupported
 }
 
-func (j *countingJobs) Destinations(context.Context, *config.Config, *config.Target) []backup.Destination {
+func (j *gatedJobs) Destinations(context.Context, *config.Config, *config.Target) []backup.Destination {
 	return nil
 }
 
-func runDaemon(t *testing.T, jobs Jobs, cfg *config.Config) (*Daemon, func()) {
+// waitStarted returns the target of the next backup to begin.
+func (j *gatedJobs) waitStarted(t *testing.T) string { return receive(t, j.started, "no backup began") }
+
+// finish releases one backup and returns the target of the next to end.
+func (j *gatedJobs) finish(t *testing.T) string {
+	j.release <- struct{}{}
+	return receive(t, j.ended, "no backup ended")
+}
+
+func receive(t *testing.T, ch <-chan string, fail string) string {
+	t.Helper()
+	select {
+	case name := <-ch:
+		return name
+	case <-time.After(time.Minute): // a hang, not a slow machine
+		t.Fatal(fail)
+		return ""
+	}
+}
+
+var t0 = time.Date(2026, 12, 3, 2, 0, 0, 0, time.UTC)
+
+func runDaemon(t *testing.T, jobs Jobs, cfg *config.Config) (*Daemon, *clock.Fake) {
 	t.Helper()
 	reg := prometheus.NewRegistry()
+	clk := clock.NewFake(t0)
 	d := &Daemon{
 		Jobs: jobs, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Registry: reg, Metrics: metrics.New(reg, "test"),
+		Registry: reg, Metrics: metrics.New(reg, "test"), Clock: clk,
 		Reload: func() (*config.Config, error) { return cfg, nil },
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -81,9 +114,30 @@ func runDaemon(t *testing.T, jobs Jobs, cfg *config.Config) (*Daemon, func()) {
 			t.Errorf("Run: %v", err)
 		}
 	}()
-	stop := func() { cancel(); wg.Wait() }
-	t.Cleanup(stop)
-	return d, stop
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	return d, clk
+}
+
+// tick moves the clock to the next scheduled time once all n schedules
+// wait on it, and waits until they have handled the tick and wait again.
+func tick(t *testing.T, clk *clock.Fake, n int) {
+	t.Helper()
+	if !clk.Waiting(n, timeout(t)) {
+		t.Fatalf("%d schedules never waited on the clock", n)
+	}
+	next, _ := clk.Next()
+	clk.Set(next)
+	if !clk.Waiting(n, timeout(t)) {
+		t.Fatalf("%d schedules never came back to the clock", n)
+	}
+}
+
+// timeout closes after a minute: a hang, not a slow machine.
+func timeout(t *testing.T) <-chan struct{} {
+	ch := make(chan struct{})
+	timer := time.AfterFunc(time.Minute, func() { close(ch) })
+	t.Cleanup(func() { timer.Stop() })
+	return ch
 }
 
 func targets(n int, schedule string) map[string]*config.Target {
@@ -95,58 +149,77 @@ func targets(n int, schedule string) map[string]*config.Target {
 	return m
 }
 
-// A panicking job is recovered; the schedule goes on.
-func TestRecoverKeepsScheduling(t *testing.T) {
-	jobs := &countingJobs{}
-	jobs.panics.Store(2)
-	_, stop := runDaemon(t, jobs, &config.Config{Listen: "127.0.0.1:0", Targets: targets(1, "@every 1s")})
-	deadline := time.Now().Add(10 * time.Second)
-	for jobs.backups.Load() < 1 && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
+func skips(d *Daemon, names ...string) (n float64) {
+	for _, name := range names {
+		n += testutil.ToFloat64(d.Metrics.SkippedRuns.WithLabelValues(name, metrics.JobBackup))
 	}
-	stop()
-	if jobs.calls.Load() < 3 || jobs.backups.Load() < 1 {
-		t.Errorf("%d calls, %d backups after two panics", jobs.calls.Load(), jobs.backups.Load())
+	return n
+}
+
+// A panicking job is recovered; the schedule goes on and the next tick runs.
+func TestRecoverKeepsScheduling(t *testing.T) {
+	jobs := newGatedJobs()
+	jobs.panics.Store(2)
+	_, clk := runDaemon(t, jobs, &config.Config{Listen: "127.0.0.1:0", Targets: targets(1, "@every 1m")})
+	for range 3 {
+		tick(t, clk, 1)
+		jobs.waitStarted(t)
+	}
+	if got := jobs.finish(t); got != "a" {
+		t.Errorf("backup of %q ended, want a", got)
 	}
 }
 
-// concurrency.backups bounds backups over all targets; a slow job is
-// skipped while it runs, and each skip is counted.
+// concurrency.backups bounds backups over all targets; a tick while a run
+// goes on is skipped and counted, and the runs waiting for their turn run.
 func TestConcurrencyLimitAndSkips(t *testing.T) {
-	jobs := &countingJobs{delay: 2500 * time.Millisecond}
-	cfg := &config.Config{Listen: "127.0.0.1:0", Concurrency: config.Concurrency{Backups: 1}, Targets: targets(3, "@every 1s")}
-	d, stop := runDaemon(t, jobs, cfg)
-	time.Sleep(6 * time.Second)
-	stop()
+	jobs := newGatedJobs()
+	cfg := &config.Config{Listen: "127.0.0.1:0", Concurrency: config.Concurrency{Backups: 1}, Targets: targets(3, "@every 1m")}
+	d, clk := runDaemon(t, jobs, cfg)
+	tick(t, clk, 3) // all three due: one runs, two wait for the slot
+	first := jobs.waitStarted(t)
+	tick(t, clk, 3) // all three still running or waiting: three skips
+	if s := skips(d, "a", "b", "c"); s != 3 {
+		t.Errorf("%v skipped runs after a tick while all three ran, want 3", s)
+	}
+	seen := map[string]bool{first: true}
+	for range 2 {
+		jobs.finish(t)
+		seen[jobs.waitStarted(t)] = true
+	}
+	jobs.finish(t)
 	if p := jobs.peak.Load(); p != 1 {
 		t.Errorf("%d backups ran at once with concurrency.backups 1", p)
 	}
-	if b := jobs.backups.Load(); b < 2 {
-		t.Errorf("only %d backups finished", b)
-	}
-	var skipped float64
-	for name := range cfg.Targets {
-		skipped += testutil.ToFloat64(d.Metrics.SkippedRuns.WithLabelValues(name, metrics.JobBackup))
-	}
-	if skipped < 6 {
-		t.Errorf("%v skipped runs counted in 6 s of three 1 s schedules with 2.5 s jobs", skipped)
-	}
-	if a, s := jobs.calls.Load(), int32(skipped); a+s < 12 {
-		t.Errorf("%d runs + %d skips, want about 18 ticks", a, s)
+	if len(seen) != 3 {
+		t.Errorf("backups of %v ran, want a, b and c", seen)
 	}
 }
 
 // While a run outlasts its interval, the next-run time moves on with the
 // skipped ticks instead of staying in the past.
 func TestNextRunWhileRunning(t *testing.T) {
-	jobs := &countingJobs{delay: 5 * time.Second}
-	d, _ := runDaemon(t, jobs, &config.Config{Listen: "127.0.0.1:0", Targets: targets(1, "@every 1s")})
-	time.Sleep(3500 * time.Millisecond) // the first run began at about 1 s and goes on
-	if jobs.running.Load() != 1 {
-		t.Fatalf("%d runs going, want the first one", jobs.running.Load())
+	jobs := newGatedJobs()
+	d, clk := runDaemon(t, jobs, &config.Config{Listen: "127.0.0.1:0", Targets: targets(1, "@every 1m")})
+	next := func() time.Time {
+		return time.Unix(int64(testutil.ToFloat64(d.Metrics.NextRun.WithLabelValues("a", metrics.JobBackup))), 0)
 	}
-	next := testutil.ToFloat64(d.Metrics.NextRun.WithLabelValues("a", metrics.JobBackup))
-	if now := float64(time.Now().Unix()); next < now {
-		t.Errorf("next run %v is %v s in the past while a long run goes on", next, now-next)
+	clk.Waiting(1, timeout(t))
+	if got := next(); !got.Equal(t0.Add(time.Minute)) {
+		t.Errorf("first next run %v, want %v", got, t0.Add(time.Minute))
 	}
+	tick(t, clk, 1)
+	jobs.waitStarted(t)
+	tick(t, clk, 1)
+	tick(t, clk, 1)
+	if got, want := next(), clk.Now().Add(time.Minute); !got.Equal(want) {
+		t.Errorf("next run %v while a long run goes on at %v, want %v", got, clk.Now(), want)
+	}
+	if s := skips(d, "a"); s != 2 {
+		t.Errorf("%v skips, want 2", s)
+	}
+	if st := d.Status(); !st.Now.Equal(clk.Now()) {
+		t.Errorf("status now %v, want the clock's %v", st.Now, clk.Now())
+	}
+	jobs.finish(t)
 }

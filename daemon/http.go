@@ -85,7 +85,7 @@ const (
 
 // Status returns a snapshot of every target's state.
 func (d *Daemon) Status() Status {
-	now := time.Now()
+	now := d.now()
 	d.mu.Lock()
 	cfg, reloadErr := d.cfg, d.reloadErr
 	var states []*targetState

@@ -61,7 +61,7 @@ type Catalog struct {
 
 // scan reads a target's catalog from its destinations. A destination whose
 // listing fails keeps its state from prev, marked with the error.
-func scan(ctx context.Context, target string, dests []backup.Destination, prev *Catalog) *Catalog {
+func scan(ctx context.Context, now func() time.Time, target string, dests []backup.Destination, prev *Catalog) *Catalog {
 	c := &Catalog{}
 	type found struct {
 		b    catalog.Backup
@@ -69,7 +69,7 @@ func scan(ctx context.Context, target string, dests []backup.Destination, prev *
 	}
 	byID := map[string][]found{}
 	for _, d := range dests {
-		ds := DestState{Name: d.Name, Scanned: time.Now(), ids: map[string]bool{}}
+		ds := DestState{Name: d.Name, Scanned: now(), ids: map[string]bool{}}
 		l, err := catalog.List(ctx, d, target)
 		if err != nil {
 			if p := prev.dest(d.Name); p != nil {

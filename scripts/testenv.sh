@@ -123,21 +123,9 @@ ensure_minio() {
   rm -rf "$tmp"
 }
 
-# dockerd is shared and outlives `down` (so its log lives in /var/log/backproof);
-# its default IP for published ports is 127.0.0.1.
-ensure_dockerd() {
-  docker info >/dev/null 2>&1 && return 0
-  [[ $EUID -eq 0 ]] || die "docker info fails and only root can start dockerd"
-  local log=/var/log/backproof/dockerd.log
-  mkdir -p "${log%/*}"
-  closefds nohup dockerd --ip 127.0.0.1 >>"$log" 2>&1 </dev/null &
-  for _ in {1..60}; do
-    docker info >/dev/null 2>&1 && return 0
-    sleep 1
-  done
-  tail -n 40 "$log" >&2
-  die "dockerd did not answer docker info within 60 s (log: $log)"
-}
+# dockerd is shared and outlives `down` (scripts/dockerd.sh); closefds keeps it
+# off this script's pipes.
+ensure_dockerd() { (closefds bash "$SCRIPTS/dockerd.sh"); }
 
 # Restore sandboxes' images (no registry reachable): the first build takes about a
 # minute, later runs find them up to date in a fraction of a second.

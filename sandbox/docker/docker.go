@@ -303,6 +303,16 @@ func (d *Docker) HasImage(ctx context.Context, ref string) bool {
 	return err == nil
 }
 
+// Pull pulls ref from its registry.
+func (d *Docker) Pull(ctx context.Context, ref string) error {
+	resp, err := d.cli.ImagePull(ctx, ref, client.ImagePullOptions{})
+	if err != nil {
+		return err
+	}
+	defer resp.Close()
+	return resp.Wait(ctx)
+}
+
 // ensureImage returns the local image id of ref, pulling it once (no retry
 // loop) when it is missing, so an air-gapped site gets a clear error at once.
 func (d *Docker) ensureImage(ctx context.Context, ref string) (string, error) {
@@ -316,11 +326,7 @@ func (d *Docker) ensureImage(ctx context.Context, ref string) (string, error) {
 	d.log.InfoContext(ctx, "pulling sandbox image", "image", ref)
 	pctx, cancel := context.WithTimeout(ctx, d.PullTimeout)
 	defer cancel()
-	resp, err := d.cli.ImagePull(pctx, ref, client.ImagePullOptions{})
-	if err == nil {
-		err = resp.Wait(pctx)
-		resp.Close()
-	}
+	err = d.Pull(pctx, ref)
 	if err == nil {
 		if img, err = d.cli.ImageInspect(ctx, ref); err == nil {
 			return img.ID, nil
