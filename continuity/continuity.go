@@ -135,10 +135,14 @@ func (p Policy) vanishedObjects(base, cur map[string][]string, goneTables map[st
 	return out
 }
 
-// ofGoneTable: constraints and triggers are named schema.table.name.
+// ofGoneTable: constraints and triggers are named schema.table.name,
+// MongoDB indexes db.collection.name.
 func ofGoneTable(object string, gone map[string]bool) bool {
-	for t := range gone {
-		if strings.HasPrefix(object, t+".") {
+	if len(gone) == 0 {
+		return false
+	}
+	for i := range len(object) {
+		if object[i] == '.' && gone[object[:i]] {
 			return true
 		}
 	}

@@ -1,6 +1,7 @@
 package continuity
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -168,5 +169,23 @@ func TestSchemaVersion(t *testing.T) {
 	}
 	if got := SchemaVersion(&engine.SourceStats{}); got != "" {
 		t.Errorf("got %q", got)
+	}
+}
+
+// A large schema: 10,000 tables with an index and a constraint each.
+func BenchmarkCompare(b *testing.B) {
+	tables := map[string]int64{}
+	objects := map[string][]string{}
+	for i := range 10000 {
+		name := fmt.Sprintf("public.t%05d", i)
+		tables[name] = int64(1000 + i)
+		objects["table"] = append(objects["table"], name)
+		objects["index"] = append(objects["index"], name+"_idx")
+		objects["constraint"] = append(objects["constraint"], name+"."+fmt.Sprintf("t%05d_pkey", i))
+	}
+	base, cur := manifest(baseID, tables, objects), manifest("b", tables, objects)
+	p := Policy{MaxDrop: 50, MinRows: 1000, Ignore: []string{"sessions", "cache.*"}}
+	for b.Loop() {
+		Compare(base, cur, p)
 	}
 }
