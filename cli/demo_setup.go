@@ -45,9 +45,9 @@ func (e *env) newSetup(say func(string, string, ...any)) *setup {
 // dockerEngine connects to the Docker engine, starting one first with
 // scripts/dockerd.sh when none answers at the default socket.
 func (s *setup) dockerEngine(ctx context.Context) (*docker.Docker, error) {
-	d, err := docker.New(ctx, s.e.log)
+	err := docker.Ping(ctx)
 	if err == nil {
-		return d, nil
+		return s.connect(ctx)
 	}
 	if host := s.e.getenv("DOCKER_HOST"); host != "" {
 		return nil, fmt.Errorf("the demo needs a Docker engine: %w (DOCKER_HOST=%s; start that engine, or unset DOCKER_HOST)", err, host)
@@ -60,10 +60,15 @@ func (s *setup) dockerEngine(ctx context.Context) (*docker.Docker, error) {
 	if err := s.run(ctx, "dockerd.sh"); err != nil {
 		return nil, fmt.Errorf("the demo needs a Docker engine: scripts/dockerd.sh: %w", err)
 	}
-	if d, err = docker.New(ctx, s.e.log); err != nil {
-		return nil, fmt.Errorf("the demo needs a Docker engine: started one, but: %w", err)
-	}
 	s.say("", "engine ready in %s (log: /var/log/backproof/dockerd.log)", since(start))
+	return s.connect(ctx)
+}
+
+func (s *setup) connect(ctx context.Context) (*docker.Docker, error) {
+	d, err := docker.New(ctx, s.e.log)
+	if err != nil {
+		return nil, fmt.Errorf("the demo needs a Docker engine: %w", err)
+	}
 	return d, nil
 }
 

@@ -119,6 +119,12 @@ func New(ctx context.Context, log *slog.Logger, opts ...Option) (*Docker, error)
 	return d, nil
 }
 
+// Ping reports whether an engine answers at DOCKER_HOST, or at the default
+// socket. Ask it before New when an engine may yet be started: New's first
+// look for an engine is remembered for the life of the process (by
+// testcontainers-go).
+func Ping(ctx context.Context) error { return ping(ctx, client.FromEnv) }
+
 func ping(ctx context.Context, opts ...client.Opt) error {
 	c, err := client.New(opts...)
 	if err != nil {
