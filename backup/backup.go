@@ -37,7 +37,7 @@ type Destination struct {
 type Target struct {
 	Name         string
 	EngineName   string
-	Engine       engine.Engine
+	Engine       engine.Dumper
 	Destinations []Destination
 	// Encrypt, when set, encrypts every artifact to these recipients.
 	Encrypt *crypt.Recipients
@@ -210,7 +210,7 @@ func (r *Runner) run(ctx context.Context, t Target, res *Result, log *slog.Logge
 // dump runs the engine into a zstd encoder feeding w, through an age
 // encrypter when rs is set: compress, then encrypt, then w hashes and fans
 // out the stored bytes.
-func dump(ctx context.Context, e engine.Engine, rs *crypt.Recipients, w io.Writer) (*engine.DumpInfo, error) {
+func dump(ctx context.Context, e engine.Dumper, rs *crypt.Recipients, w io.Writer) (*engine.DumpInfo, error) {
 	sealed := io.WriteCloser(nopCloser{w})
 	if rs != nil {
 		ew, err := rs.Encrypt(w)

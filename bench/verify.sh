@@ -288,7 +288,7 @@ run_verify() {
   # Every step's duration, by name; a missing step is an error.
   local fields
   fields=$(jq -r '.verifications[0] as $v | ($v.checks | map({(.name): .duration_seconds}) | add) as $c
-    | [$c.sandbox, $c.checksum, $v.restore_duration_seconds, $c.tables + $c.schema, $c.amcheck, $c["accounts-present"]]
+    | [$c.sandbox, $c.checksum, $v.restore_duration_seconds, $c.tables + $c.schema, ($c.integrity // $c.amcheck), $c["accounts-present"]]
     | if any(. == null) then "missing" else map(tostring) | join(" ") end' "$json")
   [[ $fields != missing ]] || { cat "$json" >&2; die "backproof verify: a step is missing from the record"; }
   local ready spool restore counts amcheck query prep checks

@@ -131,7 +131,7 @@ func (e *env) loadConfig() (*config.Config, error) {
 	if e.configPath == "" {
 		return nil, usagef("no config file: pass -c FILE or set BACKPROOF_CONFIG")
 	}
-	cfg, err := config.Load(e.configPath)
+	cfg, err := config.LoadWith(e.configPath, configOptions)
 	if err != nil {
 		var ce *config.Error
 		if errors.As(err, &ce) {
@@ -139,7 +139,7 @@ func (e *env) loadConfig() (*config.Config, error) {
 		}
 		return nil, usagef("%w", err)
 	}
-	e.redactor = redact.New(cfg.Secrets()...)
+	e.redactor = redact.New(secrets(cfg)...)
 	e.log = e.newLogger(cfg.Log)
 	if err := checkSupported(cfg); err != nil {
 		return nil, err
@@ -152,9 +152,15 @@ func (e *env) loadConfig() (*config.Config, error) {
 func checkSupported(cfg *config.Config) error {
 	var problems []string
 	for _, name := range cfg.TargetNames() {
-		if _, ok := engines[cfg.Targets[name].Engine]; !ok {
+		t := cfg.Targets[name]
+		k, ok := kindOf(t.Engine)
+		if !ok {
 			problems = append(problems, fmt.Sprintf("%s: targets.%s.engine: %q is not supported by this build yet",
-				cfg.File, name, cfg.Targets[name].Engine))
+				cfg.File, name, t.Engine))
+			continue
+		}
+		if _, err := k.New(t.DSN.Reveal(), slog.New(slog.DiscardHandler)); err != nil {
+			problems = append(problems, fmt.Sprintf("%s: targets.%s.dsn: %v", cfg.File, name, err))
 		}
 	}
 	if len(problems) > 0 {

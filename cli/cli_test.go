@@ -74,6 +74,10 @@ targets:
 		{"engine not built yet", strings.Replace(valid, "engine: postgres", "engine: mysql", 1), "targets.orders.engine: \"mysql\" is not supported by this build yet", 2},
 		{"encryption", valid + "encryption: {recipients: [age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p]}\n", "ok (1 targets, 1 destinations)", 0},
 		{"retention keeps nothing", valid + "    retention: {keep_daily: 0}\n", ":10: targets.orders.retention: keeps nothing", 2},
+		// The engine's rules reach config through the registration (engine.Kind.CheckQuery).
+		{"mongodb writing check", strings.Replace(strings.Replace(valid, "engine: postgres", "engine: mongodb", 1),
+			"postgres://app:", "mongodb://app:", 1) + "    verify:\n      checks:\n        - {name: w, query: '{\"aggregate\": \"orders\", \"pipeline\": [{\"$out\": \"x\"}]}', expect: \"> 0\"}\n",
+			":12: targets.orders.verify.checks[0].query: aggregate: stage $out writes", 2},
 		{"missing bucket", strings.Replace(valid, "{type: local, path: "+dir+"}", "{type: s3, region: us-east-1}", 1), ":3: destinations.local.bucket: required", 2},
 	}
 	for _, tc := range cases {

@@ -226,14 +226,14 @@ func TestContinuityRedis(t *testing.T) {
 	}
 	conn.Must(del...)
 	b2 := backupCommitted(t, cfg)
-	if code, steps := verifyLocal(b2); code != ExitOK || !strings.Contains(steps["continuity"], "biggest drop redis.db0: 40018 -> 10018 rows (-75%)") {
+	if code, steps := verifyLocal(b2); code != ExitOK || !strings.Contains(steps["continuity"], "biggest drop redis.db0: 40018 -> 10018 keys (-75%)") {
 		t.Fatalf("churn: exit %d %v", code, steps)
 	}
 	conn.Must("FLUSHDB")
 	b3 := backupCommitted(t, cfg)
 	code, steps := verifyLocal(b3)
 	if code != ExitBadBackup || !strings.HasPrefix(steps["continuity"], "fail ") ||
-		!strings.HasSuffix(steps["continuity"], " redis.db0: 10018 -> 0 rows (-100%) since "+b2) {
+		!strings.HasSuffix(steps["continuity"], " redis.db0: 10018 -> 0 keys (-100%) since "+b2) {
 		t.Fatalf("flushed: exit %d %v", code, steps)
 	}
 }

@@ -62,14 +62,14 @@ Logs are JSON unless log.format says text.`,
 				StopTimeout: daemonStopTimeout,
 				Redact:      e.redactor.String,
 				Reload: func() (*config.Config, error) {
-					cfg, err := config.Load(e.configPath)
+					cfg, err := config.LoadWith(e.configPath, configOptions)
 					if err == nil {
 						err = checkSupported(cfg)
 					}
 					if err != nil {
 						return nil, err
 					}
-					e.redactor.Add(cfg.Secrets()...)
+					e.redactor.Add(secrets(cfg)...)
 					return cfg, nil
 				},
 			}

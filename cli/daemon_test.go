@@ -254,6 +254,11 @@ func TestDaemonSchedules(t *testing.T) {
 	if err := os.WriteFile(unscheduled, []byte(strings.Join(kept, "\n")), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// Stopping may have cancelled a verification: prove the newest backup on
+	// both destinations again, so the page has a verdict for each.
+	if r := runCLI(t, context.Background(), "verify", "-c", unscheduled); r.code != 0 {
+		t.Fatalf("verify exit %d: %s", r.code, r.stderr)
+	}
 	base, _ = startDaemon(t, unscheduled)
 	st := getStatus(t, base)
 	r := runCLI(t, context.Background(), "list", "-c", cfg, "--json")

@@ -103,9 +103,9 @@ func (s *setup) image(ctx context.Context, d *docker.Docker, flag string) (image
 	if s.why != "" {
 		return "", "", fmt.Errorf("%s could not be pulled (%v) and the demo can build its offline image only as root on Debian from a checkout (%s): run `sudo scripts/sandbox-images.sh postgres` there, or pass --image", official, pullErr, s.why)
 	}
-	s.say("image", "%s could not be pulled (no registry?): building %s from Debian packages with scripts/sandbox-images.sh (about 2 minutes, once)", official, demoOfflineImage)
+	s.say("image", "%s could not be pulled (no registry?): building %s from Debian packages with scripts/sandbox-images.sh (about 2 minutes, once; log: /var/log/backproof/sandbox-images.log)", official, demoOfflineImage)
 	start := time.Now()
-	if err := s.run(ctx, "sandbox-images.sh", "postgres"); err != nil {
+	if err := s.run(ctx, "sandbox-images.sh", "--log", "/var/log/backproof/sandbox-images.log", "postgres"); err != nil {
 		return "", "", fmt.Errorf("build the offline image: scripts/sandbox-images.sh: %w", err)
 	}
 	s.say("", "built in %s", since(start))

@@ -229,12 +229,12 @@ func TestMongoEndToEnd(t *testing.T) {
 				passed[c.Name] = c.Observed
 			}
 		}
-		for _, name := range []string{"checksum", "restore", "tables", "schema", "amcheck", "orders-present", "paid-orders", "orders-fresh", "items-sold"} {
+		for _, name := range []string{"checksum", "restore", "tables", "schema", "integrity", "orders-present", "paid-orders", "orders-fresh", "items-sold"} {
 			if _, ok := passed[name]; !ok {
 				t.Errorf("%s: check %s did not pass: %+v", v.Destination, name, v.Checks)
 			}
 		}
-		if passed["tables"] != "4 tables, 3500 rows" || passed["orders-present"] != "2500" {
+		if passed["tables"] != "4 collections, 3500 documents" || passed["orders-present"] != "2500" {
 			t.Errorf("%s: observed %v", v.Destination, passed)
 		}
 	}

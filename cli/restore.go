@@ -43,6 +43,7 @@ type restoreResult struct {
 	Schema       string         `json:"schema_version,omitempty"` // e.g. "flyway 42"
 	Seconds      float64        `json:"restore_duration_seconds,omitempty"`
 	Verification *verify.Record `json:"verification,omitempty"`
+	words        engine.Words
 }
 
 func (e *env) restoreCommand() *cobra.Command {
@@ -81,7 +82,7 @@ prints a connection string and keeps the container until Ctrl-C or --keep.`,
 				return usagef("target %s does not use destination %s", t.Name, o.from)
 			}
 			if o.to != "" { // the DSN's password is a secret like the config's
-				e.redactor = redact.New(append(cfg.Secrets(), config.DSNPasswords(o.to)...)...)
+				e.redactor = redact.New(append(secrets(cfg), dsnSecrets(t.Engine, o.to)...)...)
 				e.log = newLogger(e.stderr, cfg.Log, e.redactor)
 			}
 			names := t.Destinations
@@ -110,7 +111,7 @@ prints a connection string and keeps the container until Ctrl-C or --keep.`,
 			if err != nil {
 				return err
 			}
-			res := &restoreResult{Target: t.Name, BackupID: copies[0].Manifest.ID, Destination: copies[0].Source.Name, DryRun: o.dryRun}
+			res := &restoreResult{Target: t.Name, BackupID: copies[0].Manifest.ID, Destination: copies[0].Source.Name, DryRun: o.dryRun, words: words(t.Engine)}
 			res.Size = copies[0].Manifest.StoredSize()
 			res.Schema = continuity.SchemaVersion(&copies[0].Manifest.Source)
 			for _, tb := range copies[0].Manifest.Source.Tables {
@@ -151,13 +152,9 @@ prints a connection string and keeps the container until Ctrl-C or --keep.`,
 }
 
 // restoreTo restores into the database at o.to.
-func (e *env) restoreTo(eng dbEngine, copies []restore.Copy, ids *crypt.Identities, o restoreOpts, res *restoreResult) error {
-	n, err := eng.Objects(e.ctx, o.to)
-	if err != nil {
+func (e *env) restoreTo(eng engine.Engine, copies []restore.Copy, ids *crypt.Identities, o restoreOpts, res *restoreResult) error {
+	if err := engine.CheckEmpty(e.ctx, eng, o.to, o.force); err != nil {
 		return err
-	}
-	if n > 0 && !o.force {
-		return fmt.Errorf("the target database is not empty (%d objects): nothing was changed; pass --force to replace the objects the backup contains (others are left alone)", n)
 	}
 	dir, err := os.MkdirTemp("", "backproof-restore-")
 	if err != nil {
@@ -207,7 +204,7 @@ func (e *env) restoreTo(eng dbEngine, copies []restore.Copy, ids *crypt.Identiti
 
 // restoreSandbox restores into a throwaway container, runs the checks and
 // holds the container for inspection.
-func (e *env) restoreSandbox(cfg *config.Config, t *config.Target, eng dbEngine, c restore.Copy, o restoreOpts, res *restoreResult) error {
+func (e *env) restoreSandbox(cfg *config.Config, t *config.Target, eng engine.Engine, c restore.Copy, o restoreOpts, res *restoreResult) error {
 	hold := o.keep
 	if hold <= 0 {
 		hold = maxHold
@@ -219,7 +216,7 @@ func (e *env) restoreSandbox(cfg *config.Config, t *config.Target, eng dbEngine,
 	defer v.close()
 	v.Timeout = cfg.Sandbox.Timeout + hold
 	req := verify.Request{
-		Target: t.Name, Engine: t.Engine, Prover: eng,
+		Target: t.Name, Engine: t.Engine, Words: words(t.Engine), Prover: eng,
 		Destination: c.Source.Name, Store: c.Source.Store, BackupID: c.Manifest.ID,
 		NoRecord: true,
 		Hold: func(ctx context.Context, srv engine.Server) {
@@ -236,7 +233,7 @@ func (e *env) restoreSandbox(cfg *config.Config, t *config.Target, eng dbEngine,
 		},
 	}
 	if t.Verify != nil {
-		req.Checks, req.Amcheck, req.Tolerance = t.Verify.Checks, t.Verify.Amcheck, t.Verify.KeyTolerance
+		req.Checks, req.Integrity, req.Tolerance = t.Verify.Checks, t.Verify.Amcheck, t.Verify.KeyTolerance
 	}
 	rec := v.Run(e.ctx, req)
 	res.Verification = rec
@@ -254,8 +251,8 @@ func (e *env) printRestore(r *restoreResult, o restoreOpts) {
 		if r.Schema != "" {
 			schema = ", schema " + r.Schema
 		}
-		fmt.Fprintf(e.stdout, "would restore %s backup %s from %s (%s, %d tables, %d rows%s) into %s\n",
-			r.Target, r.BackupID, r.Destination, formatSize(r.Size), r.Tables, r.Rows, schema, r.Into)
+		fmt.Fprintf(e.stdout, "would restore %s backup %s from %s (%s, %d %s, %d %s%s) into %s\n",
+			r.Target, r.BackupID, r.Destination, formatSize(r.Size), r.Tables, r.words.Containers, r.Rows, r.words.Items, schema, r.Into)
 		if o.force {
 			fmt.Fprintln(e.stdout, "  --force: objects the backup contains would be replaced")
 		}
@@ -269,7 +266,7 @@ func (e *env) printRestore(r *restoreResult, o restoreOpts) {
 		return
 	}
 	if r.Seconds > 0 {
-		fmt.Fprintf(e.stdout, "restored %s backup %s from %s into %s in %s (%d tables, %d rows)\n",
-			r.Target, r.BackupID, r.Destination, r.Into, seconds(r.Seconds), r.Tables, r.Rows)
+		fmt.Fprintf(e.stdout, "restored %s backup %s from %s into %s in %s (%d %s, %d %s)\n",
+			r.Target, r.BackupID, r.Destination, r.Into, seconds(r.Seconds), r.Tables, r.words.Containers, r.Rows, r.words.Items)
 	}
 }

@@ -124,11 +124,12 @@ func (v *verifier) run(ctx context.Context, t *config.Target, destName string, d
 func (v *verifier) runPick(ctx context.Context, t *config.Target, destName string, d destination.Destination, backupID string, pick verify.Picker) *verify.Record {
 	eng, err := newEngine(t, v.e.log.With("target", t.Name))
 	if err != nil {
-		panic(err) // loadConfig refused engines this build lacks
+		panic(err) // loadConfig refused engines this build lacks and DSNs they cannot parse
 	}
 	req := verify.Request{
 		Target:      t.Name,
 		Engine:      t.Engine,
+		Words:       words(t.Engine),
 		Prover:      eng,
 		Destination: destName,
 		Store:       d,
@@ -138,7 +139,7 @@ func (v *verifier) runPick(ctx context.Context, t *config.Target, destName strin
 	}
 	if t.Verify != nil {
 		req.Checks = t.Verify.Checks
-		req.Amcheck = t.Verify.Amcheck
+		req.Integrity = t.Verify.Amcheck
 		req.Tolerance = t.Verify.KeyTolerance
 	}
 	return v.Run(ctx, req)

@@ -17,43 +17,72 @@ import (
 	"github.com/backproof/backproof/engine/redis"
 )
 
-// dbEngine is what every engine of this build does: dump, and prove dumps by
-// restoring them.
-type dbEngine interface {
-	engine.Engine
-	engine.Prover
-	// Objects counts what a restore into the database at dsn would collide with.
-	Objects(ctx context.Context, dsn string) (int, error)
-	// RestoreInto restores a spooled artifact into the database at dsn. Its
-	// error says what state a failed restore left the target in.
-	RestoreInto(ctx context.Context, dsn, path string, info *engine.DumpInfo, opts engine.RestoreOptions) error
-	// Describe names the database at dsn without its credentials.
-	Describe(dsn string) string
-	// ConnString is a connection string for srv, for a person to use; it
-	// holds the password.
-	ConnString(srv engine.Server) string
+// kinds are the engines of this build, one line each (see engine.Kind).
+// config accepts every engine of the contract; the ones missing here are
+// refused by `config check`.
+var kinds = []engine.Kind{
+	postgres.Kind,
+	mongodb.Kind,
+	redis.Kind,
 }
 
-// The engines this build implements. config accepts every engine of the
-// contract; the ones missing here are refused by `config check`.
-var engines = map[string]func(t *config.Target, log *slog.Logger) dbEngine{
-	"postgres": func(t *config.Target, log *slog.Logger) dbEngine {
-		return postgres.New(t.DSN.Reveal(), postgres.WithLogger(log))
-	},
-	"redis": func(t *config.Target, log *slog.Logger) dbEngine {
-		return redis.New(t.DSN.Reveal(), redis.WithLogger(log))
-	},
-	"mongodb": func(t *config.Target, log *slog.Logger) dbEngine {
-		return mongodb.New(t.DSN.Reveal(), mongodb.WithLogger(log))
+// kindOf returns the registered engine named name.
+func kindOf(name string) (engine.Kind, bool) {
+	for _, k := range kinds {
+		if k.Name == name {
+			return k, true
+		}
+	}
+	return engine.Kind{}, false
+}
+
+// configOptions validate a config with the engines' rules.
+var configOptions = config.Options{
+	CheckQuery: func(name, query string) error {
+		if k, ok := kindOf(name); ok && k.CheckQuery != nil {
+			return k.CheckQuery(query)
+		}
+		return nil
 	},
 }
 
-func newEngine(t *config.Target, log *slog.Logger) (dbEngine, error) {
-	mk, ok := engines[t.Engine]
+// secrets are the config's secrets and those the engines find in its DSNs.
+func secrets(cfg *config.Config) []string {
+	out := cfg.Secrets()
+	for _, name := range cfg.TargetNames() {
+		if t := cfg.Targets[name]; t != nil {
+			out = append(out, dsnSecrets(t.Engine, t.DSN.Reveal())...)
+		}
+	}
+	return out
+}
+
+// dsnSecrets are the secrets in a DSN of the engine named name: what the engine finds, and
+// the password of every DSN form config knows.
+func dsnSecrets(name, dsn string) []string {
+	out := config.DSNPasswords(dsn)
+	if k, ok := kindOf(name); ok && k.Secrets != nil {
+		out = append(out, k.Secrets(dsn)...)
+	}
+	return out
+}
+
+// words are the nouns the output uses for what the engine named name counts.
+func words(name string) engine.Words {
+	k, _ := kindOf(name)
+	return k.Words.Or()
+}
+
+func newEngine(t *config.Target, log *slog.Logger) (engine.Engine, error) {
+	k, ok := kindOf(t.Engine)
 	if !ok {
 		return nil, fmt.Errorf("target %s: engine %q is not supported by this build yet", t.Name, t.Engine)
 	}
-	return mk(t, log), nil
+	eng, err := k.New(t.DSN.Reveal(), log)
+	if err != nil {
+		return nil, fmt.Errorf("target %s: dsn: %w", t.Name, err)
+	}
+	return eng, nil
 }
 
 func openDestination(ctx context.Context, d *config.Destination) (destination.Destination, error) {

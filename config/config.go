@@ -67,6 +67,7 @@ type Config struct {
 
 	// lines maps key paths to the line they were defined on.
 	lines map[string]int
+	opts  Options
 }
 
 // Log configures the process logger.
@@ -182,9 +183,20 @@ type Check struct {
 // maxSecretFile bounds how much of a <key>_file is read.
 const maxSecretFile = 64 << 10
 
+// Options are the rules a config is validated with that config itself does
+// not know: the engines' (cli/wiring.go passes them).
+type Options struct {
+	// CheckQuery validates a check query of a target of engine; nil: any
+	// non-empty query.
+	CheckQuery func(engine, query string) error
+}
+
 // Load reads and parses the config file at path, expanding ${VAR} from the
 // process environment.
-func Load(path string) (*Config, error) {
+func Load(path string) (*Config, error) { return LoadWith(path, Options{}) }
+
+// LoadWith is Load with engine rules.
+func LoadWith(path string, o Options) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		// A config that cannot be read is a config error, not an operational one.
@@ -194,13 +206,18 @@ func Load(path string) (*Config, error) {
 		}
 		return nil, &Error{Problems: []Problem{{File: path, Msg: "cannot read config: " + msg}}}
 	}
-	return Parse(data, path, os.LookupEnv)
+	return ParseWith(data, path, os.LookupEnv, o)
 }
 
 // Parse parses and validates a config. filename is used in error messages and
 // to resolve relative paths; lookupEnv expands ${VAR} (nil: no variables are
 // set). On failure the error is an *Error listing every problem.
 func Parse(data []byte, filename string, lookupEnv func(string) (string, bool)) (*Config, error) {
+	return ParseWith(data, filename, lookupEnv, Options{})
+}
+
+// ParseWith is Parse with engine rules.
+func ParseWith(data []byte, filename string, lookupEnv func(string) (string, bool), o Options) (*Config, error) {
 	if lookupEnv == nil {
 		lookupEnv = func(string) (string, bool) { return "", false }
 	}
@@ -228,6 +245,7 @@ func Parse(data []byte, filename string, lookupEnv func(string) (string, bool)) 
 
 	c := defaults()
 	c.File = filename
+	c.opts = o
 	d := &decoder{
 		file:      filename,
 		dir:       dir,

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"filippo.io/age"
+
+	"github.com/backproof/backproof/engine/mongodb/checkquery"
 )
 
 const testFile = "/cfg/bp.yaml"
@@ -635,7 +637,7 @@ targets:
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			in := strings.NewReplacer("@DIR@", dir, "@RECIPIENT@", recipient).Replace(tt.in)
-			_, err := Parse([]byte(in), testFile, envFunc(tt.env))
+			_, err := ParseWith([]byte(in), testFile, envFunc(tt.env), mongoQueries)
 			got := problemLines(t, err)
 			want := make([]string, len(tt.want))
 			for i, w := range tt.want {
@@ -649,6 +651,16 @@ targets:
 		})
 	}
 }
+
+// mongoQueries validates MongoDB check queries as the mongodb engine
+// registers it: config reports what the engine says, at the query's line.
+var mongoQueries = Options{CheckQuery: func(engine, query string) error {
+	if engine != EngineMongoDB {
+		return nil
+	}
+	_, err := checkquery.Parse(query)
+	return err
+}}
 
 func TestProblemsSortedByLine(t *testing.T) {
 	in := "targets: {}\nlisten: x\nlog: {level: loud}\n"

@@ -14,7 +14,6 @@ import (
 	"filippo.io/age"
 
 	"github.com/backproof/backproof/crypt"
-	"github.com/backproof/backproof/engine/mongodb/checkquery"
 )
 
 // Limits for S3 multipart uploads.
@@ -456,9 +455,8 @@ func (v *validator) verify(p string, vf *Verify, engine string) {
 		switch {
 		case strings.TrimSpace(c.Query) == "":
 			v.addf(cp+".query", "required")
-		case engine == EngineMongoDB:
-			// A command document, not SQL (engine/mongodb/checkquery).
-			if _, err := checkquery.Parse(c.Query); err != nil {
+		case v.c.opts.CheckQuery != nil:
+			if err := v.c.opts.CheckQuery(engine, c.Query); err != nil {
 				v.addf(cp+".query", "%v", err)
 			}
 		}

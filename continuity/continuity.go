@@ -30,6 +30,8 @@ type Policy struct {
 	// MissingIsEmpty counts a vanished table as emptied rather than gone:
 	// Redis leaves empty databases out of its keyspace.
 	MissingIsEmpty bool
+	// Words name what the engine counts in messages; zero: tables and rows.
+	Words engine.Words
 }
 
 // Drop is one table's loss of rows since the baseline.
@@ -40,8 +42,10 @@ type Drop struct {
 	Percent float64 `json:"percent"` // of From, rounded to 0.1
 }
 
-func (d Drop) String() string {
-	return fmt.Sprintf("%s: %d -> %d rows (-%s%%)", d.Table, d.From, d.To, formatPercent(d.Percent))
+func (d Drop) String() string { return d.format("rows") }
+
+func (d Drop) format(items string) string {
+	return fmt.Sprintf("%s: %d -> %d %s (-%s%%)", d.Table, d.From, d.To, items, formatPercent(d.Percent))
 }
 
 // Result is what the comparison found.
@@ -51,8 +55,10 @@ type Result struct {
 	// migrations gone back.
 	Problems []string `json:"problems,omitempty"`
 	// BiggestDrop is the largest loss among the tables checked for drops,
-	// over the threshold or not; nil when none lost rows.
-	BiggestDrop *Drop `json:"biggest_drop,omitempty"`
+	// over the threshold or not; nil when none lost rows. Biggest is it in
+	// words.
+	BiggestDrop *Drop  `json:"biggest_drop,omitempty"`
+	Biggest     string `json:"-"`
 	// Tables and Objects are how many of the baseline's were compared.
 	Tables  int `json:"tables"`
 	Objects int `json:"objects"`
@@ -64,6 +70,7 @@ func (r Result) OK() bool { return len(r.Problems) == 0 }
 // Compare compares cur with base, the last good backup of the same target.
 func Compare(base, cur *catalog.Manifest, p Policy) Result {
 	var res Result
+	words := p.Words.Or()
 	type key struct{ schema, name string }
 	have := make(map[key]int64, len(cur.Source.Tables))
 	for _, t := range cur.Source.Tables {
@@ -81,7 +88,7 @@ func Compare(base, cur *catalog.Manifest, p Policy) Result {
 		n, ok := have[key{t.Schema, t.Name}]
 		if !ok && !p.MissingIsEmpty {
 			gone[name] = true
-			vanished = append(vanished, "table "+name+" gone")
+			vanished = append(vanished, words.Container+" "+name+" gone")
 			continue
 		}
 		if t.Rows < p.MinRows || t.Rows == 0 || n >= t.Rows {
@@ -98,7 +105,10 @@ func Compare(base, cur *catalog.Manifest, p Policy) Result {
 	sort.SliceStable(drops, func(i, j int) bool { return drops[i].Percent > drops[j].Percent })
 	res.Problems = append(res.Problems, vanished...)
 	for _, d := range drops {
-		res.Problems = append(res.Problems, d.String())
+		res.Problems = append(res.Problems, d.format(words.Items))
+	}
+	if res.BiggestDrop != nil {
+		res.Biggest = res.BiggestDrop.format(words.Items)
 	}
 	res.Problems = append(res.Problems, p.vanishedObjects(base.Source.Objects, cur.Source.Objects, gone, &res.Objects)...)
 	res.Problems = append(res.Problems, wentBack(base.Source.Migrations, cur.Source.Migrations)...)

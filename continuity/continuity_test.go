@@ -114,15 +114,15 @@ func TestCompare(t *testing.T) {
 		{"alembic revision changes", manifest(baseID, base, objects, engine.Migration{Tool: engine.ToolAlembic, Table: "public.alembic_version", Version: "ae1027a6acf", Applied: 1}),
 			manifest("b", base, objects, engine.Migration{Tool: engine.ToolAlembic, Table: "public.alembic_version", Version: "1975ea83b712", Applied: 1}), defaults, nil, ""},
 		{"redis: flushed database is a drop", manifest(baseID, map[string]int64{"redis.db0": 50000, "redis.db1": 20}, nil),
-			manifest("b", map[string]int64{"redis.db1": 25}, nil), Policy{MaxDrop: 90, MinRows: 10000, MissingIsEmpty: true},
-			[]string{"redis.db0: 50000 -> 0 rows (-100%)"}, "redis.db0: 50000 -> 0 rows (-100%)"},
+			manifest("b", map[string]int64{"redis.db1": 25}, nil), Policy{MaxDrop: 90, MinRows: 10000, MissingIsEmpty: true, Words: engine.DatabasesKeys},
+			[]string{"redis.db0: 50000 -> 0 keys (-100%)"}, "redis.db0: 50000 -> 0 keys (-100%)"},
 		{"redis: churn passes", manifest(baseID, map[string]int64{"redis.db0": 50000}, nil),
 			manifest("b", map[string]int64{"redis.db0": 8000}, nil), Policy{MaxDrop: 90, MinRows: 10000, MissingIsEmpty: true},
 			nil, "redis.db0: 50000 -> 8000 rows (-84%)"},
 		{"mongodb: dropped collection and its indexes", manifest(baseID, map[string]int64{"shop.orders": 3000, "shop.carts": 10}, map[string][]string{
 			"collection": {"shop.carts", "shop.orders"}, "index": {"shop.carts._id_", "shop.orders._id_", "shop.orders.by_date"}}),
-			manifest("b", map[string]int64{"shop.carts": 10}, map[string][]string{"collection": {"shop.carts"}, "index": {"shop.carts._id_"}}), defaults,
-			[]string{"table shop.orders gone"}, ""},
+			manifest("b", map[string]int64{"shop.carts": 10}, map[string][]string{"collection": {"shop.carts"}, "index": {"shop.carts._id_"}}),
+			Policy{MaxDrop: 50, MinRows: 1000, Words: engine.CollectionsDocs}, []string{"collection shop.orders gone"}, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -133,9 +133,9 @@ func TestCompare(t *testing.T) {
 			if res.OK() != (len(tc.problems) == 0) {
 				t.Errorf("OK() = %v", res.OK())
 			}
-			biggest := ""
-			if res.BiggestDrop != nil {
-				biggest = res.BiggestDrop.String()
+			biggest := res.Biggest
+			if (res.BiggestDrop == nil) != (biggest == "") {
+				t.Errorf("BiggestDrop %v, Biggest %q", res.BiggestDrop, biggest)
 			}
 			if biggest != tc.biggest {
 				t.Errorf("biggest drop %q, want %q", biggest, tc.biggest)

@@ -270,9 +270,10 @@ func (d *Daemon) schedule(ctx context.Context, ts *targetState, job, spec string
 			return
 		}
 		go func() {
-			defer running.Store(false)
 			defer func() {
-				if r := recover(); r != nil {
+				r := recover()
+				running.Store(false)
+				if r != nil {
 					log.Error("job panicked; the schedule goes on", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
 				}
 			}()

@@ -7,8 +7,8 @@ package daemon
 import (
 	"context"
 	"errors"
-	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -96,12 +96,36 @@ func receive(t *testing.T, ch <-chan string, fail string) string {
 
 var t0 = time.Date(2026, 12, 3, 2, 0, 0, 0, time.UTC)
 
-func runDaemon(t *testing.T, jobs Jobs, cfg *config.Config) (*Daemon, *clock.Fake) {
+// lines sends each line written to it on a channel.
+type lines chan string
+
+func (l lines) Write(p []byte) (int, error) {
+	for _, s := range strings.Split(strings.TrimSpace(string(p)), "\n") {
+		select {
+		case l <- s:
+		default: // nobody reads: drop
+		}
+	}
+	return len(p), nil
+}
+
+// logged waits for a log line that contains want.
+func logged(t *testing.T, logs lines, want string) {
+	t.Helper()
+	for {
+		if l := receive(t, logs, "no log line with "+want); strings.Contains(l, want) {
+			return
+		}
+	}
+}
+
+func runDaemon(t *testing.T, jobs Jobs, cfg *config.Config) (*Daemon, *clock.Fake, lines) {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	clk := clock.NewFake(t0)
+	logs := make(lines, 1000)
 	d := &Daemon{
-		Jobs: jobs, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Jobs: jobs, Log: slog.New(slog.NewTextHandler(logs, nil)),
 		Registry: reg, Metrics: metrics.New(reg, "test"), Clock: clk,
 		Reload: func() (*config.Config, error) { return cfg, nil },
 	}
@@ -115,7 +139,7 @@ func runDaemon(t *testing.T, jobs Jobs, cfg *config.Config) (*Daemon, *clock.Fak
 		}
 	}()
 	t.Cleanup(func() { cancel(); wg.Wait() })
-	return d, clk
+	return d, clk, logs
 }
 
 // tick moves the clock to the next scheduled time once all n schedules
@@ -160,11 +184,14 @@ func skips(d *Daemon, names ...string) (n float64) {
 func TestRecoverKeepsScheduling(t *testing.T) {
 	jobs := newGatedJobs()
 	jobs.panics.Store(2)
-	_, clk := runDaemon(t, jobs, &config.Config{Listen: "127.0.0.1:0", Targets: targets(1, "@every 1m")})
-	for range 3 {
+	_, clk, logs := runDaemon(t, jobs, &config.Config{Listen: "127.0.0.1:0", Targets: targets(1, "@every 1m")})
+	for range 2 {
 		tick(t, clk, 1)
 		jobs.waitStarted(t)
+		logged(t, logs, "job panicked")
 	}
+	tick(t, clk, 1)
+	jobs.waitStarted(t)
 	if got := jobs.finish(t); got != "a" {
 		t.Errorf("backup of %q ended, want a", got)
 	}
@@ -175,7 +202,7 @@ func TestRecoverKeepsScheduling(t *testing.T) {
 func TestConcurrencyLimitAndSkips(t *testing.T) {
 	jobs := newGatedJobs()
 	cfg := &config.Config{Listen: "127.0.0.1:0", Concurrency: config.Concurrency{Backups: 1}, Targets: targets(3, "@every 1m")}
-	d, clk := runDaemon(t, jobs, cfg)
+	d, clk, _ := runDaemon(t, jobs, cfg)
 	tick(t, clk, 3) // all three due: one runs, two wait for the slot
 	first := jobs.waitStarted(t)
 	tick(t, clk, 3) // all three still running or waiting: three skips
@@ -200,7 +227,7 @@ func TestConcurrencyLimitAndSkips(t *testing.T) {
 // skipped ticks instead of staying in the past.
 func TestNextRunWhileRunning(t *testing.T) {
 	jobs := newGatedJobs()
-	d, clk := runDaemon(t, jobs, &config.Config{Listen: "127.0.0.1:0", Targets: targets(1, "@every 1m")})
+	d, clk, _ := runDaemon(t, jobs, &config.Config{Listen: "127.0.0.1:0", Targets: targets(1, "@every 1m")})
 	next := func() time.Time {
 		return time.Unix(int64(testutil.ToFloat64(d.Metrics.NextRun.WithLabelValues("a", metrics.JobBackup))), 0)
 	}

@@ -1,37 +1,151 @@
-// Package engine defines how one kind of database is dumped and restored.
-// Implementations live in subpackages (postgres, ...).
+// Package engine is the contract between backproof and one kind of database.
+//
+// An engine lives in its own package under engine/ and gives backproof a
+// [Kind]: its name in the config, the words its output uses, how to validate
+// a check query without a server, the secrets a DSN holds, and a constructor
+// for an [Engine] bound to one source DSN. cli/wiring.go lists the kinds of
+// this build, one line each; nothing else in backproof names an engine.
+//
+// An Engine does five things, each documented on its method:
+//
+//   - dump: [Dumper.Dump] streams a consistent logical dump and returns what
+//     it observed at dump time ([DumpInfo]: server and tool versions, exact
+//     per-container item counts from the dump's own snapshot, schema objects),
+//     which the manifest records;
+//   - restore into a server: [Restorer] (restore --to DSN): an empty-target
+//     check, --force, and an error that says what a failed restore left;
+//   - sandbox: [Prover.Sandbox] describes a throwaway server for an image and
+//     [Prover.Restore] loads an artifact into it (or, for servers that load
+//     a file at start, the optional [Preloader]);
+//   - inspect a copy: [Prover.Open] returns a [Copy] that observes the same
+//     statistics a dump records (verification compares them with the
+//     manifest), runs the engine's own integrity check and runs check queries;
+//   - describe: [Restorer.Describe] and [Engine.ConnString] name a server for
+//     a person, without (Describe) or with (ConnString) its password.
+//
+// Errors: a failure the backup is to blame for is ErrRestore, ErrQuery or
+// ErrCorrupt (wrapped), and verification and restore report it as a bad
+// backup (exit 3). Anything else (server down, wrong password, a missing
+// tool, ctx) is operational (exit 1) and names the server with Describe, never
+// with the DSN. A password never reaches an error, a log line or a child's
+// argv; engines that run a tool use engine/proc for that.
+//
+// engine/enginetest is the conformance suite: an engine is done when it
+// passes it against a real server.
 package engine
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"log/slog"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/backproof/backproof/sandbox"
 )
 
-// Errors a Prover reports about the backup itself rather than about the
-// machinery; verification turns them into a failed (bad) backup.
+// Errors an engine reports about the backup itself rather than about the
+// machinery; verification and restore turn them into a bad backup.
 var (
-	// ErrRestore: the restore tool rejected the backup.
+	// ErrRestore: the restore rejected the backup.
 	ErrRestore = errors.New("restore failed")
-	// ErrQuery: the restored database rejected a check query.
+	// ErrQuery: the restored database rejected a check query, or the query
+	// did not return exactly one value, or it would write.
 	ErrQuery = errors.New("query failed")
 	// ErrCorrupt: an integrity check found the backup's data corrupt, in
 	// the restored copy or in the artifact itself.
 	ErrCorrupt = errors.New("corruption found")
 )
 
-// Engine dumps and restores one database.
+// Kind describes one engine to the rest of backproof, before any connection:
+// it is the engine's registration entry (cli/wiring.go).
+type Kind struct {
+	// Name is the config's `engine:` value, e.g. "postgres".
+	Name string
+	// Words are the nouns the output uses for what this engine counts.
+	Words Words
+	// New returns the engine for the source database at dsn. The dsn is a
+	// secret: it never reaches argv, logs or errors. New does no I/O; a DSN
+	// it cannot parse is an error that says what is wrong without quoting it.
+	New func(dsn string, log *slog.Logger) (Engine, error)
+	// CheckQuery validates a configured check query at config load, without
+	// a server (MongoDB: a command document). nil: any non-empty text, which
+	// the restored copy's server then judges (SQL).
+	CheckQuery func(query string) error
+	// Secrets returns the secrets in dsn (its password, as written and
+	// unescaped) for the log redactor; nil when it holds none.
+	Secrets func(dsn string) []string
+}
+
+// Words are the nouns for what an engine counts: containers (tables,
+// collections, logical databases) that hold items (rows, documents, keys).
+type Words struct {
+	Container, Containers string // "table", "tables"
+	Item, Items           string // "row", "rows"
+}
+
+// Words of the engines so far.
+var (
+	TablesRows      = Words{"table", "tables", "row", "rows"}
+	CollectionsDocs = Words{"collection", "collections", "document", "documents"}
+	DatabasesKeys   = Words{"database", "databases", "key", "keys"}
+)
+
+// Or returns w, or tables and rows when w is the zero value.
+func (w Words) Or() Words {
+	if w == (Words{}) {
+		return TablesRows
+	}
+	return w
+}
+
+// Engine is everything backproof does with one source database and the
+// servers its backups are restored into. Every engine implements all of it;
+// optional capabilities are separate interfaces (Preloader).
 type Engine interface {
+	Dumper
+	Prover
+	Restorer
+	// ConnString is a connection string for srv, for a person to use (the
+	// sandbox restore --sandbox holds open); it holds the password.
+	ConnString(srv Server) string
+}
+
+// Dumper takes dumps of the source database.
+type Dumper interface {
 	// Artifact is the file name of the raw dump stream, before compression
 	// and encryption suffixes are added (e.g. "dump.pgdump").
 	Artifact() string
 	// Dump writes a logical dump of the database to w. It returns only after
-	// the dump is complete and consistent; any failure of the dump tool, the
-	// connection or ctx is an error, and then the bytes written are garbage.
+	// the dump is complete and consistent, with the statistics it observed
+	// in the dump's own snapshot. Any failure of the tool, the connection or
+	// ctx is an error (on ctx: one that wraps context.Cause(ctx)), and then
+	// the bytes written are garbage the caller discards; a Dump leaves
+	// nothing behind on the source or on disk.
 	Dump(ctx context.Context, w io.Writer) (*DumpInfo, error)
+}
+
+// Restorer restores into a server a person names (restore --to DSN). The dsn
+// is a secret like the source's.
+type Restorer interface {
+	// Objects counts what a restore into the database at dsn would collide
+	// with (tables, collections, keys...). restore --to refuses a target
+	// with any unless --force; then it changes nothing at all.
+	Objects(ctx context.Context, dsn string) (int, error)
+	// RestoreInto restores a decompressed artifact from a local file into
+	// the database at dsn. info is what the manifest recorded at dump time.
+	// With opts.Clean (--force) the objects the dump contains replace those
+	// of the same name, and other objects are left alone. A backup the
+	// restore rejects is ErrRestore or ErrCorrupt, wrapped. Every error says
+	// what state the failed restore left the target in (nothing changed,
+	// what it created dropped again, or restored up to a named point).
+	RestoreInto(ctx context.Context, dsn, path string, info *DumpInfo, opts RestoreOptions) error
+	// Describe names the database at dsn for messages, without credentials
+	// (e.g. "postgres://app@db:5432/orders").
+	Describe(dsn string) string
 }
 
 // DumpInfo is what a dump observed at dump time, recorded in the manifest.
@@ -44,7 +158,8 @@ type DumpInfo struct {
 // SourceStats are the source statistics captured at dump time, consistent
 // with the dump itself; verification compares the restored copy against them.
 type SourceStats struct {
-	// Tables: PostgreSQL, exact row counts from the dump's own snapshot.
+	// Tables: one entry per container (table, collection, logical
+	// database) with its exact item count, sorted by Schema then Name.
 	Tables []TableStats `json:"tables,omitempty"`
 	// Objects: the schema objects the dump holds, by kind ("index",
 	// "function", ...), each list sorted. Verification requires every one of
@@ -55,7 +170,8 @@ type SourceStats struct {
 	Migrations []Migration `json:"migrations,omitempty"`
 }
 
-// TableStats is one table's exact row count.
+// TableStats is one container's exact item count. Schema is its namespace
+// (PostgreSQL schema, MongoDB or MySQL database; empty for Redis).
 type TableStats struct {
 	Schema string `json:"schema"`
 	Name   string `json:"name"`
@@ -71,16 +187,16 @@ type Server struct {
 	Database string
 }
 
-// Prover is an engine whose backups can be restored into a throwaway server
-// and inspected there.
+// Prover restores backups into a throwaway server and inspects them there.
 type Prover interface {
-	// Sandbox describes a server, running image, whose superuser has the
+	// Sandbox describes a server running image whose superuser has the
 	// given password, and the credentials to reach it (Host and Port are
-	// filled in once it runs).
+	// filled in once it runs). The spec's ReadyLog says when it serves.
 	Sandbox(image, password string) (sandbox.Spec, Server)
 	// Restore loads a decompressed artifact from a local file into srv. info
-	// is what the manifest recorded at dump time. A backup the restore tool
-	// rejects is reported as ErrRestore.
+	// is what the manifest recorded at dump time. A backup the restore
+	// rejects is ErrRestore (ErrCorrupt when the artifact itself is
+	// damaged), wrapped; anything else is operational.
 	Restore(ctx context.Context, srv Server, path string, info *DumpInfo, opts RestoreOptions) error
 	// Open connects to a restored copy.
 	Open(ctx context.Context, srv Server) (Copy, error)
@@ -106,7 +222,7 @@ type Preloader interface {
 // RestoreOptions tune a restore.
 type RestoreOptions struct {
 	Jobs int // parallel restore jobs where the format allows; <= 1: one, in a single transaction
-	// Clean drops the objects the dump contains before recreating them.
+	// Clean (--force) replaces the objects the dump contains.
 	Clean bool
 	// Progress, when set, is written every byte of the artifact as the
 	// restore consumes it (single-job restores).
@@ -117,12 +233,16 @@ type RestoreOptions struct {
 type Copy interface {
 	// Observe gathers the same statistics a dump records, from the copy.
 	Observe(ctx context.Context) (*SourceStats, error)
-	// Amcheck verifies the copy's indexes against their tables. It returns
-	// how many it checked, errors.ErrUnsupported when the server cannot, and
-	// ErrCorrupt when one is corrupt.
-	Amcheck(ctx context.Context) (int, error)
-	// Query runs a check query returning one value. ErrQuery: the database
-	// rejected it, or it did not return exactly one row of one column.
+	// Integrity runs the engine's own integrity check on the whole copy
+	// (PostgreSQL: amcheck on every B-tree index; MongoDB: validate on
+	// every collection). It returns what it checked for a person ("12
+	// indexes"), errors.ErrUnsupported when the server cannot run it, and
+	// ErrCorrupt (wrapped) when it finds corruption.
+	Integrity(ctx context.Context) (checked string, err error)
+	// Query runs a check query returning one value, read-only: a query
+	// that would write is refused with ErrQuery. ErrQuery also: the
+	// database rejected it, or it did not return exactly one row of one
+	// column (one value).
 	Query(ctx context.Context, query string) (Value, error)
 	Close(ctx context.Context) error
 }
@@ -132,4 +252,47 @@ type Value struct {
 	Null bool
 	Text string     // the value as text; numbers in Go's shortest form
 	Time *time.Time // set for timestamp and date values
+}
+
+// URLPassword returns the password in a URL-form DSN
+// (scheme://user:password@host/...), as written and unescaped, for
+// Kind.Secrets; nil when it has none.
+func URLPassword(dsn string) []string {
+	_, rest, ok := strings.Cut(dsn, "://")
+	if !ok {
+		return nil
+	}
+	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
+		rest = rest[:i]
+	}
+	at := strings.LastIndex(rest, "@")
+	if at < 0 {
+		return nil
+	}
+	_, pass, ok := strings.Cut(rest[:at], ":")
+	if !ok || pass == "" {
+		return nil
+	}
+	out := []string{pass}
+	if u, err := url.PathUnescape(pass); err == nil && u != pass && u != "" {
+		out = append(out, u)
+	}
+	return out
+}
+
+// ErrNotEmpty: a restore --to target holds objects and --force was not given.
+var ErrNotEmpty = errors.New("the target database is not empty")
+
+// CheckEmpty is restore --to's guard: it refuses the database at dsn when
+// it holds objects a restore would collide with, unless force. It changes
+// nothing, and its error says so.
+func CheckEmpty(ctx context.Context, r Restorer, dsn string, force bool) error {
+	n, err := r.Objects(ctx, dsn)
+	if err != nil {
+		return err
+	}
+	if n > 0 && !force {
+		return fmt.Errorf("%w (%d objects): nothing was changed; pass --force to replace the objects the backup contains (others are left alone)", ErrNotEmpty, n)
+	}
+	return nil
 }

@@ -27,7 +27,7 @@ func (r *run) compare(ctx context.Context, cp engine.Copy, want *engine.SourceSt
 		r.stepErr(ctx, CheckTables, start, err, false)
 		return false
 	}
-	observed, problems := compareTables(want.Tables, got.Tables, r.req.Tolerance)
+	observed, problems := compareTables(want.Tables, got.Tables, r.req.Tolerance, r.req.Words.Or())
 	if len(problems) > 0 {
 		r.step(CheckTables, start, Fail, observed, summarize(problems))
 	} else {
@@ -50,7 +50,7 @@ func (r *run) compare(ctx context.Context, cp engine.Copy, want *engine.SourceSt
 
 // compareTables lists every recorded table that is missing from the copy or
 // holds a different number of rows than tol allows.
-func compareTables(want, got []engine.TableStats, tol config.Tolerance) (observed string, problems []string) {
+func compareTables(want, got []engine.TableStats, tol config.Tolerance, w engine.Words) (observed string, problems []string) {
 	type key struct{ schema, name string }
 	have := make(map[key]int64, len(got))
 	for _, t := range got {
@@ -62,9 +62,9 @@ func compareTables(want, got []engine.TableStats, tol config.Tolerance) (observe
 		allowed := tol.Of(t.Rows)
 		switch {
 		case !ok && (allowed == 0 || t.Rows > allowed):
-			problems = append(problems, fmt.Sprintf("table %s.%s missing", t.Schema, t.Name))
+			problems = append(problems, fmt.Sprintf("%s %s missing", w.Container, qualified(t)))
 		case ok && (n-t.Rows > allowed || t.Rows-n > allowed):
-			msg := fmt.Sprintf("table %s.%s has %d rows, the dump recorded %d", t.Schema, t.Name, n, t.Rows)
+			msg := fmt.Sprintf("%s %s has %d %s, the dump recorded %d", w.Container, qualified(t), n, w.Items, t.Rows)
 			if allowed > 0 {
 				msg += fmt.Sprintf(" (tolerance %s: ±%d)", tol, allowed)
 			}
@@ -72,7 +72,15 @@ func compareTables(want, got []engine.TableStats, tol config.Tolerance) (observe
 		}
 		rows += n
 	}
-	return fmt.Sprintf("%d tables, %d rows", len(want), rows), problems
+	return fmt.Sprintf("%d %s, %d %s", len(want), w.Containers, rows, w.Items), problems
+}
+
+// qualified names a container with its namespace when it has one.
+func qualified(t engine.TableStats) string {
+	if t.Schema == "" {
+		return t.Name
+	}
+	return t.Schema + "." + t.Name
 }
 
 // compareObjects lists every recorded schema object missing from the copy.

@@ -14,7 +14,7 @@ import (
 func TestCompareTables(t *testing.T) {
 	want := []engine.TableStats{{Schema: "public", Name: "orders", Rows: 10}, {Schema: "Billing", Name: "Invoice Lines", Rows: 3}, {Schema: "public", Name: "gone", Rows: 0}}
 	got := []engine.TableStats{{Schema: "public", Name: "orders", Rows: 9}, {Schema: "Billing", Name: "Invoice Lines", Rows: 3}, {Schema: "public", Name: "extra", Rows: 5}}
-	observed, problems := compareTables(want, got, config.Tolerance{})
+	observed, problems := compareTables(want, got, config.Tolerance{}, engine.TablesRows)
 	wantProblems := []string{"table public.orders has 9 rows, the dump recorded 10", "table public.gone missing"}
 	if strings.Join(problems, "|") != strings.Join(wantProblems, "|") {
 		t.Errorf("problems %q, want %q", problems, wantProblems)
@@ -22,7 +22,7 @@ func TestCompareTables(t *testing.T) {
 	if observed != "3 tables, 12 rows" {
 		t.Errorf("observed %q", observed)
 	}
-	if _, problems := compareTables(want[:2], []engine.TableStats{want[1], want[0]}, config.Tolerance{}); len(problems) != 0 {
+	if _, problems := compareTables(want[:2], []engine.TableStats{want[1], want[0]}, config.Tolerance{}, engine.TablesRows); len(problems) != 0 {
 		t.Errorf("identical tables in another order: %q", problems)
 	}
 }
@@ -42,7 +42,7 @@ func TestCompareTablesTolerance(t *testing.T) {
 		{config.Tolerance{Percent: 10}, "table redis.db1 missing"},
 		{config.Tolerance{}, "table redis.db0 has 1010 rows, the dump recorded 1000|table redis.db1 missing|table redis.db2 has 45 rows, the dump recorded 50"},
 	} {
-		if _, problems := compareTables(want, got, tc.tol); strings.Join(problems, "|") != tc.want {
+		if _, problems := compareTables(want, got, tc.tol, engine.TablesRows); strings.Join(problems, "|") != tc.want {
 			t.Errorf("tolerance %s: %q, want %q", tc.tol, problems, tc.want)
 		}
 	}
@@ -162,5 +162,22 @@ func TestMajorVersion(t *testing.T) {
 		if got := majorVersion(in); got != want {
 			t.Errorf("majorVersion(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// Records written before the integrity step had its name call it amcheck.
+func TestCheckName(t *testing.T) {
+	if CheckName("amcheck") != CheckIntegrity || CheckName(CheckIntegrity) != CheckIntegrity || CheckName("tables") != "tables" {
+		t.Error("CheckName does not read the old name as integrity")
+	}
+}
+
+// Messages use the engine's words.
+func TestCompareTablesWords(t *testing.T) {
+	want := []engine.TableStats{{Schema: "redis", Name: "db0", Rows: 5}, {Name: "db1", Rows: 2}}
+	got := []engine.TableStats{{Schema: "redis", Name: "db0", Rows: 4}}
+	observed, problems := compareTables(want, got, config.Tolerance{}, engine.DatabasesKeys)
+	if observed != "2 databases, 4 keys" || strings.Join(problems, "|") != "database redis.db0 has 4 keys, the dump recorded 5|database db1 missing" {
+		t.Errorf("observed %q, problems %q", observed, problems)
 	}
 }

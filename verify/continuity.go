@@ -11,6 +11,7 @@ import (
 	"github.com/backproof/backproof/catalog"
 	"github.com/backproof/backproof/continuity"
 	"github.com/backproof/backproof/destination"
+	"github.com/backproof/backproof/engine"
 )
 
 // CheckContinuity is the step comparing the backup with the last good one.
@@ -68,13 +69,17 @@ func (r *run) continuity(ctx context.Context, m *catalog.Manifest) {
 		return
 	}
 	rep.Baseline, rep.BaselineAccepted = base.ID, baseAcc
-	rep.Result = continuity.Compare(base.Manifest, m, *p)
-	res.Observed = fmt.Sprintf("%d tables, %d objects since %s", rep.Tables, rep.Objects, base.ID)
+	pol := *p
+	if pol.Words == (engine.Words{}) {
+		pol.Words = r.req.Words
+	}
+	rep.Result = continuity.Compare(base.Manifest, m, pol)
+	res.Observed = fmt.Sprintf("%d %s, %d objects since %s", rep.Tables, pol.Words.Or().Containers, rep.Objects, base.ID)
 	if baseAcc != nil {
 		res.Observed += " (accepted)"
 	}
-	if d := rep.BiggestDrop; d != nil {
-		res.Observed += "; biggest drop " + d.String()
+	if rep.BiggestDrop != nil {
+		res.Observed += "; biggest drop " + rep.Biggest
 	}
 	switch {
 	case rep.OK():

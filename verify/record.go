@@ -13,7 +13,7 @@ const (
 	// Error: verification could not run to a verdict (no Docker, an
 	// unreachable destination, a timeout). Says nothing about the backup.
 	Error Outcome = "error"
-	// Skipped: a check that did not apply (amcheck without the extension).
+	// Skipped: a check that did not apply (integrity: amcheck without the extension).
 	Skipped Outcome = "skipped"
 )
 
@@ -76,8 +76,21 @@ const (
 	CheckRestore  = "restore"
 	CheckTables   = "tables"
 	CheckSchema   = "schema"
-	CheckAmcheck  = "amcheck"
+	// CheckIntegrity is the engine's own integrity check (amcheck,
+	// validate...). Records written before it had this name call it
+	// CheckAmcheck; CheckName reads both as CheckIntegrity.
+	CheckIntegrity = "integrity"
+	CheckAmcheck   = "amcheck"
 )
+
+// CheckName returns the current name of a built-in check as a stored
+// record names it: records of older versions stay readable.
+func CheckName(stored string) string {
+	if stored == CheckAmcheck {
+		return CheckIntegrity
+	}
+	return stored
+}
 
 // Failed returns the first check with outcome o, or nil.
 func (r *Record) first(o Outcome) *CheckResult {

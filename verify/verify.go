@@ -48,8 +48,10 @@ type Verifier struct {
 
 // Request names what to verify.
 type Request struct {
-	Target      string
-	Engine      string // engine name, e.g. "postgres"
+	Target string
+	Engine string // engine name, e.g. "postgres"
+	// Words name what the engine counts in messages; zero: tables and rows.
+	Words       engine.Words
 	Prover      engine.Prover
 	Destination string
 	Store       destination.Destination
@@ -57,7 +59,9 @@ type Request struct {
 	BackupID string
 	Pick     Picker
 	Checks   []config.Check
-	Amcheck  *bool // nil: when the sandbox has it
+	// Integrity runs the engine's integrity check (Copy.Integrity): nil
+	// when the sandbox can, true always (unsupported is an error), false never.
+	Integrity *bool
 	// Tolerance is how far each count of the copy may be from the one the
 	// dump recorded (Redis: keys per database of a live server).
 	Tolerance config.Tolerance
@@ -245,7 +249,7 @@ func (r *run) inspect(ctx context.Context, srv engine.Server, m *catalog.Manifes
 	if !r.compare(ctx, cp, &m.Source) {
 		return
 	}
-	if !r.amcheck(ctx, cp) {
+	if !r.integrity(ctx, cp) {
 		return
 	}
 	r.userChecks(ctx, cp, m)
@@ -427,19 +431,20 @@ func (v *Verifier) jobs() int {
 	return min(8, int(math.Ceil(v.CPUs)))
 }
 
-func (r *run) amcheck(ctx context.Context, cp engine.Copy) bool {
-	if a := r.req.Amcheck; a != nil && !*a {
+// integrity runs the engine's integrity check on the copy.
+func (r *run) integrity(ctx context.Context, cp engine.Copy) bool {
+	if a := r.req.Integrity; a != nil && !*a {
 		return true
 	}
 	start := r.v.Now()
-	n, err := cp.Amcheck(ctx)
+	checked, err := cp.Integrity(ctx)
 	switch {
 	case err == nil:
-		r.step(CheckAmcheck, start, Pass, fmt.Sprintf("%d indexes", n), "")
-	case errors.Is(err, errors.ErrUnsupported) && r.req.Amcheck == nil:
-		r.step(CheckAmcheck, start, Skipped, "", err.Error())
+		r.step(CheckIntegrity, start, Pass, checked, "")
+	case errors.Is(err, errors.ErrUnsupported) && r.req.Integrity == nil:
+		r.step(CheckIntegrity, start, Skipped, "", err.Error())
 	default:
-		r.stepErr(ctx, CheckAmcheck, start, err, errors.Is(err, engine.ErrCorrupt))
+		r.stepErr(ctx, CheckIntegrity, start, err, errors.Is(err, engine.ErrCorrupt))
 		return errors.Is(err, engine.ErrCorrupt) // the other checks still say something
 	}
 	return true

@@ -128,7 +128,7 @@ func TestVerifyPasses(t *testing.T) {
 	if rec.BackupID != m.ID {
 		t.Errorf("verified %s, want the latest %s", rec.BackupID, m.ID)
 	}
-	want := []string{verify.CheckChecksum, verify.CheckSandbox, verify.CheckRestore, verify.CheckTables, verify.CheckSchema, verify.CheckAmcheck, "orders-present", "orders-fresh"}
+	want := []string{verify.CheckChecksum, verify.CheckSandbox, verify.CheckRestore, verify.CheckTables, verify.CheckSchema, verify.CheckIntegrity, "orders-present", "orders-fresh"}
 	var got []string
 	for _, c := range rec.Checks {
 		got = append(got, c.Name)

@@ -47,9 +47,22 @@ func backproof(ctx context.Context, args ...string) *exec.Cmd {
 	return cmd
 }
 
+// plain returns a command running the backproof binary the test run built
+// without the race detector: for tests that move hundreds of MiB, where
+// -race would make them several times slower and adds nothing the other
+// tests do not check.
+func plain(t *testing.T, ctx context.Context, args ...string) *exec.Cmd {
+	return exec.CommandContext(ctx, testenv.Binary(t), args...)
+}
+
 // fixture backs up the database at dsn to a local destination and returns
 // the config file.
 func fixture(t *testing.T, dsn string) string {
+	t.Helper()
+	return fixtureWith(t, dsn, backproof)
+}
+
+func fixtureWith(t *testing.T, dsn string, run func(context.Context, ...string) *exec.Cmd) string {
 	t.Helper()
 	cfg := filepath.Join(t.TempDir(), "backproof.yaml")
 	body := fmt.Sprintf(`
@@ -69,7 +82,7 @@ targets:
 	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	out, err := backproof(context.Background(), "backup", "-c", cfg).CombinedOutput()
+	out, err := run(context.Background(), "backup", "-c", cfg).CombinedOutput()
 	if err != nil {
 		t.Fatalf("backup: %v\n%s", err, out)
 	}
@@ -150,10 +163,11 @@ func TestRestoreProgressOnTerminal(t *testing.T) {
 		CREATE TABLE orders AS
 		  SELECT g AS id, md5(g::text) AS a, md5((g * 7)::text) AS b, md5((g * 13)::text) AS c
 		  FROM generate_series(1, 2500000) g`)
-	cfg := fixture(t, dsn)
+	run := func(ctx context.Context, args ...string) *exec.Cmd { return plain(t, ctx, args...) }
+	cfg := fixtureWith(t, dsn, run)
 	into := testenv.NewPostgresDB(t)
 
-	ptmx, err := pty.StartWithSize(backproof(context.Background(), "restore", "orders", "-c", cfg, "--to", into),
+	ptmx, err := pty.StartWithSize(run(context.Background(), "restore", "orders", "-c", cfg, "--to", into),
 		&pty.Winsize{Rows: 40, Cols: 160})
 	if err != nil {
 		t.Fatal(err)
@@ -185,8 +199,10 @@ func TestRestoreProgressOnTerminal(t *testing.T) {
 		t.Errorf("restored rows: %d, %v", rows, err)
 	}
 
-	// Not a terminal: no progress at all.
-	out2, err := backproof(context.Background(), "restore", "orders", "-c", cfg, "--to", testenv.NewPostgresDB(t)).CombinedOutput()
+	// Not a terminal: no progress at all (a small backup shows it as well).
+	small := testenv.NewPostgresDB(t)
+	testenv.Exec(t, small, "CREATE TABLE orders AS SELECT g AS id FROM generate_series(1, 1000) g")
+	out2, err := backproof(context.Background(), "restore", "orders", "-c", fixture(t, small), "--to", testenv.NewPostgresDB(t)).CombinedOutput()
 	if err != nil {
 		t.Fatalf("%v: %s", err, out2)
 	}

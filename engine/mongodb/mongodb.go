@@ -70,7 +70,7 @@ var systemDatabases = []string{"admin", "local", "config"}
 func (e *Engine) Dump(ctx context.Context, w io.Writer) (*engine.DumpInfo, error) {
 	client, err := connect(ctx, e.uri)
 	if err != nil {
-		return nil, fmt.Errorf("connect to source: %w", err)
+		return nil, fmt.Errorf("connect to source %s: %w", e.Describe(e.uri), err)
 	}
 	defer disconnect(ctx, client)
 
@@ -115,6 +115,9 @@ func (e *Engine) Dump(ctx context.Context, w io.Writer) (*engine.DumpInfo, error
 
 	stats := engine.SourceStats{Objects: map[string][]string{}}
 	for i := range colls {
+		if ctx.Err() != nil {
+			break
+		}
 		c := &colls[i]
 		ns := aw.Namespace(c.db, c.name)
 		if !c.isView() {
@@ -131,6 +134,11 @@ func (e *Engine) Dump(ctx context.Context, w io.Writer) (*engine.DumpInfo, error
 	}
 	if err := aw.Flush(); err != nil {
 		return nil, fmt.Errorf("write dump stream: %w", err)
+	}
+	// A collection small enough for one batch never asks the server again:
+	// a cancelled dump must not pass for a finished one.
+	if ctx.Err() != nil {
+		return nil, fmt.Errorf("dump cancelled: %w", context.Cause(ctx))
 	}
 	sortStats(&stats)
 	return &engine.DumpInfo{

@@ -77,7 +77,7 @@ func (e *Engine) Describe(dsn string) string {
 func (e *Engine) Objects(ctx context.Context, dsn string) (int, error) {
 	client, err := connect(ctx, dsn)
 	if err != nil {
-		return 0, fmt.Errorf("connect to restore target: %w", err)
+		return 0, fmt.Errorf("connect to restore target %s: %w", e.Describe(dsn), err)
 	}
 	defer disconnect(ctx, client)
 	dbs := []string{}
@@ -143,10 +143,18 @@ func (r *restored) Observe(ctx context.Context) (*engine.SourceStats, error) {
 	return stats, nil
 }
 
-// Amcheck implements engine.Copy with the validate command on every
-// collection, which checks its data and its indexes against the data. It
-// returns how many indexes were checked.
-func (r *restored) Amcheck(ctx context.Context) (int, error) {
+// Integrity implements engine.Copy with the validate command on every
+// collection, which checks its data and its indexes against the data.
+func (r *restored) Integrity(ctx context.Context) (string, error) {
+	n, err := r.validate(ctx)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%d indexes", n), nil
+}
+
+// validate returns how many indexes it checked.
+func (r *restored) validate(ctx context.Context) (int, error) {
 	dbs, err := userDatabases(ctx, r.client)
 	if err != nil {
 		return 0, err

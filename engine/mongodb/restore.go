@@ -46,7 +46,7 @@ func (e *Engine) RestoreInto(ctx context.Context, dsn, path string, info *engine
 	_, into, _ := splitURI(dsn)
 	client, err := connect(ctx, dsn)
 	if err != nil {
-		return fmt.Errorf("connect to restore target: %w", err)
+		return fmt.Errorf("connect to restore target %s: %w", e.Describe(dsn), err)
 	}
 	defer disconnect(ctx, client)
 	created, err := e.restore(ctx, client, path, into, opts.Clean)

@@ -10,15 +10,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"os/exec"
-	"strings"
-	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/backproof/backproof/engine"
+	"github.com/backproof/backproof/engine/proc"
 )
 
 // Engine dumps one PostgreSQL database.
@@ -61,7 +59,7 @@ var archiveMagic = []byte("PGDMP")
 func (e *Engine) Dump(ctx context.Context, w io.Writer) (*engine.DumpInfo, error) {
 	conn, err := pgx.Connect(ctx, e.dsn)
 	if err != nil {
-		return nil, fmt.Errorf("connect to source: %w", err)
+		return nil, fmt.Errorf("connect to source %s: %w", Describe(e.dsn), err)
 	}
 	defer closeConn(ctx, conn)
 
@@ -97,7 +95,7 @@ func (e *Engine) Dump(ctx context.Context, w io.Writer) (*engine.DumpInfo, error
 	defer cancelDump()
 	cmd := command(dumpCtx, pgDump.Path, password,
 		"--format=custom", "--compress=0", "--snapshot="+snapshot, "--no-password", "--dbname="+dbArg)
-	stderr := &tailBuffer{max: 4096}
+	stderr := &proc.Tail{}
 	cmd.Stderr = stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -138,7 +136,7 @@ func (e *Engine) Dump(ctx context.Context, w io.Writer) (*engine.DumpInfo, error
 	case copyErr != nil:
 		return nil, fmt.Errorf("write dump stream: %w", copyErr)
 	case waitErr != nil:
-		return nil, fmt.Errorf("pg_dump failed (%v): %s", waitErr, redact(stderr.String(), password))
+		return nil, fmt.Errorf("pg_dump failed (%v): %s", waitErr, proc.Redact(stderr.String(), password))
 	case countErr != nil:
 		return nil, countErr
 	}
@@ -189,23 +187,9 @@ func countRows(ctx context.Context, q querier, tables []engine.TableStats) error
 	return nil
 }
 
-// command builds a child process: argv without a shell, the password only in
-// its environment, SIGTERM on cancellation and a hard kill after a grace period.
+// command runs a PostgreSQL tool with the password in PGPASSWORD only.
 func command(ctx context.Context, path, password string, args ...string) *exec.Cmd {
-	cmd := exec.CommandContext(ctx, path, args...)
-	env := make([]string, 0, len(os.Environ())+1)
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "PGPASSWORD=") {
-			env = append(env, kv)
-		}
-	}
-	if password != "" {
-		env = append(env, "PGPASSWORD="+password)
-	}
-	cmd.Env = env
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
-	cmd.WaitDelay = 10 * time.Second
-	return cmd
+	return proc.Command(ctx, path, []string{"PGPASSWORD=" + password}, args...)
 }
 
 func closeConn(ctx context.Context, conn *pgx.Conn) {
@@ -240,33 +224,4 @@ func (m *magicWriter) check() error {
 		return fmt.Errorf("pg_dump wrote %d bytes, not a custom-format archive", m.n)
 	}
 	return nil
-}
-
-// tailBuffer keeps the last max bytes written to it.
-type tailBuffer struct {
-	max int
-	buf []byte
-}
-
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	t.buf = append(t.buf, p...)
-	if len(t.buf) > t.max {
-		t.buf = t.buf[len(t.buf)-t.max:]
-	}
-	return len(p), nil
-}
-
-func (t *tailBuffer) String() string {
-	s := strings.TrimSpace(string(t.buf))
-	if s == "" {
-		return "no error output"
-	}
-	return s
-}
-
-func redact(s, secret string) string {
-	if secret == "" {
-		return s
-	}
-	return strings.ReplaceAll(s, secret, "[REDACTED]")
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/backproof/backproof/engine"
+	"github.com/backproof/backproof/engine/proc"
 	"github.com/backproof/backproof/sandbox"
 )
 
@@ -121,16 +122,16 @@ func (e *Engine) restore(ctx context.Context, dsn, path string, info *engine.Dum
 		// may exit before reading all of it, which is its error to report.
 		cmd.Stdin = stdin
 	}
-	stderr := &tailBuffer{max: 4096}
+	stderr := &proc.Tail{}
 	cmd.Stderr = stderr
 	e.log.DebugContext(ctx, "starting pg_restore", "path", tool.Path, "version", tool.Version, "jobs", opts.Jobs)
 	if err := cmd.Run(); err != nil {
-		out := redact(stderr.String(), password)
+		out := proc.Redact(stderr.String(), password)
 		switch {
 		case ctx.Err() != nil:
 			return fmt.Errorf("restore cancelled: %w", context.Cause(ctx))
 		case strings.Contains(out, "connection to server") || strings.Contains(out, "could not connect"):
-			return fmt.Errorf("pg_restore could not reach the database (%v): %s", err, out)
+			return fmt.Errorf("pg_restore could not reach %s (%v): %s", Describe(dsn), err, out)
 		}
 		return fmt.Errorf("%w: pg_restore %s (%v): %s", engine.ErrRestore, tool.Version, err, out)
 	}
@@ -195,9 +196,18 @@ func (r *restored) Observe(ctx context.Context) (*engine.SourceStats, error) {
 	return &engine.SourceStats{Tables: tables, Objects: objects}, nil
 }
 
-// Amcheck implements engine.Copy: bt_index_check with heapallindexed on
-// every valid B-tree index, so each index is checked against its table too.
-func (r *restored) Amcheck(ctx context.Context) (int, error) {
+// Integrity implements engine.Copy with amcheck: bt_index_check with
+// heapallindexed on every valid B-tree index, so each index is checked
+// against its table too.
+func (r *restored) Integrity(ctx context.Context) (string, error) {
+	n, err := r.amcheck(ctx)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%d indexes", n), nil
+}
+
+func (r *restored) amcheck(ctx context.Context) (int, error) {
 	if _, err := r.conn.Exec(ctx, "CREATE EXTENSION IF NOT EXISTS amcheck"); err != nil {
 		if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok && (pgErr.Code == "58P01" || pgErr.Code == "0A000" || strings.Contains(pgErr.Message, "extension")) {
 			return 0, fmt.Errorf("amcheck extension not available in the sandbox: %s: %w", pgErr.Message, errors.ErrUnsupported)
@@ -334,7 +344,7 @@ func numericText(n pgtype.Numeric) string {
 func (e *Engine) Objects(ctx context.Context, dsn string) (int, error) {
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
-		return 0, fmt.Errorf("connect to restore target: %w", err)
+		return 0, fmt.Errorf("connect to restore target %s: %w", Describe(dsn), err)
 	}
 	defer closeConn(ctx, conn)
 	objects, err := listObjects(ctx, conn)

@@ -3,84 +3,34 @@ package postgres
 import (
 	"context"
 	"fmt"
-	"os/exec"
-	"path/filepath"
 	"regexp"
-	"sort"
-	"strconv"
-	"strings"
+
+	"github.com/backproof/backproof/engine/proc"
 )
 
 // Tool is a PostgreSQL client program and its major version.
-type Tool struct {
-	Path    string
-	Version string // as printed, e.g. "15.18"
-	Major   int
-}
+type Tool = proc.Tool
 
 var versionRE = regexp.MustCompile(`\(PostgreSQL\) (\d+)(\.\d+)?`)
 
-// probeTool runs "<path> --version".
+// binGlobs are where distributions install versioned client tools side by side.
+var binGlobs = []string{"/usr/lib/postgresql/*/bin/", "/usr/pgsql-*/bin/", "/usr/local/pgsql/bin/"}
+
 func probeTool(ctx context.Context, path string) (Tool, error) {
-	out, err := exec.CommandContext(ctx, path, "--version").Output()
-	if err != nil {
-		return Tool{}, fmt.Errorf("%s --version: %w", path, err)
-	}
-	m := versionRE.FindStringSubmatch(string(out))
-	if m == nil {
-		return Tool{}, fmt.Errorf("%s --version printed %q: no PostgreSQL version", path, strings.TrimSpace(string(out)))
-	}
-	major, _ := strconv.Atoi(m[1])
-	return Tool{Path: path, Version: m[1] + m[2], Major: major}, nil
+	return proc.Probe(ctx, path, versionRE, "PostgreSQL")
 }
 
-// findTools lists the installed copies of a client program: the one on PATH
-// and the versioned ones distributions install side by side.
+// findTools lists the installed copies of a client program.
 func findTools(ctx context.Context, name string, binDirs []string) []Tool {
-	var paths []string
-	if len(binDirs) > 0 {
-		for _, d := range binDirs {
-			paths = append(paths, filepath.Join(d, name))
-		}
-	} else {
-		if p, err := exec.LookPath(name); err == nil {
-			paths = append(paths, p)
-		}
-		for _, pattern := range []string{"/usr/lib/postgresql/*/bin/", "/usr/pgsql-*/bin/", "/usr/local/pgsql/bin/"} {
-			m, _ := filepath.Glob(pattern + name)
-			paths = append(paths, m...)
-		}
-	}
-	var tools []Tool
-	seen := map[string]bool{}
-	for _, p := range paths {
-		real, err := filepath.EvalSymlinks(p)
-		if err != nil || seen[real] {
-			continue
-		}
-		seen[real] = true
-		if t, err := probeTool(ctx, p); err == nil {
-			tools = append(tools, t)
-		}
-	}
-	return tools
+	return proc.Find(ctx, name, binDirs, binGlobs, probeTool)
 }
 
 // pickTool chooses the newest tool, which must be at least serverMajor:
 // pg_dump refuses servers newer than itself, and pg_restore must be at least
 // as new as the pg_dump that wrote the archive.
 func pickTool(name string, tools []Tool, serverMajor int) (Tool, error) {
-	if len(tools) == 0 {
-		return Tool{}, fmt.Errorf("%s not found: install the PostgreSQL %d client tools", name, serverMajor)
-	}
-	sorted := append([]Tool(nil), tools...)
-	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].Major > sorted[j].Major })
-	best := sorted[0]
-	if best.Major < serverMajor {
-		return Tool{}, fmt.Errorf("%s %s (%s) is older than the server (PostgreSQL %d) and cannot handle it: install the PostgreSQL %d client tools or newer",
-			name, best.Version, best.Path, serverMajor, serverMajor)
-	}
-	return best, nil
+	return proc.Newest(name, tools, serverMajor, fmt.Sprintf("PostgreSQL %d", serverMajor),
+		fmt.Sprintf("the PostgreSQL %d client tools", serverMajor))
 }
 
 // NewestDump returns the newest installed pg_dump; false when there is none.

@@ -199,10 +199,10 @@ func (r *restored) Observe(ctx context.Context) (*engine.SourceStats, error) {
 	return &engine.SourceStats{Tables: tables}, nil
 }
 
-// Amcheck implements engine.Copy: Redis has no index to check against its
+// Integrity implements engine.Copy: Redis has no index to check against its
 // data; loading the RDB checked every value's encoding.
-func (r *restored) Amcheck(context.Context) (int, error) {
-	return 0, fmt.Errorf("redis has no indexes to check: %w", errors.ErrUnsupported)
+func (r *restored) Integrity(context.Context) (string, error) {
+	return "", fmt.Errorf("redis has no indexes to check: %w", errors.ErrUnsupported)
 }
 
 // Query implements engine.Copy. A query is one Redis command, quoted as for

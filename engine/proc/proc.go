@@ -1,0 +1,171 @@
+// Package proc runs the database tools an engine drives (pg_dump,
+// pg_restore, mysqldump...): argv without a shell, secrets only in the
+// child's environment, SIGTERM on cancellation with a hard kill after a grace
+// period, a bounded tail of stderr for errors, and discovery of the installed
+// copies of a tool with their versions.
+package proc
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// WaitDelay is how long a cancelled child has after SIGTERM before it is
+// killed and its pipes are closed.
+const WaitDelay = 10 * time.Second
+
+// Command builds a child process running path with args. env holds the
+// variables only this child gets, such as "PGPASSWORD=..." or
+// "MYSQL_PWD=...": they replace any inherited variable of the same name, so a
+// secret never reaches argv and the parent's environment never leaks one.
+// Cancelling ctx sends SIGTERM; WaitDelay later the child is killed.
+func Command(ctx context.Context, path string, env []string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, path, args...)
+	own := make(map[string]bool, len(env))
+	for _, kv := range env {
+		k, _, _ := strings.Cut(kv, "=")
+		own[k] = true
+	}
+	inherited := os.Environ()
+	out := make([]string, 0, len(inherited)+len(env))
+	for _, kv := range inherited {
+		if k, _, _ := strings.Cut(kv, "="); !own[k] {
+			out = append(out, kv)
+		}
+	}
+	for _, kv := range env {
+		if _, v, _ := strings.Cut(kv, "="); v != "" {
+			out = append(out, kv)
+		}
+	}
+	cmd.Env = out
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = WaitDelay
+	return cmd
+}
+
+// Tail keeps the last Max bytes written to it (a child's stderr), for the
+// error that reports the child's failure.
+type Tail struct {
+	Max int // 0: 4096
+	buf []byte
+}
+
+func (t *Tail) Write(p []byte) (int, error) {
+	max := t.Max
+	if max <= 0 {
+		max = 4096
+	}
+	t.buf = append(t.buf, p...)
+	if len(t.buf) > max {
+		t.buf = t.buf[len(t.buf)-max:]
+	}
+	return len(p), nil
+}
+
+// String is what was kept, trimmed, or "no error output".
+func (t *Tail) String() string {
+	s := strings.TrimSpace(string(t.buf))
+	if s == "" {
+		return "no error output"
+	}
+	return s
+}
+
+// Redact replaces every non-empty secret in s.
+func Redact(s string, secrets ...string) string {
+	for _, secret := range secrets {
+		if secret != "" {
+			s = strings.ReplaceAll(s, secret, "[REDACTED]")
+		}
+	}
+	return s
+}
+
+// Tool is an installed client program and its version.
+type Tool struct {
+	Path    string
+	Version string // as printed, e.g. "15.18"
+	Major   int
+}
+
+// Probe runs "<path> --version" and reads the version with re, whose first
+// group is the major version and whose second, optional, the rest (".18").
+// flavor names the expected product in the error when re does not match.
+func Probe(ctx context.Context, path string, re *regexp.Regexp, flavor string) (Tool, error) {
+	out, err := exec.CommandContext(ctx, path, "--version").Output()
+	if err != nil {
+		return Tool{}, fmt.Errorf("%s --version: %w", path, err)
+	}
+	m := re.FindStringSubmatch(string(out))
+	if m == nil {
+		return Tool{}, fmt.Errorf("%s --version printed %q: no %s version", path, strings.TrimSpace(string(out)), flavor)
+	}
+	major, _ := strconv.Atoi(m[1])
+	v := m[1]
+	if len(m) > 2 {
+		v += m[2]
+	}
+	return Tool{Path: path, Version: v, Major: major}, nil
+}
+
+// Find lists the installed copies of a tool: in dirs when given, else the
+// one on PATH and those matching globs (distributions install versions side
+// by side, e.g. "/usr/lib/postgresql/*/bin/"), each once, with the version
+// probe reads. Copies probe rejects are left out.
+func Find(ctx context.Context, name string, dirs, globs []string, probe func(ctx context.Context, path string) (Tool, error)) []Tool {
+	var paths []string
+	if len(dirs) > 0 {
+		for _, d := range dirs {
+			paths = append(paths, filepath.Join(d, name))
+		}
+	} else {
+		if p, err := exec.LookPath(name); err == nil {
+			paths = append(paths, p)
+		}
+		for _, pattern := range globs {
+			m, _ := filepath.Glob(pattern + name)
+			paths = append(paths, m...)
+		}
+	}
+	var tools []Tool
+	seen := map[string]bool{}
+	for _, p := range paths {
+		real, err := filepath.EvalSymlinks(p)
+		if err != nil || seen[real] {
+			continue
+		}
+		seen[real] = true
+		if t, err := probe(ctx, p); err == nil {
+			tools = append(tools, t)
+		}
+	}
+	return tools
+}
+
+// Newest returns the tool of the highest major version, which must be at
+// least min: a dump tool older than the server cannot be trusted with it.
+// server names the server for the errors ("PostgreSQL 16"), install what to
+// install ("the PostgreSQL 16 client tools").
+func Newest(name string, tools []Tool, min int, server, install string) (Tool, error) {
+	if len(tools) == 0 {
+		return Tool{}, fmt.Errorf("%s not found: install %s", name, install)
+	}
+	sorted := append([]Tool(nil), tools...)
+	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].Major > sorted[j].Major })
+	best := sorted[0]
+	if best.Major < min {
+		return Tool{}, fmt.Errorf("%s %s (%s) is older than the server (%s) and cannot handle it: install %s or newer",
+			name, best.Version, best.Path, server, install)
+	}
+	return best, nil
+}

@@ -1,0 +1,103 @@
+package proc
+
+import (
+	"context"
+	"errors"
+	"os/exec"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+const sentinel = "Sntl-proc-9c2e71"
+
+// The secret reaches the child through its environment only, replacing an
+// inherited variable of the same name; argv never holds it.
+func TestCommandSecretInEnvOnly(t *testing.T) {
+	t.Setenv("BP_TEST_PWD", "inherited")
+	t.Setenv("BP_TEST_OTHER", "kept")
+	cmd := Command(context.Background(), "/usr/bin/env", []string{"BP_TEST_PWD=" + sentinel})
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(strings.Join(cmd.Args, " "), sentinel) {
+		t.Errorf("argv holds the secret: %q", cmd.Args)
+	}
+	env := string(out)
+	if strings.Count(env, "BP_TEST_PWD=") != 1 || !strings.Contains(env, "BP_TEST_PWD="+sentinel+"\n") {
+		t.Errorf("child env: want BP_TEST_PWD=%s once, got:\n%s", sentinel, env)
+	}
+	if !strings.Contains(env, "BP_TEST_OTHER=kept\n") {
+		t.Error("inherited variables dropped")
+	}
+
+	// An empty secret removes the inherited one and sets none.
+	out, err = Command(context.Background(), "/usr/bin/env", []string{"BP_TEST_PWD="}).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(out), "BP_TEST_PWD") {
+		t.Errorf("empty secret: child still sees BP_TEST_PWD")
+	}
+}
+
+// Cancelling the context stops the child with SIGTERM.
+func TestCommandCancel(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := Command(ctx, "/bin/sleep", nil, "600")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	err := cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ProcessState.String() != "signal: terminated" {
+		t.Fatalf("want the child terminated by SIGTERM, got %v", err)
+	}
+}
+
+func TestTail(t *testing.T) {
+	tail := &Tail{Max: 8}
+	if tail.String() != "no error output" {
+		t.Errorf("empty tail: %q", tail.String())
+	}
+	tail.Write([]byte("0123456789"))
+	tail.Write([]byte("ab\n"))
+	if got := tail.String(); got != "56789ab" {
+		t.Errorf("tail = %q", got)
+	}
+	if got := Redact("pw=secret secret", "secret", ""); got != "pw=[REDACTED] [REDACTED]" {
+		t.Errorf("redact = %q", got)
+	}
+}
+
+func TestNewest(t *testing.T) {
+	tools := []Tool{{Path: "/a", Version: "15.2", Major: 15}, {Path: "/b", Version: "17.1", Major: 17}}
+	got, err := Newest("pg_dump", tools, 16, "PostgreSQL 16", "the PostgreSQL 16 client tools")
+	if err != nil || got.Path != "/b" {
+		t.Errorf("got %v, %v", got, err)
+	}
+	_, err = Newest("pg_dump", tools, 18, "PostgreSQL 18", "the PostgreSQL 18 client tools")
+	if err == nil || !strings.Contains(err.Error(), "pg_dump 17.1 (/b) is older than the server (PostgreSQL 18)") {
+		t.Errorf("too old: %v", err)
+	}
+	_, err = Newest("pg_dump", nil, 15, "PostgreSQL 15", "the PostgreSQL 15 client tools")
+	if err == nil || err.Error() != "pg_dump not found: install the PostgreSQL 15 client tools" {
+		t.Errorf("none: %v", err)
+	}
+}
+
+// Probe reads a tool's version; Find lists each installed copy once.
+func TestProbeFind(t *testing.T) {
+	re := regexp.MustCompile(`\(GNU coreutils\) (\d+)(\.\d+)?`)
+	tools := Find(context.Background(), "env", []string{"/usr/bin", "/usr/bin/"}, nil, func(ctx context.Context, p string) (Tool, error) {
+		return Probe(ctx, p, re, "coreutils")
+	})
+	if len(tools) != 1 || tools[0].Major == 0 {
+		t.Fatalf("tools = %v", tools)
+	}
+	if _, err := Probe(context.Background(), "/usr/bin/env", regexp.MustCompile(`\(PostgreSQL\) (\d+)`), "PostgreSQL"); err == nil || !strings.Contains(err.Error(), "no PostgreSQL version") {
+		t.Errorf("wrong product: %v", err)
+	}
+}
