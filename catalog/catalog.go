@@ -125,6 +125,9 @@ type Backup struct {
 	// Invalid says why a manifest exists but cannot be used: unreadable,
 	// malformed, or naming another backup. Such a backup is never restored.
 	Invalid string
+	// Err is the error behind Invalid, for callers that tell kinds apart
+	// (a manifest that is not authentic, see package sign).
+	Err error
 	// Records are the names of its verification records, oldest first.
 	Records []string
 	// Acceptances name its acceptances as a continuity baseline, oldest
@@ -187,7 +190,7 @@ func List(ctx context.Context, d destination.Destination, target string) (*Listi
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
-			l.Backups = append(l.Backups, Backup{ID: id, Invalid: err.Error()})
+			l.Backups = append(l.Backups, Backup{ID: id, Invalid: err.Error(), Err: err})
 			continue
 		}
 		l.Backups = append(l.Backups, Backup{ID: id, Manifest: m, Records: records(group, target, id),
@@ -197,23 +200,17 @@ func List(ctx context.Context, d destination.Destination, target string) (*Listi
 }
 
 // records returns the verification record names among a backup's objects.
+// Only names in the exact record format count; anything else is not ours.
 func records(objs []destination.Object, target, id string) []string {
 	var names []string
 	for _, o := range objs {
 		name := strings.TrimPrefix(o.Key, Key(target, id, ""))
-		if strings.HasPrefix(name, recordPrefix) && strings.HasSuffix(name, ".json") && !strings.Contains(name, "/") {
+		if _, err := RecordTime(name); err == nil {
 			names = append(names, name)
 		}
 	}
 	sort.Strings(names)
 	return names
-}
-
-const recordPrefix = "verify-"
-
-// RecordName names the verification record of a run started at t.
-func RecordName(t time.Time) string {
-	return recordPrefix + t.UTC().Format("20060102T150405Z") + ".json"
 }
 
 // WriteRecord stores a verification record next to the backup it verified.

@@ -26,6 +26,9 @@ func (e *env) backupCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if err := checkWriter(cfg); err != nil {
+				return err
+			}
 			rs, err := recipients(cfg)
 			if err != nil {
 				return err

@@ -120,6 +120,9 @@ func (e *env) rootCommand() *cobra.Command {
 		e.acceptCommand(),
 		e.configCommand(),
 		e.keygenCommand(),
+		e.reportCommand(),
+		e.receiptCommand(),
+		e.adoptCommand(),
 		e.versionCommand(),
 		e.demoCommand(),
 	)

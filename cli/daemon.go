@@ -91,6 +91,9 @@ func (j *daemonJobs) Backup(ctx context.Context, cfg *config.Config, t *config.T
 	if err != nil {
 		return nil, err
 	}
+	if err := checkWriter(cfg); err != nil {
+		return nil, err
+	}
 	rs, err := recipients(cfg)
 	if err != nil {
 		return nil, err

@@ -13,6 +13,7 @@ import (
 	"github.com/backproof/backproof/continuity"
 	"github.com/backproof/backproof/destination"
 	"github.com/backproof/backproof/engine"
+	"github.com/backproof/backproof/sign"
 	"github.com/backproof/backproof/verify"
 )
 
@@ -20,7 +21,7 @@ type listEntry struct {
 	Target      string    `json:"target"`
 	Destination string    `json:"destination"`
 	ID          string    `json:"id"`
-	State       string    `json:"state"` // committed | invalid
+	State       string    `json:"state"` // committed | invalid | untrusted
 	Created     time.Time `json:"created"`
 	End         time.Time `json:"end,omitzero"`
 	Size        int64     `json:"size"`
@@ -120,6 +121,9 @@ func newListEntry(target, dest string, b catalog.Backup) listEntry {
 	le.Created, _ = catalog.IDTime(b.ID)
 	if b.Manifest == nil {
 		le.State, le.Problem = "invalid", b.Invalid
+		if errors.Is(b.Err, sign.ErrNotAuthentic) {
+			le.State = "untrusted" // for a person to look at; never used
+		}
 		return le
 	}
 	le.Created, le.End = b.Manifest.Start, b.Manifest.End

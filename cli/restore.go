@@ -162,6 +162,7 @@ func (e *env) restoreTo(eng engine.Engine, copies []restore.Copy, ids *crypt.Ide
 	}
 	defer os.RemoveAll(dir)
 	progress := e.progress(o.asJSON)
+	defer e.holdCopies(copies)()
 	used, path, err := restore.SpoolFirstIntact(e.ctx, e.log, copies, ids, dir, progress)
 	for _, c := range copies {
 		if c.Source.Name == used.Source.Name {

@@ -15,6 +15,7 @@ import (
 	"github.com/backproof/backproof/engine/mongodb"
 	"github.com/backproof/backproof/engine/postgres"
 	"github.com/backproof/backproof/engine/redis"
+	"github.com/backproof/backproof/sign"
 )
 
 // kinds are the engines of this build, one line each (see engine.Kind).
@@ -110,16 +111,48 @@ func openDestination(ctx context.Context, d *config.Destination) (destination.De
 // openDestinations opens each named destination. One that cannot be opened
 // becomes a destination whose every operation fails with that error, so it
 // is reported like any other failed destination and never stops the rest.
+//
+// Every destination is wrapped in a sign.Store: manifests and records are
+// signed on the way out and checked on the way back (signing, encryption and
+// where a record lies).
 func openDestinations(ctx context.Context, cfg *config.Config, names []string) []backup.Destination {
+	policy, perr := trustPolicy(cfg)
 	out := make([]backup.Destination, 0, len(names))
 	for _, n := range names {
 		d, err := openDestination(ctx, cfg.Destinations[n])
+		if err == nil {
+			err = perr
+		}
 		if err != nil {
 			d = broken{err}
+		} else {
+			d = &sign.Store{Destination: d, Name: n, Policy: policy}
 		}
 		out = append(out, backup.Destination{Name: n, Destination: d})
 	}
 	return out
+}
+
+// trustPolicy is what the config demands of manifests and records.
+func trustPolicy(cfg *config.Config) (sign.Policy, error) {
+	p := sign.Policy{Encrypted: cfg.Encryption != nil}
+	s := cfg.Signing
+	if s == nil {
+		return p, nil
+	}
+	trust, err := sign.NewTrust(s.TrustedKeys)
+	if err != nil {
+		return p, usagef("%s: signing.trusted_keys: %v", cfg.File, err)
+	}
+	p.Trust = trust
+	if s.KeyFile != "" {
+		signer, err := sign.ParsePrivateKey([]byte(s.Key.Reveal()))
+		if err != nil {
+			return p, usagef("%s: signing.key_file: %s: %v", cfg.File, s.KeyFile, err)
+		}
+		p.Signer = signer
+	}
+	return p, nil
 }
 
 // broken is a destination that could not be opened.

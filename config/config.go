@@ -60,6 +60,7 @@ type Config struct {
 	Listen       string                  `yaml:"listen"`
 	Log          Log                     `yaml:"log"`
 	Encryption   *Encryption             `yaml:"encryption"` // nil: artifacts are stored unencrypted
+	Signing      *Signing                `yaml:"signing"`    // nil: manifests and records are not signed
 	Sandbox      Sandbox                 `yaml:"sandbox"`
 	Concurrency  Concurrency             `yaml:"concurrency"`
 	Destinations map[string]*Destination `yaml:"destinations"`
@@ -95,6 +96,15 @@ type Encryption struct {
 	// Identity is the content of IdentityFile, read and checked by
 	// validation so that what was checked is what is used.
 	Identity Secret `yaml:"-"`
+}
+
+// Signing configures Ed25519 signatures on every manifest and verification
+// record, and which signatures readers accept.
+type Signing struct {
+	KeyFile     string   `yaml:"key_file"`     // private key of hosts that write (backup, verify)
+	TrustedKeys []string `yaml:"trusted_keys"` // public keys whose signatures are accepted
+	// Key is the content of KeyFile, read and checked by validation.
+	Key Secret `yaml:"-"`
 }
 
 // Sandbox configures the throwaway containers verification restores into.
@@ -366,6 +376,9 @@ func (c *Config) finish(dir string) {
 	if e := c.Encryption; e != nil && e.IdentityFile != "" && !strings.HasPrefix(e.IdentityFile, "~") {
 		e.IdentityFile = resolve(dir, e.IdentityFile)
 	}
+	if s := c.Signing; s != nil && s.KeyFile != "" && !strings.HasPrefix(s.KeyFile, "~") {
+		s.KeyFile = resolve(dir, s.KeyFile)
+	}
 }
 
 // resolve makes a relative path absolute against dir.
@@ -425,6 +438,15 @@ func (c *Config) Secrets() []string {
 	if e := c.Encryption; e != nil {
 		for line := range strings.Lines(e.Identity.Reveal()) {
 			if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
+				add(line)
+			}
+		}
+	}
+	if s := c.Signing; s != nil {
+		// The PEM body lines, each on its own: a printed key is masked
+		// however it is cut.
+		for line := range strings.Lines(s.Key.Reveal()) {
+			if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "-----") {
 				add(line)
 			}
 		}

@@ -14,6 +14,7 @@ import (
 	"filippo.io/age"
 
 	"github.com/backproof/backproof/crypt"
+	"github.com/backproof/backproof/sign"
 )
 
 // Limits for S3 multipart uploads.
@@ -44,6 +45,7 @@ func (c *Config) validate() []problem {
 	v.log()
 	v.concurrency()
 	v.encryption()
+	v.signing()
 	v.sandbox()
 	v.destinations()
 	v.targets()
@@ -197,6 +199,68 @@ func readIdentityFile(name string) (Secret, error) {
 		return Secret{}, fmt.Errorf("%s: %v", name, err)
 	}
 	return NewSecret(string(data)), nil
+}
+
+func (v *validator) signing() {
+	s := v.c.Signing
+	if s == nil {
+		return
+	}
+	if len(s.TrustedKeys) == 0 {
+		v.addf("signing.trusted_keys", "at least one trusted public key is required (keygen --signing prints it)")
+	}
+	seen := map[string]bool{}
+	for i, k := range s.TrustedKeys {
+		p := indexPath("signing.trusted_keys", i)
+		pub, err := sign.ParsePublicKey(k)
+		switch {
+		case err != nil:
+			// Quote nothing of it: it may be a private key in the wrong place.
+			v.addf(p, "%v", err)
+		case seen[sign.FormatPublicKey(pub)]:
+			v.addf(p, "duplicate key %s", keyPrefix(strings.TrimSpace(k)))
+		default:
+			seen[sign.FormatPublicKey(pub)] = true
+		}
+	}
+	s.Key = Secret{}
+	if s.KeyFile == "" {
+		return // a host that only reads
+	}
+	key, signer, err := readSigningKey(s.KeyFile)
+	if err != nil {
+		v.addf("signing.key_file", "%v", err)
+		return
+	}
+	s.Key = key
+	if len(seen) > 0 && !seen[signer.PublicKey()] {
+		v.addf("signing.key_file", "its public key %s is not in signing.trusted_keys: every backup this host writes would be refused", signer.PublicKey())
+	}
+}
+
+// readSigningKey reads and checks a signing key file. Its errors never
+// include the file's content.
+func readSigningKey(name string) (Secret, *sign.Signer, error) {
+	if strings.HasPrefix(name, "~") {
+		return Secret{}, nil, fmt.Errorf("%s: ~ is not expanded; use an absolute path or ${HOME}", name)
+	}
+	f, err := os.Open(name)
+	if err != nil {
+		return Secret{}, nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, sign.MaxKeyFile+1))
+	if err != nil {
+		return Secret{}, nil, fmt.Errorf("read %s: %w", name, err)
+	}
+	if len(data) > sign.MaxKeyFile {
+		return Secret{}, nil, fmt.Errorf("%s: larger than %d bytes, not a signing key", name, sign.MaxKeyFile)
+	}
+	signer, err := sign.ParsePrivateKey(data)
+	if err != nil {
+		return Secret{}, nil, fmt.Errorf("%s: %v", name, err)
+	}
+	return NewSecret(string(data)), signer, nil
 }
 
 func (v *validator) sandbox() {

@@ -228,7 +228,7 @@ func (d *Daemon) apply(cfg *config.Config) {
 		// Gauges derived from the catalog are set again by the scan below;
 		// dropping them first removes checks and destinations no longer configured.
 		for _, v := range []*prometheus.GaugeVec{d.Metrics.CheckLastSuccess, d.Metrics.ContinuityLast, d.Metrics.DestLastSuccess,
-			d.Metrics.NextRun, d.Metrics.ScheduleInterval} {
+			d.Metrics.NextRun, d.Metrics.ScheduleInterval, d.Metrics.SuspectBackups} {
 			v.DeletePartialMatch(prometheus.Labels{"target": name})
 		}
 		mt := metrics.Target{Name: name, Destinations: t.Destinations}
@@ -509,6 +509,9 @@ func (d *Daemon) rescan(cfg *config.Config, t *config.Target, ts *targetState) {
 	for _, ds := range c.Destinations {
 		if ds.Newest != nil {
 			m.DestLastSuccess.WithLabelValues(n, ds.Name).Set(unix(ds.Newest.End))
+		}
+		if ds.Error == "" {
+			m.SuspectBackups.WithLabelValues(n, ds.Name).Set(float64(ds.Suspect))
 		}
 	}
 	ts.mu.Lock()

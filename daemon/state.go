@@ -26,8 +26,11 @@ type BackupInfo struct {
 
 // DestState is what a destination holds for a target.
 type DestState struct {
-	Name    string      `json:"name"`
-	Backups int         `json:"backups"` // committed backups
+	Name    string `json:"name"`
+	Backups int    `json:"backups"` // committed backups
+	// Suspect counts backups never used: invalid or not authentic
+	// manifests, and dates that cannot be believed (catalog.TimeProblem).
+	Suspect int         `json:"suspect"`
 	Newest  *BackupInfo `json:"newest,omitempty"`
 	Error   string      `json:"error,omitempty"` // the listing failed; the rest is from the last good scan
 	Scanned time.Time   `json:"scanned"`
@@ -80,7 +83,8 @@ func scan(ctx context.Context, now func() time.Time, target string, dests []back
 			continue
 		}
 		for _, b := range l.Backups {
-			if b.Manifest == nil {
+			if b.Manifest == nil || catalog.TimeProblem(b, ds.Scanned) != "" {
+				ds.Suspect++
 				continue
 			}
 			ds.Backups++

@@ -38,6 +38,7 @@ type Metrics struct {
 	ScheduleInterval  *prometheus.GaugeVec     // target, job
 	SkippedRuns       *prometheus.CounterVec   // target, job
 	PruneFailures     *prometheus.CounterVec   // target
+	SuspectBackups    *prometheus.GaugeVec     // target, destination
 	ReloadSuccessful  prometheus.Gauge
 	ReloadSuccessTime prometheus.Gauge
 	JobsRunning       *prometheus.GaugeVec // job
@@ -85,6 +86,8 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 		ScheduleInterval:  gauge("schedule_interval_seconds", "Time between two runs of the job's schedule; alert thresholds scale with it.", "target", "job"),
 		SkippedRuns:       counter("schedule_skipped_runs_total", "Scheduled runs skipped because the previous run of the job was still going.", "target", "job"),
 		PruneFailures:     counter("prune_failures_total", "Retention runs that failed.", "target"),
+		SuspectBackups: gauge("suspect_backups", "Backups on a destination that are never used: invalid or not authentic manifests, "+
+			"or dates that cannot be believed (in the future, or disagreeing with the id).", "target", "destination"),
 		ReloadSuccessful: prometheus.NewGauge(prometheus.GaugeOpts{Name: "backproof_config_last_reload_successful",
 			Help: "1 if the last configuration (re)load succeeded, else 0."}),
 		ReloadSuccessTime: prometheus.NewGauge(prometheus.GaugeOpts{Name: "backproof_config_last_reload_success_timestamp_seconds",
@@ -126,6 +129,7 @@ func (m *Metrics) Init(t Target) {
 	for _, d := range t.Destinations {
 		m.DestLastSuccess.WithLabelValues(t.Name, d)
 		m.DestFailures.WithLabelValues(t.Name, d)
+		m.SuspectBackups.WithLabelValues(t.Name, d)
 	}
 	for _, j := range t.Jobs {
 		m.SkippedRuns.WithLabelValues(t.Name, j)
@@ -141,7 +145,7 @@ func (m *Metrics) Forget(target string) {
 		m.BackupLastSuccess, m.BackupLastAttempt, m.BackupAttempts, m.BackupFailures, m.BackupDuration,
 		m.BackupSize, m.DestLastSuccess, m.DestFailures, m.VerifyLastSuccess, m.VerifyLastResult,
 		m.VerifyDuration, m.RestoreDuration, m.VerifiedBackup, m.CheckLastSuccess, m.ContinuityLast, m.NextRun,
-		m.ScheduleInterval, m.SkippedRuns, m.PruneFailures,
+		m.ScheduleInterval, m.SkippedRuns, m.PruneFailures, m.SuspectBackups,
 	} {
 		v.DeletePartialMatch(l)
 	}

@@ -8,8 +8,10 @@
 //     the reading of a verification record that matters, failed is not
 //     touched at all (a failed listing never reads as "no backups");
 //   - the planner keeps the newest committed backup and the newest that
-//     passed verification on that destination, and refuses to plan when a
-//     backup lies in the future;
+//     passed verification on that destination, and sets aside (keeps, counts
+//     for no rule) a backup dated in the future or whose manifest disagrees
+//     with its id;
+//   - a backup a verification or restore holds (catalog.PutHold) is kept;
 //   - a backup is deleted manifest first: from that moment no command sees
 //     it as a backup, whatever happens next. Then its other objects
 //     (artifacts, verification records) go. A run that dies in between
@@ -27,10 +29,12 @@
 package prune
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"slices"
 	"strings"
@@ -42,6 +46,7 @@ import (
 	"github.com/backproof/backproof/destination"
 	"github.com/backproof/backproof/lease"
 	"github.com/backproof/backproof/retention"
+	"github.com/backproof/backproof/sign"
 	"github.com/backproof/backproof/verify"
 )
 
@@ -140,7 +145,7 @@ func (p *pruner) run(ctx context.Context, policy *config.Retention, dr *Destinat
 	p.log.InfoContext(ctx, "prune plan", "keep", nkeep, "delete", len(plan)-nkeep, "dry_run", p.dryRun)
 
 	// Oldest first.
-	for _, d := range slices.Backward(plan) {
+	for i, d := range slices.Backward(plan) {
 		if d.Keep {
 			continue
 		}
@@ -148,8 +153,15 @@ func (p *pruner) run(ctx context.Context, policy *config.Retention, dr *Destinat
 			if err := p.held.Check(); err != nil {
 				return fmt.Errorf("stopped before deleting %s: %w", d.ID, err)
 			}
-			if err := p.deleteBackup(ctx, d.ID); err != nil {
+			until, err := p.deleteBackup(ctx, d.ID)
+			if err != nil {
 				return err
+			}
+			if !until.IsZero() {
+				plan[i].Keep = true
+				plan[i].Reasons = append(plan[i].Reasons, ReasonHeld+" until "+until.UTC().Format(time.RFC3339))
+				p.log.InfoContext(ctx, "kept: a verification or restore reads it", "backup_id", d.ID, "until", until)
+				continue
 			}
 			p.log.InfoContext(ctx, "deleted backup", "backup_id", d.ID)
 		}
@@ -166,7 +178,7 @@ func (p *pruner) plan(ctx context.Context, l *catalog.Listing, policy *config.Re
 		if err != nil {
 			return nil, err // List returns only well-formed ids
 		}
-		bs = append(bs, retention.Backup{ID: b.ID, Time: t, Invalid: b.Manifest == nil})
+		bs = append(bs, retention.Backup{ID: b.ID, Time: t, Invalid: b.Manifest == nil, Suspect: catalog.TimeProblem(b, p.now)})
 	}
 	if policy == nil {
 		out := make([]retention.Decision, 0, len(bs))
@@ -179,7 +191,7 @@ func (p *pruner) plan(ctx context.Context, l *catalog.Listing, policy *config.Re
 	// from the newest backup down until one passed.
 	for i := len(l.Backups) - 1; i >= 0; i-- {
 		b := l.Backups[i]
-		if b.Manifest == nil {
+		if b.Manifest == nil || bs[i].Suspect != "" {
 			continue
 		}
 		ok, err := p.verified(ctx, b)
@@ -206,6 +218,11 @@ func (p *pruner) verified(ctx context.Context, b catalog.Backup) (bool, error) {
 		switch {
 		case errors.Is(err, destination.ErrNotFound):
 			continue
+		case errors.Is(err, sign.ErrNotAuthentic):
+			// Never counted, and never a reason to stop pruning: anyone
+			// who can write to the destination could plant one.
+			p.log.WarnContext(ctx, "verification record ignored", "backup_id", b.ID, "record", name, "error", err)
+			continue
 		case errors.As(err, &syn), errors.As(err, &typ):
 			p.log.WarnContext(ctx, "unreadable verification record", "backup_id", b.ID, "record", name, "error", err)
 			continue
@@ -222,21 +239,52 @@ func (p *pruner) verified(ctx context.Context, b catalog.Backup) (bool, error) {
 	return false, nil
 }
 
-// deleteBackup deletes the manifest, then everything else under the id.
-func (p *pruner) deleteBackup(ctx context.Context, id string) error {
-	if err := p.d.Delete(ctx, catalog.Key(p.target, id, catalog.ManifestName)); err != nil {
-		return fmt.Errorf("delete %s: %w", id, err)
+// ReasonHeld keeps a backup a verification or restore is reading.
+const ReasonHeld = "held by a verification or restore"
+
+// deleteBackup deletes the manifest, then everything else under the id. A
+// backup with a hold (catalog.PutHold) is not deleted: its manifest is put
+// back and the hold's expiry returned. The manifest goes before the holds are
+// looked at, and a reader places its hold before it looks at the manifest, so
+// one of the two always sees the other.
+func (p *pruner) deleteBackup(ctx context.Context, id string) (time.Time, error) {
+	raw := p.d.Destination
+	if st, ok := raw.(*sign.Store); ok {
+		raw = st.Destination // put back exactly what was there
+	}
+	key := catalog.Key(p.target, id, catalog.ManifestName)
+	rc, err := raw.Get(ctx, key)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("delete %s: %w", id, err)
+	}
+	manifest, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil {
+		return time.Time{}, fmt.Errorf("delete %s: %w", id, err)
+	}
+	if until, err := catalog.HeldUntil(ctx, raw, p.target, id, p.now); err != nil || !until.IsZero() {
+		return until, err
+	}
+	if err := p.d.Delete(ctx, key); err != nil {
+		return time.Time{}, fmt.Errorf("delete %s: %w", id, err)
+	}
+	until, err := catalog.HeldUntil(ctx, raw, p.target, id, p.now)
+	if err != nil || !until.IsZero() {
+		if perr := raw.Put(context.WithoutCancel(ctx), key, bytes.NewReader(manifest)); perr != nil {
+			return time.Time{}, fmt.Errorf("delete %s: a reader holds it and its manifest could not be put back: %w", id, errors.Join(err, perr))
+		}
+		return until, err
 	}
 	objs, err := p.d.List(ctx, catalog.Key(p.target, id, ""))
 	if err != nil {
-		return fmt.Errorf("delete %s: manifest deleted, the rest is debris now: %w", id, err)
+		return time.Time{}, fmt.Errorf("delete %s: manifest deleted, the rest is debris now: %w", id, err)
 	}
 	for _, o := range objs {
 		if err := p.d.Delete(ctx, o.Key); err != nil {
-			return fmt.Errorf("delete %s: manifest deleted, the rest is debris now: %w", id, err)
+			return time.Time{}, fmt.Errorf("delete %s: manifest deleted, the rest is debris now: %w", id, err)
 		}
 	}
-	return nil
+	return time.Time{}, nil
 }
 
 func (p *pruner) removeDebris(ctx context.Context, l *catalog.Listing, dr *DestinationReport) error {

@@ -394,21 +394,56 @@ func TestTenFailedBackupsKeepLastGood(t *testing.T) {
 	})
 }
 
-// A backup dated in the future (clock skew) stops pruning on that
-// destination, with an error naming it.
-func TestFutureBackupStopsPrune(t *testing.T) {
+// A backup dated in the future (clock skew, or planted) is set aside: kept,
+// counted by no rule, and the rest of the destination is pruned around it.
+// So is one whose manifest's times disagree with its id.
+func TestFutureBackupIsPlannedAround(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, newDest func(t *testing.T) destination.Destination) {
 		d := newFaulty(newDest(t))
+		var ids []string
 		for day := range 5 {
-			store(t, d, day, verify.Pass)
+			ids = append(ids, store(t, d, day, verify.Pass))
 		}
-		future := store(t, d, 61) // tomorrow
-		_, err := run(t, []backup.Destination{{Name: "d", Destination: d}}, &config.Retention{KeepLast: 1}, time.Now(), false)
-		if !errors.Is(err, retention.ErrFuture) || !strings.Contains(err.Error(), future) {
-			t.Fatalf("error = %v", err)
+		now := day0.AddDate(0, 0, 5)
+		future := store(t, d, 6) // tomorrow
+		// A copy of day 1 relabelled as day 5: its manifest still says day 1.
+		ctx := context.Background()
+		m, err := catalog.ReadManifest(ctx, d, target, ids[1])
+		if err != nil {
+			t.Fatal(err)
 		}
-		if d.deletes.Load() != 0 {
-			t.Errorf("%d deletes despite the clock skew", d.deletes.Load())
+		relabelled := catalog.NewID(now.Add(-time.Hour))
+		for _, a := range m.Artifacts {
+			rc, err := d.Get(ctx, catalog.Key(target, ids[1], a.Name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = d.Put(ctx, catalog.Key(target, relabelled, a.Name), rc)
+			rc.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		m.ID = relabelled
+		if err := catalog.WriteManifest(ctx, d, m); err != nil {
+			t.Fatal(err)
+		}
+		rep, err := run(t, []backup.Destination{{Name: "d", Destination: d}}, &config.Retention{KeepLast: 1}, now, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := rep.Destinations[0].Deleted, []string{ids[0], ids[1], ids[2], ids[3]}; !slices.Equal(got, want) {
+			t.Errorf("deleted %v, want %v", got, want)
+		}
+		for _, dec := range rep.Destinations[0].Plan {
+			if dec.ID == future || dec.ID == relabelled {
+				if !dec.Keep || !strings.HasPrefix(dec.Reasons[0], retention.ReasonSuspect) {
+					t.Errorf("%s: %+v", dec.ID, dec)
+				}
+			}
+		}
+		if got, want := listed(t, d), []string{ids[4], relabelled, future}; !slices.Equal(got, want) {
+			t.Errorf("left %v, want %v", got, want)
 		}
 	})
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"time"
 
 	"github.com/backproof/backproof/catalog"
 	"github.com/backproof/backproof/crypt"
@@ -44,9 +45,12 @@ func Find(ctx context.Context, sources []Source, target, id string) ([]Copy, err
 		listings = append(listings, listing{s, l})
 	}
 	if id == "" {
+		now := time.Now()
 		for _, li := range listings {
 			for _, b := range li.l.Backups {
-				if b.Manifest != nil && b.ID > id {
+				// A backup dated in the future or whose manifest disagrees
+				// with its id is never the latest: name it with --backup.
+				if b.Manifest != nil && b.ID > id && catalog.TimeProblem(b, now) == "" {
 					id = b.ID
 				}
 			}

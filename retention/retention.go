@@ -11,7 +11,8 @@
 // change while no new backup arrives: a month of failed backups deletes
 // nothing more than the last successful one would have. On top of the rules
 // the newest committed backup and the newest backup that passed verification
-// are always kept, and a backup with an unusable manifest is never deleted.
+// are always kept, and a backup with an unusable manifest, or dated in the
+// future, is never deleted and counts for no rule.
 package retention
 
 import (
@@ -24,9 +25,10 @@ import (
 	"github.com/backproof/backproof/config"
 )
 
-// MaxClockSkew is how far in the future a backup may lie before Plan refuses
-// to plan: further than that, this machine's clock or the writer's is wrong,
-// and rules counting from the wrong "newest" backup could delete good ones.
+// MaxClockSkew is how far in the future a backup may lie before Plan sets it
+// aside: further than that, this machine's clock or the writer's is wrong (or
+// the backup was planted), and rules counting from it as the "newest" could
+// delete good ones.
 const MaxClockSkew = 5 * time.Minute
 
 // Backup is one backup on one destination.
@@ -38,6 +40,9 @@ type Backup struct {
 	// Invalid: a manifest exists but cannot be used. Such a backup is kept,
 	// for a person to look at, and counts for no rule.
 	Invalid bool
+	// Suspect says why the backup's dates cannot be believed; such a
+	// backup is kept and counts for no rule, like an invalid one.
+	Suspect string
 }
 
 // Decision is what the plan does with one backup.
@@ -53,23 +58,15 @@ const (
 	ReasonNewestCommitted = "newest committed"
 	ReasonNewestVerified  = "newest verified"
 	ReasonInvalid         = "invalid manifest, never pruned"
+	ReasonSuspect         = "dates cannot be believed, never pruned"
 )
 
-// ErrFuture is returned (wrapped) when a backup lies in the future.
-var ErrFuture = errors.New("backup lies in the future")
-
 // Plan decides, newest first, which backups p keeps. It fails, planning
-// nothing, when p keeps nothing or a backup lies more than MaxClockSkew
-// after now.
+// nothing, when p keeps nothing. A backup more than MaxClockSkew after now
+// is set aside like an invalid one: kept, and counted by no rule.
 func Plan(backups []Backup, now time.Time, p config.Retention) ([]Decision, error) {
 	if !keepsSomething(p) {
 		return nil, errors.New("retention keeps nothing: set at least one keep_* rule")
-	}
-	for _, b := range backups {
-		if b.Time.After(now.Add(MaxClockSkew)) {
-			return nil, fmt.Errorf("%w: %s is %s ahead of this machine's clock (%s); check both clocks, nothing pruned",
-				ErrFuture, b.ID, b.Time.Sub(now).Round(time.Second), now.UTC().Format(time.RFC3339))
-		}
 	}
 	sorted := slices.Clone(backups)
 	slices.SortStableFunc(sorted, func(a, b Backup) int {
@@ -84,6 +81,13 @@ func Plan(backups []Backup, now time.Time, p config.Retention) ([]Decision, erro
 		out[i] = Decision{ID: b.ID, Time: b.Time}
 		if b.Invalid {
 			out[i].keep(ReasonInvalid)
+			continue
+		}
+		if b.Suspect == "" && b.Time.After(now.Add(MaxClockSkew)) {
+			b.Suspect = fmt.Sprintf("%s ahead of this machine's clock", b.Time.Sub(now).Round(time.Second))
+		}
+		if b.Suspect != "" {
+			out[i].keep(ReasonSuspect + ": " + b.Suspect)
 			continue
 		}
 		valid = append(valid, i)

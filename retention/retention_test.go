@@ -1,12 +1,12 @@
 package retention
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -161,23 +161,38 @@ func render(p config.Retention, now time.Time, plan []Decision) string {
 	return b.String()
 }
 
-func TestFutureBackupStopsPlanning(t *testing.T) {
+func TestFutureBackupIsSetAside(t *testing.T) {
 	now := date("2026-11-22T02:00:00Z")
 	bs := series(now.Add(-10*24*time.Hour), now, 24*time.Hour)
 	policy := config.Retention{KeepLast: 1}
 
-	skewed := append(slices.Clone(bs), Backup{ID: id(now.Add(6 * time.Minute)), Time: now.Add(6 * time.Minute)})
+	ahead := id(now.Add(6 * time.Minute))
+	skewed := append(slices.Clone(bs), Backup{ID: ahead, Time: now.Add(6 * time.Minute), Verified: true})
 	plan, err := Plan(skewed, now, policy)
-	if !errors.Is(err, ErrFuture) || plan != nil {
-		t.Fatalf("backup 6m ahead: plan %v, err %v; want no plan and ErrFuture", plan, err)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if !strings.Contains(err.Error(), id(now.Add(6*time.Minute))) {
-		t.Errorf("error does not name the backup: %v", err)
+	kept := map[string]string{}
+	for _, d := range plan {
+		if d.Keep {
+			kept[d.ID] = strings.Join(d.Reasons, ", ")
+		}
+	}
+	// The future backup is kept but counts for nothing: the newest real
+	// one is still "last 1", "newest committed" and "newest verified" is
+	// not taken by the future one.
+	want := map[string]string{
+		ahead:            ReasonSuspect + ": 6m0s ahead of this machine's clock",
+		bs[len(bs)-1].ID: "last 1, newest committed",
+	}
+	if !reflect.DeepEqual(kept, want) {
+		t.Errorf("kept %v, want %v", kept, want)
 	}
 	// Within MaxClockSkew: a writer whose clock is slightly ahead.
 	slight := append(slices.Clone(bs), Backup{ID: id(now.Add(4 * time.Minute)), Time: now.Add(4 * time.Minute)})
-	if _, err := Plan(slight, now, policy); err != nil {
-		t.Fatalf("backup 4m ahead: %v", err)
+	plan, err = Plan(slight, now, policy)
+	if err != nil || !slices.Contains(plan[0].Reasons, "last 1") {
+		t.Fatalf("backup 4m ahead: %v, %v", plan[0], err)
 	}
 }
 

@@ -12,13 +12,16 @@ import (
 // committed backups (oldest first), or nil when there are none.
 type Picker func(backups []catalog.Backup, now time.Time) *catalog.Backup
 
-// Latest picks the newest backup. An unreadable newest manifest is picked
+// Latest picks the newest backup whose dates can be believed (see
+// catalog.TimeProblem). An unreadable or untrusted newest manifest is picked
 // too, and fails: skipping it would hide a broken backup.
-func Latest(backups []catalog.Backup, _ time.Time) *catalog.Backup {
-	if len(backups) == 0 {
-		return nil
+func Latest(backups []catalog.Backup, now time.Time) *catalog.Backup {
+	for i := len(backups) - 1; i >= 0; i-- {
+		if catalog.TimeProblem(backups[i], now) == "" {
+			return &backups[i]
+		}
 	}
-	return &backups[len(backups)-1]
+	return nil
 }
 
 // Random picks uniformly among the backups created within window of now, so
@@ -28,7 +31,7 @@ func Random(window time.Duration, rnd *rand.Rand) Picker {
 	return func(backups []catalog.Backup, now time.Time) *catalog.Backup {
 		var recent []int
 		for i, b := range backups {
-			if t, err := catalog.IDTime(b.ID); err == nil && !t.Before(now.Add(-window)) {
+			if t, err := catalog.IDTime(b.ID); err == nil && !t.Before(now.Add(-window)) && catalog.TimeProblem(b, now) == "" {
 				recent = append(recent, i)
 			}
 		}

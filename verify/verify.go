@@ -156,6 +156,11 @@ func (r *run) verify(ctx context.Context) {
 		r.stepErr(ctx, CheckSelect, start, err, errors.Is(err, errInvalidManifest))
 		return
 	}
+	if release, ok := r.hold(ctx, start, m); !ok {
+		return
+	} else if release != nil {
+		defer release(context.WithoutCancel(ctx))
+	}
 	r.continuity(ctx, m)
 	image, err := r.image(m)
 	if err != nil {
@@ -217,7 +222,8 @@ func (r *run) verify(ctx context.Context) {
 		defer r.closeSandbox(ctx, res.inst)
 	}
 	if spoolFailed {
-		r.stepErr(ctx, CheckChecksum, spoolStart, spoolErr, restore.IsBad(spoolErr))
+		spoolErr, bad := r.judgeSpool(ctx, m, spoolErr)
+		r.stepErr(ctx, CheckChecksum, spoolStart, spoolErr, bad)
 		return
 	}
 	if res.err != nil {
@@ -272,7 +278,8 @@ func (r *run) startLoaded(ctx context.Context, m *catalog.Manifest, pre engine.P
 	start := r.v.Now()
 	dir, path, err := r.spool(ctx, m)
 	if err != nil {
-		r.stepErr(ctx, CheckChecksum, start, err, restore.IsBad(err))
+		err, bad := r.judgeSpool(ctx, m, err)
+		r.stepErr(ctx, CheckChecksum, start, err, bad)
 		return nil, dir, false
 	}
 	a := m.Artifacts[0]
