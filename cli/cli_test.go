@@ -71,7 +71,7 @@ targets:
 		{"bad cron", strings.Replace(valid, "0 2 * * *", "61 2 * * *", 1), ":8: targets.orders.schedule", 2},
 		{"unknown destination", strings.Replace(valid, "[local]", "[local, offsite]", 1), ":9: targets.orders.destinations[1]", 2},
 		{"unknown engine", strings.Replace(valid, "engine: postgres", "engine: oracle", 1), ":6: targets.orders.engine", 2},
-		{"engine not built yet", strings.Replace(valid, "engine: postgres", "engine: mysql", 1), "targets.orders.engine: \"mysql\" is not supported by this build yet", 2},
+		{"dsn of another engine", strings.Replace(valid, "engine: postgres", "engine: mysql", 1), `targets.orders.dsn: dsn: scheme "postgres", want mysql://`, 2},
 		{"encryption", valid + "encryption: {recipients: [age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p]}\n", "ok (1 targets, 1 destinations)", 0},
 		{"retention keeps nothing", valid + "    retention: {keep_daily: 0}\n", ":10: targets.orders.retention: keeps nothing", 2},
 		// The engine's rules reach config through the registration (engine.Kind.CheckQuery).

@@ -194,7 +194,10 @@ func (e *env) printVerifications(records []*verify.Record) {
 			detail := c.Observed
 			if c.Message != "" {
 				detail = c.Message
-				if c.Observed != "" && c.Outcome != verify.Pass {
+				switch {
+				case c.Observed != "" && c.Outcome == verify.Pass:
+					detail = c.Observed + "; " + c.Message // a note next to what passed
+				case c.Observed != "":
 					detail += " (observed " + c.Observed + ")"
 				}
 			}

@@ -13,6 +13,7 @@ import (
 	"github.com/backproof/backproof/destination/s3"
 	"github.com/backproof/backproof/engine"
 	"github.com/backproof/backproof/engine/mongodb"
+	"github.com/backproof/backproof/engine/mysql"
 	"github.com/backproof/backproof/engine/postgres"
 	"github.com/backproof/backproof/engine/redis"
 	"github.com/backproof/backproof/sign"
@@ -25,6 +26,7 @@ var kinds = []engine.Kind{
 	postgres.Kind,
 	mongodb.Kind,
 	redis.Kind,
+	mysql.Kind, mysql.MariaDBKind,
 }
 
 // kindOf returns the registered engine named name.

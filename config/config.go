@@ -46,6 +46,7 @@ const (
 	EngineMongoDB  = "mongodb"
 	EngineRedis    = "redis"
 	EngineMySQL    = "mysql"
+	EngineMariaDB  = "mariadb"
 )
 
 // Destination types.
@@ -109,7 +110,7 @@ type Signing struct {
 
 // Sandbox configures the throwaway containers verification restores into.
 type Sandbox struct {
-	Images  map[string]string `yaml:"images"` // engine -> image; "{major}" is replaced by the server's major version
+	Images  map[string]string `yaml:"images"` // engine -> image; "{major}" and "{version}" are replaced by the server's major and x.y.z version
 	Memory  ByteSize          `yaml:"memory"`
 	CPUs    float64           `yaml:"cpus"`
 	Timeout time.Duration     `yaml:"timeout"`
@@ -139,7 +140,7 @@ type Destination struct {
 // Target is one database to back up.
 type Target struct {
 	Name         string     `yaml:"-"`      // key in the targets map
-	Engine       string     `yaml:"engine"` // postgres | mongodb | redis | mysql
+	Engine       string     `yaml:"engine"` // postgres | mongodb | redis | mysql | mariadb
 	DSN          Secret     `yaml:"dsn"`
 	Schedule     string     `yaml:"schedule"`     // cron spec; empty: manual backups only
 	Destinations []string   `yaml:"destinations"` // names of destinations
@@ -330,7 +331,8 @@ func defaults() *Config {
 				EnginePostgres: "postgres:{major}",
 				EngineMongoDB:  "mongo:7",
 				EngineRedis:    "redis:7",
-				EngineMySQL:    "mariadb:11",
+				EngineMySQL:    "mysql:{version}",
+				EngineMariaDB:  "mariadb:{version}",
 			},
 			Memory:  DefaultSandboxMemory,
 			CPUs:    DefaultSandboxCPUs,

@@ -561,12 +561,12 @@ func isCheckName(s string) bool {
 
 func isEngine(s string) bool {
 	switch s {
-	case EnginePostgres, EngineMongoDB, EngineRedis, EngineMySQL:
+	case EnginePostgres, EngineMongoDB, EngineRedis, EngineMySQL, EngineMariaDB:
 		return true
 	}
 	return false
 }
 
 func enginesList() string {
-	return EnginePostgres + ", " + EngineMongoDB + ", " + EngineRedis + " or " + EngineMySQL
+	return EnginePostgres + ", " + EngineMongoDB + ", " + EngineRedis + ", " + EngineMySQL + " or " + EngineMariaDB
 }

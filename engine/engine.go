@@ -168,6 +168,13 @@ type SourceStats struct {
 	// Migrations: the schema versions recorded by migration tools (Flyway,
 	// Liquibase, ...) in the database, when it has their tables.
 	Migrations []Migration `json:"migrations,omitempty"`
+	// Position: where the dump's snapshot stands in the server's change
+	// log, for point-in-time recovery from there (MySQL/MariaDB:
+	// binlog_file, binlog_position, gtid_set).
+	Position map[string]string `json:"position,omitempty"`
+	// Notes: what a reader must know about this copy, e.g. a table whose
+	// copy is not point-in-time.
+	Notes []string `json:"notes,omitempty"`
 }
 
 // TableStats is one container's exact item count. Schema is its namespace

@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
-# Local stand-ins for the official postgres:15, redis:7 and mongo images, so restore
-# sandboxes work where no image registry is reachable:
-#   debootstrap bookworm (minbase + postgresql-15, redis-server)
-#     -> docker import as PREFIX/base:bookworm
-#     -> docker build sandbox/images/<engine> FROM it -> PREFIX/postgres:15, PREFIX/redis:7
+# Local stand-ins for the official postgres:15, redis:7, mongo, mariadb and mysql images,
+# so restore sandboxes (and the MySQL/MariaDB test servers) work where no image registry
+# is reachable:
+#   debootstrap bookworm (minbase + postgresql-15, redis-server), bookworm again
+#   (mariadb-server 10.11), trixie (mariadb-server 11.8) and sid (mysql-server 9.7)
+#     -> docker import as PREFIX/base:<root> (bookworm, mariadb-bookworm, trixie, sid)
+#     -> docker build sandbox/images/<dir> FROM it -> PREFIX/postgres:15, PREFIX/redis:7,
+#        PREFIX/mariadb:<version> (and :<major.minor>), PREFIX/mysql:<version> (and :<major.minor>),
+#        <version> being the packaged server's, e.g. 10.11.19
 #   FerretDB v1.24.0 built from the Go module proxy (static, cached in $CACHE/bin)
 #     -> docker build sandbox/images/ferretdb FROM scratch -> PREFIX/ferretdb:1.24
 #
-#   scripts/sandbox-images.sh [--prefix NAME] [--log FILE] [--force] [postgres|redis|ferretdb]...
+#   scripts/sandbox-images.sh [--prefix NAME] [--log FILE] [--force] [ENGINE]...
+#   ENGINE: postgres redis ferretdb mariadb-10.11 mariadb-11.8 mysql-9.7
 #
 # No engine named: all of them. --prefix: image name prefix (default backproof-sandbox).
 # --log FILE: build output goes to FILE instead of stderr (only progress lines and
@@ -18,17 +23,29 @@
 # sandbox/images/<engine>; ferretdb: its binary, the Go version and its directory's files). The rootfs tarball is cached in $BACKPROOF_CACHE_DIR/sandbox
 # (default /var/cache/backproof), so a wiped docker state only needs `docker import`.
 # Needs a running docker engine, and root for debootstrap (only without a cached tarball).
-# Override the Debian mirror with BACKPROOF_DEBIAN_MIRROR (default: bookworm's in /etc/apt).
+# Override the Debian mirror with BACKPROOF_DEBIAN_MIRROR (default: bookworm's in /etc/apt,
+# which serves trixie and sid too).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 IMAGES_DIR=$REPO/sandbox/images
-SUITE=bookworm
-# setpriv (entrypoints) is in util-linux, which minbase has.
-INCLUDE=postgresql-15,redis-server
+# Debootstrapped roots: name -> suite and packages. setpriv (entrypoints) is in
+# util-linux, which minbase has. MariaDB 10.11 has a bookworm root of its own, so the
+# PostgreSQL/Redis base (and the backproof image built FROM it) stays as it was.
+declare -A ROOT_SUITE=([bookworm]=bookworm [mariadb-bookworm]=bookworm [trixie]=trixie [sid]=sid)
+declare -A INCLUDES=(
+  [bookworm]=postgresql-15,redis-server
+  [mariadb-bookworm]=mariadb-server
+  [trixie]=mariadb-server
+  [sid]=mysql-server
+)
 LABEL_KEY=org.backproof.sandbox.hash
 IMAGE_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-declare -A TAGS=([postgres]=15 [redis]=7 [ferretdb]=1.24)
+# engine -> image tag ("" for the packaged server's version), suite, image directory, package.
+declare -A TAGS=([postgres]=15 [redis]=7 [ferretdb]=1.24 [mariadb-10.11]='' [mariadb-11.8]='' [mysql-9.7]='')
+declare -A ROOTS=([postgres]=bookworm [redis]=bookworm [mariadb-10.11]=mariadb-bookworm [mariadb-11.8]=trixie [mysql-9.7]=sid)
+declare -A DIRS=([postgres]=postgres [redis]=redis [mariadb-10.11]=mysql [mariadb-11.8]=mysql [mysql-9.7]=mysql)
+declare -A PACKAGES=([mariadb-10.11]=mariadb-server-core [mariadb-11.8]=mariadb-server-core [mysql-9.7]=mysql-server-core)
 FERRETDB_VERSION=v1.24.0
 
 PREFIX=backproof-sandbox
@@ -55,7 +72,7 @@ quietly() {
 }
 
 usage() {
-  sed -n '8,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  sed -n '14,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -69,13 +86,12 @@ while (($#)); do
     -h | --help) usage ;;
     -*) say "unknown option $1"; usage ;;
     *)
-      [[ -n ${TAGS[$1]:-} ]] || die "unknown engine '$1' (known: ${!TAGS[*]})"
+      [[ -n ${TAGS[$1]+set} ]] || die "unknown engine '$1' (known: ${!TAGS[*]})"
       ENGINES+=("$1"); shift ;;
   esac
 done
-((${#ENGINES[@]})) || ENGINES=(postgres redis ferretdb)
+((${#ENGINES[@]})) || ENGINES=(postgres redis ferretdb mariadb-10.11 mariadb-11.8 mysql-9.7)
 [[ $PREFIX =~ ^[a-z0-9]+([._/-][a-z0-9]+)*$ ]] || die "--prefix '$PREFIX' is not a valid image name"
-BASE_TAG=$PREFIX/base:$SUITE
 if [[ -n $LOG ]]; then
   { mkdir -p "$(dirname "$LOG")" && : >>"$LOG"; } || die "cannot write --log $LOG"
 fi
@@ -122,7 +138,7 @@ drop_old() {
 # The bookworm mirror apt uses here: deb822 *.sources first, then one-line *.list.
 debian_mirror() {
   if [[ -n ${BACKPROOF_DEBIAN_MIRROR:-} ]]; then echo "$BACKPROOF_DEBIAN_MIRROR"; return; fi
-  local f m
+  local f m SUITE=bookworm
   for f in /etc/apt/sources.list.d/*.sources; do
     [[ -r $f ]] || continue
     m=$(awk -v suite="$SUITE" '
@@ -195,40 +211,61 @@ build_rootfs() {
   : >"$dir"/etc/machine-id
 }
 
-BASE_HASH=$({
-  echo "$SUITE $INCLUDE $IMAGE_PATH"
-  declare -f build_rootfs
-} | sha256sum | cut -c1-16)
+# A MySQL/MariaDB root: the data directory the packages made is not ours either
+# (the entrypoint makes its own). Part of those roots' hash.
+clean_mysql_rootfs() {
+  rm -rf "$1"/var/lib/mysql "$1"/var/log/mysql/*
+}
 
-# make_tarball FILE: debootstrap into a scratch dir and tar it to FILE.
+# base_hash ROOT: the hash of a root's recipe (bookworm's as it always was).
+base_hash() {
+  local SUITE=${ROOT_SUITE[$1]} INCLUDE=${INCLUDES[$1]}
+  {
+    echo "$SUITE $INCLUDE $IMAGE_PATH"
+    declare -f build_rootfs
+    if [[ $1 != bookworm ]]; then
+      echo "$1"
+      declare -f clean_mysql_rootfs
+    fi
+  } | sha256sum | cut -c1-16
+}
+
+# make_tarball FILE ROOT: debootstrap into a scratch dir and tar it to FILE.
 make_tarball() {
-  local tarball=$1 mirror dir
+  local tarball=$1 root=$2 SUITE=${ROOT_SUITE[$2]} INCLUDE=${INCLUDES[$2]} mirror dir
   [[ $EUID -eq 0 ]] || die "building the base rootfs needs root (debootstrap); no cached $tarball"
   ensure_debootstrap
   mirror=$(debian_mirror)
   dir=$(mktemp -d "$SANDBOX_CACHE/rootfs.XXXXXX")
   CLEANUP+=("$dir" "$tarball.tmp")
   chmod 755 "$dir"
-  say "debootstrap $SUITE from $mirror (about 1 min)"
+  say "debootstrap $SUITE from $mirror (1-5 min)"
   build_rootfs "$dir" "$mirror"
+  [[ $root == bookworm ]] || clean_mysql_rootfs "$dir"
   note "packing the rootfs into $tarball"
   tar --numeric-owner -C "$dir" -cf "$tarball.tmp" .
   mv -f "$tarball.tmp" "$tarball"
   remove_tree "$dir"
   # Tarballs of older recipes are dead weight.
   local f
-  for f in "$SANDBOX_CACHE"/base-"$SUITE"-*.tar; do
+  for f in "$SANDBOX_CACHE"/base-"$root"-[0-9a-f]*.tar; do
     [[ $f == "$tarball" ]] || rm -f "$f"
   done
 }
 
+# ensure_base ROOT: PREFIX/base:ROOT from its (cached) rootfs tarball.
+declare -A BASE_DONE=()
 ensure_base() {
+  local root=$1 SUITE=${ROOT_SUITE[$1]} BASE_TAG=$PREFIX/base:$1 BASE_HASH INCLUDE=${INCLUDES[$1]}
+  [[ -z ${BASE_DONE[$root]:-} ]] || return 0
+  BASE_DONE[$root]=1
+  BASE_HASH=$(base_hash "$root")
   if [[ -z $FORCE && $(label_of "$BASE_TAG") == "$BASE_HASH" ]]; then
     note "$BASE_TAG is up to date"
     return 0
   fi
-  local tarball=$SANDBOX_CACHE/base-$SUITE-$BASE_HASH.tar old
-  if [[ -n $FORCE || ! -s $tarball ]]; then make_tarball "$tarball"; fi
+  local tarball=$SANDBOX_CACHE/base-$root-$BASE_HASH.tar old
+  if [[ -n $FORCE || ! -s $tarball ]]; then make_tarball "$tarball" "$root"; fi
   say "importing $BASE_TAG"
   old=$(id_of "$BASE_TAG")
   quietly docker import \
@@ -242,27 +279,42 @@ ensure_base() {
 
 # ---------------------------------------------------------------- engine images
 
+# server_version ENGINE BASE: x.y.z of the engine's packaged server in the base image.
+server_version() {
+  local v
+  v=$(docker run --rm --network none --entrypoint dpkg-query "$2" -W -f '${Version}' "${PACKAGES[$1]}") ||
+    die "cannot read the version of ${PACKAGES[$1]} in $2"
+  v=${v#*:}
+  v=${v%%[-+~]*}
+  [[ $v =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] || die "unexpected version '$v' of ${PACKAGES[$1]} in $2"
+  echo "$v"
+}
+
 ensure_engine() {
-  local dir=$IMAGES_DIR/$1 image=$PREFIX/$1:${TAGS[$1]} hash old
+  local dir=$IMAGES_DIR/${DIRS[$1]} base=$PREFIX/base:${ROOTS[$1]} name=${1%%-*} tag=${TAGS[$1]} image hash old
   [[ -f $dir/Dockerfile ]] || die "missing $dir/Dockerfile"
+  [[ -n $tag ]] || tag=$(server_version "$1" "$base")
+  image=$PREFIX/$name:$tag
   # The base image's id, and every file of the build context with its mode.
   hash=$({
-    id_of "$BASE_TAG"
+    id_of "$base"
     cd "$dir"
     find . -type f -printf '%m %p\n' | LC_ALL=C sort
     find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum
   } | sha256sum | cut -c1-16)
   if [[ -z $FORCE && $(label_of "$image") == "$hash" ]]; then
     note "$image is up to date"
-    return 0
+  else
+    say "building $image"
+    old=$(id_of "$image")
+    quietly docker build ${FORCE:+--no-cache} \
+      --build-arg "BASE=$base" \
+      --label "$LABEL_KEY=$hash" \
+      -t "$image" "$dir"
+    drop_old "$old" "$image"
   fi
-  say "building $image"
-  old=$(id_of "$image")
-  quietly docker build ${FORCE:+--no-cache} \
-    --build-arg "BASE=$BASE_TAG" \
-    --label "$LABEL_KEY=$hash" \
-    -t "$image" "$dir"
-  drop_old "$old" "$image"
+  # Versioned images answer to their major.minor too (mariadb:10.11).
+  if [[ -z ${TAGS[$1]} ]]; then quietly docker tag "$image" "$PREFIX/$name:${tag%.*}"; fi
 }
 
 # ---------------------------------------------------------------- ferretdb
@@ -330,6 +382,6 @@ flock 9
 for e in "${ENGINES[@]}"; do
   case $e in
     ferretdb) ensure_ferretdb ;;
-    *) ensure_base && ensure_engine "$e" ;;
+    *) ensure_base "${ROOTS[$e]}" && ensure_engine "$e" ;;
   esac
 done

@@ -2,9 +2,10 @@
 # Test servers for backproof's integration tests, all on 127.0.0.1:
 #   PostgreSQL 15, MinIO and FerretDB (MongoDB's wire protocol on SQLite) (private to
 #   this run, random ports and passwords), Debian's redis-server (tests start their
-#   own servers with it), plus a Docker engine for testcontainers (left running by
-#   `down`) and the sandbox images (scripts/sandbox-images.sh, which also builds the
-#   FerretDB binary).
+#   own servers with it), MariaDB 10.11 and 11.8 and MySQL 9.7 (containers of the
+#   sandbox images, binlog on, private to this run), plus a Docker engine for
+#   testcontainers (left running by `down`) and the sandbox images
+#   (scripts/sandbox-images.sh, which also builds the FerretDB binary).
 #
 #   scripts/testenv.sh up     install what is missing, start everything, write $STATE/env
 #   scripts/testenv.sh down   stop the servers `up` started and delete their data
@@ -32,6 +33,15 @@ PG_IMAGE=$SANDBOX_PREFIX/postgres:$PG_MAJOR
 REDIS_IMAGE=$SANDBOX_PREFIX/redis:7
 REDIS_SERVER=/usr/bin/redis-server
 MONGO_IMAGE=$SANDBOX_PREFIX/ferretdb:1.24
+MYSQL_DIR=$STATE/mysql
+# name, image, env var: the MySQL/MariaDB test servers (internal/testenv.MySQLServers).
+# Each runs twice: the twin's DSN is in the env var with _B appended (the engine
+# conformance suite restores into a database of the same name on another server).
+MYSQL_SERVERS=(
+  "mariadb-10.11 $SANDBOX_PREFIX/mariadb:10.11 BACKPROOF_TEST_MARIADB_DSN"
+  "mariadb-11.8 $SANDBOX_PREFIX/mariadb:11.8 BACKPROOF_TEST_MARIADB11_DSN"
+  "mysql-9.7 $SANDBOX_PREFIX/mysql:9.7 BACKPROOF_TEST_MYSQL_DSN"
+)
 
 say() { echo "testenv: $*" >&2; }
 die() { say "$*"; exit 1; }
@@ -243,6 +253,50 @@ start_ferretdb() {
   die "FerretDB did not start (log: $LOGS/ferretdb.log)"
 }
 
+# The MySQL/MariaDB servers run as containers of the sandbox images (one
+# debootstrapped root per Debian suite), all started at once, each with a random
+# root password that reaches docker through its environment only, and a binlog
+# (with GTIDs on MySQL) so dumps record a position.
+MYSQL_ENV=''
+start_mysql() {
+  rm -rf "$MYSQL_DIR"
+  mkdir -p "$MYSQL_DIR"
+  local spec name image var port pass cname flavor_args
+  local -a names=()
+  local twin
+  for spec in "${MYSQL_SERVERS[@]}" "${MYSQL_SERVERS[@]/%/ _B}"; do
+    read -r name image var twin <<<"$spec"
+    var+=${twin:-}
+    port=$(free_port) pass=$(rand_hex 16) cname=backproof-testenv-$name-$(rand_hex 4)
+    flavor_args=(--log-bin=binlog --server-id=1)
+    [[ $name != mysql-* ]] || flavor_args+=(--gtid-mode=ON --enforce-gtid-consistency=ON)
+    if ! MARIADB_ROOT_PASSWORD=$pass MYSQL_ROOT_PASSWORD=$pass docker run -d --name "$cname" \
+      --label org.backproof.testenv="$STATE" -e MARIADB_ROOT_PASSWORD -e MYSQL_ROOT_PASSWORD \
+      -p "127.0.0.1:$port:3306" "$image" "${flavor_args[@]}" >>"$LOGS/mysql.log" 2>&1; then
+      tail -n 20 "$LOGS/mysql.log" >&2
+      die "could not start $name from $image (log: $LOGS/mysql.log)"
+    fi
+    echo "$cname" >>"$MYSQL_DIR/containers"
+    names+=("$cname")
+    MYSQL_ENV+="export $var='mysql://root:$pass@127.0.0.1:$port/'"$'\n'
+  done
+  # Ready: the real server logs its TCP port (the init step logs none).
+  local c ok
+  for c in "${names[@]}"; do
+    ok=
+    for _ in {1..480}; do
+      if docker logs "$c" 2>&1 | grep -q 'port: 3306  '; then ok=1; break; fi
+      [[ $(docker inspect -f '{{.State.Running}}' "$c" 2>/dev/null) == true ]] || break
+      sleep 0.25
+    done
+    if [[ -z $ok ]]; then
+      docker logs "$c" >"$LOGS/$c.log" 2>&1 || true
+      tail -n 40 "$LOGS/$c.log" >&2
+      die "$c did not become ready (log: $LOGS/$c.log)"
+    fi
+  done
+}
+
 write_env() {
   (
     umask 077
@@ -261,6 +315,8 @@ export BACKPROOF_TEST_CHROMIUM='$(command -v chromium)'
 export BACKPROOF_TEST_MONGO_URI='mongodb://root:$MONGO_PASS@127.0.0.1:$MONGO_PORT/?authSource=admin'
 export BACKPROOF_TEST_MONGO_IMAGE='$MONGO_IMAGE'
 export BACKPROOF_TEST_FERRETDB_BIN='$FERRETDB_BIN'
+${MYSQL_ENV}export BACKPROOF_TEST_MARIADB_IMAGE='$SANDBOX_PREFIX/mariadb:{version}'
+export BACKPROOF_TEST_MYSQL_IMAGE='$SANDBOX_PREFIX/mysql:{version}'
 export TESTCONTAINERS_HOST_OVERRIDE=127.0.0.1
 export TESTCONTAINERS_RYUK_DISABLED=true
 EOF
@@ -280,6 +336,9 @@ still_up() {
       [[ -n ${BACKPROOF_TEST_PROMTOOL:-} && -n ${BACKPROOF_TEST_CHROMIUM:-} ]] &&
       [[ ${BACKPROOF_TEST_MONGO_IMAGE:-} == "$MONGO_IMAGE" && ${BACKPROOF_TEST_FERRETDB_BIN:-} == "$FERRETDB_BIN" ]] &&
       [[ -f $MONGO_DIR/pid ]] && grep -qF "$MONGO_DIR" "/proc/$(<"$MONGO_DIR/pid")/cmdline" 2>/dev/null &&
+      [[ -n ${BACKPROOF_TEST_MYSQL_DSN:-} && -f $MYSQL_DIR/containers ]] &&
+      # shellcheck disable=SC2046 # one name per line
+      [[ $(docker inspect -f '{{.State.Running}}' $(<"$MYSQL_DIR/containers") 2>/dev/null | grep -c true) == $((2 * ${#MYSQL_SERVERS[@]})) ]] &&
       "$PG_BIN/psql" "$BACKPROOF_TEST_PG_DSN" -XAtqc 'SELECT 1' >/dev/null 2>&1 &&
       curl -fsS --noproxy '*' -o /dev/null -m 2 "$BACKPROOF_TEST_S3_ENDPOINT/minio/health/ready"
   )
@@ -307,6 +366,7 @@ up() {
   start_postgres
   start_minio
   start_ferretdb
+  start_mysql
   write_env
 }
 
@@ -337,7 +397,12 @@ down() {
       kill -9 "$fpid" 2>/dev/null || true
     fi
   fi
-  rm -rf "$PG_DIR" "$MINIO_DIR" "$MONGO_DIR"
+  # This state dir's MySQL/MariaDB containers, also those of a run that died.
+  local ids
+  ids=$(docker ps -aq --filter "label=org.backproof.testenv=$STATE" 2>/dev/null) || true
+  # shellcheck disable=SC2086 # one id per line
+  [[ -z $ids ]] || docker rm -f -v $ids >/dev/null 2>&1 || true
+  rm -rf "$PG_DIR" "$MINIO_DIR" "$MONGO_DIR" "$MYSQL_DIR"
 }
 
 case ${1:-} in

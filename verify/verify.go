@@ -31,8 +31,9 @@ type Verifier struct {
 	Log     *slog.Logger
 	Now     func() time.Time
 	Version string // recorded in each record
-	// Images maps an engine to its sandbox image; "{major}" is replaced by
-	// the major version of the server the backup was taken from.
+	// Images maps an engine to its sandbox image; "{major}" and "{version}"
+	// are replaced by the major and x.y.z version of the server the backup
+	// was taken from.
 	Images  map[string]string
 	Memory  int64         // sandbox memory limit, bytes
 	CPUs    float64       // sandbox CPU limit
@@ -369,20 +370,41 @@ func (r *run) selectBackup(ctx context.Context) (*catalog.Manifest, error) {
 	return m, nil
 }
 
-// image resolves the sandbox image for a backup.
+// image resolves the sandbox image for a backup: "{major}" and "{version}"
+// (x.y.z) of the server it was taken from.
 func (r *run) image(m *catalog.Manifest) (string, error) {
 	tmpl, ok := r.v.Images[r.req.Engine]
 	if !ok || tmpl == "" {
 		return "", fmt.Errorf("no sandbox image for engine %s (sandbox.images.%s)", r.req.Engine, r.req.Engine)
 	}
-	if !strings.Contains(tmpl, "{major}") {
-		return tmpl, nil
+	for _, p := range []struct {
+		key string
+		val func(string) string
+	}{{"{major}", majorVersion}, {"{version}", fullVersion}} {
+		if !strings.Contains(tmpl, p.key) {
+			continue
+		}
+		v := p.val(m.ServerVersion)
+		if v == "" {
+			return "", fmt.Errorf("%w: server version %q has no %s for %s", errInvalidManifest, m.ServerVersion, strings.Trim(p.key, "{}"), tmpl)
+		}
+		tmpl = strings.ReplaceAll(tmpl, p.key, v)
 	}
-	major := majorVersion(m.ServerVersion)
-	if major == "" {
-		return "", fmt.Errorf("%w: server version %q has no major version for %s", errInvalidManifest, m.ServerVersion, tmpl)
+	return tmpl, nil
+}
+
+// fullVersion returns the leading x.y.z of a server version: "10.11.19"
+// for "10.11.19-MariaDB-0+deb12u1-log", "" when it has fewer parts.
+func fullVersion(v string) string {
+	i := 0
+	for i < len(v) && (v[i] == '.' || v[i] >= '0' && v[i] <= '9') {
+		i++
 	}
-	return strings.ReplaceAll(tmpl, "{major}", major), nil
+	f := strings.TrimSuffix(v[:i], ".")
+	if strings.Count(f, ".") < 2 {
+		return ""
+	}
+	return f
 }
 
 // majorVersion returns the leading number of a server version: "15" for
