@@ -130,6 +130,9 @@ type Backup struct {
 	Err error
 	// Records are the names of its verification records, oldest first.
 	Records []string
+	// Acceptances name its acceptances as a continuity baseline, oldest
+	// first (accept.go).
+	Acceptances []string
 }
 
 // Debris is a backup id without a manifest.
@@ -190,7 +193,8 @@ func List(ctx context.Context, d destination.Destination, target string) (*Listi
 			l.Backups = append(l.Backups, Backup{ID: id, Invalid: err.Error(), Err: err})
 			continue
 		}
-		l.Backups = append(l.Backups, Backup{ID: id, Manifest: m, Records: records(group, target, id)})
+		l.Backups = append(l.Backups, Backup{ID: id, Manifest: m, Records: records(group, target, id),
+			Acceptances: acceptances(group, target, id)})
 	}
 	return l, nil
 }

@@ -117,6 +117,7 @@ func (e *env) rootCommand() *cobra.Command {
 		e.restoreCommand(),
 		e.listCommand(),
 		e.pruneCommand(),
+		e.acceptCommand(),
 		e.configCommand(),
 		e.keygenCommand(),
 		e.reportCommand(),

@@ -193,6 +193,10 @@ func TestDaemonSchedules(t *testing.T) {
 	if c := value(fams, "backproof_check_last_success", map[string]string{"target": "orders", "check": "orders-present"}); c != 1 {
 		t.Errorf("check_last_success %v", c)
 	}
+	waitFor(t, time.Minute, "the continuity step's metric", func() bool {
+		f, _ := scrape(t, base)
+		return value(f, "backproof_continuity_last_success", orders) == 1
+	})
 	for _, d := range []string{"local", "offsite"} {
 		if v := value(fams, "backproof_destination_last_success_timestamp_seconds", map[string]string{"target": "orders", "destination": d}); v <= 0 {
 			t.Errorf("destination %s last success %v", d, v)

@@ -10,7 +10,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/backproof/backproof/catalog"
+	"github.com/backproof/backproof/continuity"
 	"github.com/backproof/backproof/destination"
+	"github.com/backproof/backproof/engine"
 	"github.com/backproof/backproof/sign"
 	"github.com/backproof/backproof/verify"
 )
@@ -27,6 +29,12 @@ type listEntry struct {
 	// Encryption names the recipients a backup is encrypted to.
 	Encryption *catalog.Encryption `json:"encryption,omitempty"`
 	Problem    string              `json:"problem,omitempty"`
+	// Schema is the migration version the backup holds ("flyway 42");
+	// Migrations has every migration table found.
+	Schema     string             `json:"schema_version,omitempty"`
+	Migrations []engine.Migration `json:"migrations,omitempty"`
+	// Accepted: a person accepted this backup as the continuity baseline.
+	Accepted *catalog.Acceptance `json:"accepted,omitempty"`
 	// Verification is the backup's last verification on this destination;
 	// nil: never verified there.
 	Verification *lastVerification `json:"verification"`
@@ -71,6 +79,11 @@ func (e *env) listCommand() *cobra.Command {
 					for _, b := range l.Backups {
 						le := newListEntry(t.Name, d.Name, b)
 						le.Verification = e.lastVerification(d, t.Name, b)
+						if a, err := catalog.ReadAcceptance(e.ctx, d, t.Name, b); err != nil {
+							le.Problem = e.redactor.String("unreadable acceptance: " + err.Error())
+						} else {
+							le.Accepted = a
+						}
 						entries = append(entries, le)
 					}
 				}
@@ -117,6 +130,8 @@ func newListEntry(target, dest string, b catalog.Backup) listEntry {
 	le.Size = b.Manifest.StoredSize()
 	le.Engine = b.Manifest.Engine
 	le.Encryption = b.Manifest.Encryption
+	le.Migrations = b.Manifest.Source.Migrations
+	le.Schema = continuity.SchemaVersion(&b.Manifest.Source)
 	return le
 }
 
@@ -140,7 +155,7 @@ func (e *env) printList(entries []listEntry) {
 		return
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "TARGET\tDESTINATION\tBACKUP ID\tCREATED (UTC)\tSIZE\tSTATE\tVERIFIED")
+	fmt.Fprintln(tw, "TARGET\tDESTINATION\tBACKUP ID\tCREATED (UTC)\tSIZE\tSCHEMA\tSTATE\tVERIFIED")
 	for _, le := range entries {
 		state := le.State
 		if le.Problem != "" {
@@ -156,8 +171,15 @@ func (e *env) printList(entries []listEntry) {
 				verified += ": " + v.Reason
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", le.Target, le.Destination, le.ID,
-			le.Created.UTC().Format("2006-01-02 15:04:05"), formatSize(le.Size), state, verified)
+		if a := le.Accepted; a != nil {
+			verified += "; accepted by " + a.By + " " + a.At.UTC().Format("2006-01-02 15:04") + reasonSuffix(a.Reason)
+		}
+		schema := le.Schema
+		if schema == "" {
+			schema = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", le.Target, le.Destination, le.ID,
+			le.Created.UTC().Format("2006-01-02 15:04:05"), formatSize(le.Size), schema, state, verified)
 	}
 	tw.Flush()
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/backproof/backproof/config"
+	"github.com/backproof/backproof/continuity"
 	"github.com/backproof/backproof/crypt"
 	"github.com/backproof/backproof/engine"
 	"github.com/backproof/backproof/internal/redact"
@@ -39,6 +40,7 @@ type restoreResult struct {
 	Size         int64          `json:"size"`
 	Tables       int            `json:"tables"`
 	Rows         int64          `json:"rows"`
+	Schema       string         `json:"schema_version,omitempty"` // e.g. "flyway 42"
 	Seconds      float64        `json:"restore_duration_seconds,omitempty"`
 	Verification *verify.Record `json:"verification,omitempty"`
 	words        engine.Words
@@ -111,6 +113,7 @@ prints a connection string and keeps the container until Ctrl-C or --keep.`,
 			}
 			res := &restoreResult{Target: t.Name, BackupID: copies[0].Manifest.ID, Destination: copies[0].Source.Name, DryRun: o.dryRun, words: words(t.Engine)}
 			res.Size = copies[0].Manifest.StoredSize()
+			res.Schema = continuity.SchemaVersion(&copies[0].Manifest.Source)
 			for _, tb := range copies[0].Manifest.Source.Tables {
 				res.Tables++
 				res.Rows += tb.Rows
@@ -245,8 +248,12 @@ func (e *env) restoreSandbox(cfg *config.Config, t *config.Target, eng engine.En
 
 func (e *env) printRestore(r *restoreResult, o restoreOpts) {
 	if r.DryRun {
-		fmt.Fprintf(e.stdout, "would restore %s backup %s from %s (%s, %d %s, %d %s) into %s\n",
-			r.Target, r.BackupID, r.Destination, formatSize(r.Size), r.Tables, r.words.Containers, r.Rows, r.words.Items, r.Into)
+		schema := ""
+		if r.Schema != "" {
+			schema = ", schema " + r.Schema
+		}
+		fmt.Fprintf(e.stdout, "would restore %s backup %s from %s (%s, %d %s, %d %s%s) into %s\n",
+			r.Target, r.BackupID, r.Destination, formatSize(r.Size), r.Tables, r.words.Containers, r.Rows, r.words.Items, schema, r.Into)
 		if o.force {
 			fmt.Fprintln(e.stdout, "  --force: objects the backup contains would be replaced")
 		}

@@ -135,6 +135,7 @@ func (v *verifier) runPick(ctx context.Context, t *config.Target, destName strin
 		Store:       d,
 		BackupID:    backupID,
 		Pick:        pick,
+		Continuity:  continuityPolicy(t),
 	}
 	if t.Verify != nil {
 		req.Checks = t.Verify.Checks

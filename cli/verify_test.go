@@ -69,8 +69,8 @@ func TestVerifyCommand(t *testing.T) {
 		if v.Destination != []string{"local", "offsite"}[i] || v.BackupID != id || v.Outcome != "pass" || v.RestoreSeconds <= 0 || v.Record == "" {
 			t.Errorf("record %d: %+v", i, v)
 		}
-		if len(v.Checks) != 8 {
-			t.Errorf("%s: %d checks, want 8: %+v", v.Destination, len(v.Checks), v.Checks)
+		if len(v.Checks) != 9 {
+			t.Errorf("%s: %d checks, want 9: %+v", v.Destination, len(v.Checks), v.Checks)
 		}
 	}
 

@@ -171,6 +171,9 @@ type Verify struct {
 	// may differ by from the count recorded at dump time, as a live server
 	// changes while it is dumped. Zero: exactly equal.
 	KeyTolerance Tolerance `yaml:"key_tolerance"`
+	// Continuity compares each backup with the last good one; nil: the
+	// engine's defaults.
+	Continuity *Continuity `yaml:"continuity"`
 }
 
 // How a scheduled verification picks the backup it restores.

@@ -429,6 +429,9 @@ func (v *validator) targets() {
 			if v.c.has(p+".verify.key_tolerance") && t.Engine != EngineRedis {
 				v.addf(p+".verify.key_tolerance", "only for redis targets (the other engines record exact counts)")
 			}
+			if t.Verify.Continuity != nil {
+				v.continuity(p+".verify.continuity", t.Verify.Continuity)
+			}
 		}
 	}
 }

@@ -227,7 +227,7 @@ func (d *Daemon) apply(cfg *config.Config) {
 		ts.mu.Unlock()
 		// Gauges derived from the catalog are set again by the scan below;
 		// dropping them first removes checks and destinations no longer configured.
-		for _, v := range []*prometheus.GaugeVec{d.Metrics.CheckLastSuccess, d.Metrics.DestLastSuccess,
+		for _, v := range []*prometheus.GaugeVec{d.Metrics.CheckLastSuccess, d.Metrics.ContinuityLast, d.Metrics.DestLastSuccess,
 			d.Metrics.NextRun, d.Metrics.ScheduleInterval, d.Metrics.SuspectBackups} {
 			v.DeletePartialMatch(prometheus.Labels{"target": name})
 		}
@@ -528,6 +528,9 @@ func (d *Daemon) rescan(cfg *config.Config, t *config.Target, ts *targetState) {
 	}
 	if c.Verified != nil {
 		m.VerifiedBackup.WithLabelValues(n).Set(unix(c.Verified.Created))
+	}
+	if passed, ok := c.ContinuityPassed(); ok {
+		m.ContinuityLast.WithLabelValues(n).Set(b2f(passed))
 	}
 	if t.Verify != nil {
 		for _, ch := range t.Verify.Checks {

@@ -68,6 +68,8 @@ type TargetStatus struct {
 	BackupAge      *float64 `json:"backup_age_seconds"`
 	VerifiedAge    *float64 `json:"verified_backup_age_seconds"`
 	RestoreSeconds float64  `json:"restore_duration_seconds"`
+	// Continuity is the newest continuity verdict; nil before the first.
+	Continuity *ContinuityStatus `json:"continuity,omitempty"`
 	Catalog
 }
 
@@ -144,6 +146,9 @@ func (d *Daemon) Status() Status {
 			s.VerifiedAge = &age
 		}
 		s.RestoreSeconds = s.Catalog.RestoreSeconds()
+		if s.Continuity = s.Catalog.continuityStatus(); s.Continuity != nil {
+			s.Continuity.Message = d.redact(s.Continuity.Message)
+		}
 		s.Health, s.Problems = health(&s, interval)
 		st.Targets = append(st.Targets, s)
 	}
@@ -180,6 +185,9 @@ func health(s *TargetStatus, interval map[string]time.Duration) (Health, []strin
 		failing = append(failing, "last verification failed: backup bad")
 	case v < 0:
 		warning = append(warning, "last verification could not run")
+	}
+	if c := s.Continuity; c != nil && c.Outcome == verify.Fail {
+		failing = append(failing, "continuity failed: "+c.Message)
 	}
 	for _, r := range s.LastVerifications {
 		for _, c := range r.Checks {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/backproof/backproof/backup"
 	"github.com/backproof/backproof/catalog"
+	"github.com/backproof/backproof/continuity"
 	"github.com/backproof/backproof/verify"
 )
 
@@ -19,6 +20,8 @@ type BackupInfo struct {
 	Created time.Time `json:"created"`
 	End     time.Time `json:"end"`
 	Size    int64     `json:"size"`
+	// Schema is the migration version the backup holds, e.g. "flyway 42".
+	Schema string `json:"schema_version,omitempty"`
 }
 
 // DestState is what a destination holds for a target.
@@ -42,6 +45,8 @@ type Point struct {
 	Size           int64          `json:"size"`
 	RestoreSeconds float64        `json:"restore_duration_seconds,omitempty"`
 	Verified       verify.Outcome `json:"verified,omitempty"` // newest verification's outcome; "" never verified
+	// Accepted: a person accepted this backup as the continuity baseline.
+	Accepted *catalog.Acceptance `json:"accepted,omitempty"`
 }
 
 // Catalog is a target's backups and verifications as the destinations hold
@@ -113,7 +118,11 @@ func scan(ctx context.Context, now func() time.Time, target string, dests []back
 			break
 		}
 		var newest *verify.Record
+		var accepted *catalog.Acceptance
 		for _, f := range byID[ids[i]] {
+			if accepted == nil && len(ids)-i <= historyLen {
+				accepted, _ = catalog.ReadAcceptance(ctx, f.dest, target, f.b) // unreadable: shown as not accepted
+			}
 			if len(f.b.Records) == 0 {
 				continue
 			}
@@ -135,7 +144,7 @@ func scan(ctx context.Context, now func() time.Time, target string, dests []back
 		}
 		if len(ids)-i <= historyLen {
 			b := byID[ids[i]][0].b
-			p := Point{ID: b.ID, Created: b.Manifest.Start, Size: b.Manifest.StoredSize()}
+			p := Point{ID: b.ID, Created: b.Manifest.Start, Size: b.Manifest.StoredSize(), Accepted: accepted}
 			if newest != nil {
 				p.Verified, p.RestoreSeconds = newest.Outcome, newest.RestoreSeconds
 			}
@@ -152,7 +161,8 @@ func scan(ctx context.Context, now func() time.Time, target string, dests []back
 }
 
 func info(b catalog.Backup) *BackupInfo {
-	return &BackupInfo{ID: b.ID, Created: b.Manifest.Start, End: b.Manifest.End, Size: b.Manifest.StoredSize()}
+	return &BackupInfo{ID: b.ID, Created: b.Manifest.Start, End: b.Manifest.End, Size: b.Manifest.StoredSize(),
+		Schema: continuity.SchemaVersion(&b.Manifest.Source)}
 }
 
 func (c *Catalog) dest(name string) *DestState {

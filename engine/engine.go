@@ -165,6 +165,9 @@ type SourceStats struct {
 	// "function", ...), each list sorted. Verification requires every one of
 	// them in the restored copy.
 	Objects map[string][]string `json:"objects,omitempty"`
+	// Migrations: the schema versions recorded by migration tools (Flyway,
+	// Liquibase, ...) in the database, when it has their tables.
+	Migrations []Migration `json:"migrations,omitempty"`
 	// Position: where the dump's snapshot stands in the server's change
 	// log, for point-in-time recovery from there (MySQL/MariaDB:
 	// binlog_file, binlog_position, gtid_set).

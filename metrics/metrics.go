@@ -33,6 +33,7 @@ type Metrics struct {
 	RestoreDuration   *prometheus.GaugeVec     // target
 	VerifiedBackup    *prometheus.GaugeVec     // target
 	CheckLastSuccess  *prometheus.GaugeVec     // target, check
+	ContinuityLast    *prometheus.GaugeVec     // target
 	NextRun           *prometheus.GaugeVec     // target, job
 	ScheduleInterval  *prometheus.GaugeVec     // target, job
 	SkippedRuns       *prometheus.CounterVec   // target, job
@@ -80,6 +81,7 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 		RestoreDuration:   gauge("restore_duration_seconds", "Restore time measured by the newest verification that restored: the real RTO.", "target"),
 		VerifiedBackup:    gauge("verified_backup_timestamp_seconds", "Creation time of the newest backup that passed verification: the real RPO.", "target"),
 		CheckLastSuccess:  gauge("check_last_success", "1 if the configured check held in the newest verification that ran it, else 0.", "target", "check"),
+		ContinuityLast:    gauge("continuity_last_success", "1 if the continuity step of the newest verification passed (no table, row count, schema object or migration version lost since the last good backup), else 0.", "target"),
 		NextRun:           gauge("schedule_next_run_timestamp_seconds", "When the job runs next.", "target", "job"),
 		ScheduleInterval:  gauge("schedule_interval_seconds", "Time between two runs of the job's schedule; alert thresholds scale with it.", "target", "job"),
 		SkippedRuns:       counter("schedule_skipped_runs_total", "Scheduled runs skipped because the previous run of the job was still going.", "target", "job"),
@@ -142,7 +144,7 @@ func (m *Metrics) Forget(target string) {
 	}{
 		m.BackupLastSuccess, m.BackupLastAttempt, m.BackupAttempts, m.BackupFailures, m.BackupDuration,
 		m.BackupSize, m.DestLastSuccess, m.DestFailures, m.VerifyLastSuccess, m.VerifyLastResult,
-		m.VerifyDuration, m.RestoreDuration, m.VerifiedBackup, m.CheckLastSuccess, m.NextRun,
+		m.VerifyDuration, m.RestoreDuration, m.VerifiedBackup, m.CheckLastSuccess, m.ContinuityLast, m.NextRun,
 		m.ScheduleInterval, m.SkippedRuns, m.PruneFailures, m.SuspectBackups,
 	} {
 		v.DeletePartialMatch(l)

@@ -41,6 +41,9 @@ type Record struct {
 	ImageID        string        `json:"image_id,omitempty"`
 	Version        string        `json:"backproof_version,omitempty"`
 	Checks         []CheckResult `json:"checks"`
+	// Continuity is what the continuity step compared; nil when it did not
+	// run (continuity.go).
+	Continuity *ContinuityReport `json:"continuity,omitempty"`
 	// Stored names the record's object on the destination; empty when it
 	// could not be written (StoreError says why).
 	Stored     string `json:"record,omitempty"`

@@ -17,6 +17,7 @@ import (
 
 	"github.com/backproof/backproof/catalog"
 	"github.com/backproof/backproof/config"
+	"github.com/backproof/backproof/continuity"
 	"github.com/backproof/backproof/crypt"
 	"github.com/backproof/backproof/destination"
 	"github.com/backproof/backproof/engine"
@@ -70,6 +71,9 @@ type Request struct {
 	Hold func(ctx context.Context, srv engine.Server)
 	// NoRecord: store no verification record.
 	NoRecord bool
+	// Continuity, when set, compares the backup with the last good one on
+	// the destination (continuity.go).
+	Continuity *continuity.Policy
 }
 
 // Run verifies one backup on one destination and stores the record next to
@@ -83,6 +87,9 @@ func (v *Verifier) Run(ctx context.Context, req Request) *Record {
 		fmt.Errorf("verification timed out after %s (sandbox.timeout)", v.Timeout))
 	defer cancel()
 	r.verify(vctx)
+	if r.continuityStep != nil {
+		rec.Checks = append(rec.Checks, *r.continuityStep)
+	}
 
 	rec.Ended = v.Now().UTC()
 	rec.DurationSeconds = rec.Ended.Sub(rec.Started).Seconds()
@@ -117,6 +124,9 @@ type run struct {
 	req Request
 	rec *Record
 	log *slog.Logger
+
+	listing        *catalog.Listing // the destination's backups, read by selectBackup
+	continuityStep *CheckResult     // recorded last (continuity.go)
 }
 
 // step records the result of a built-in step.
@@ -152,6 +162,7 @@ func (r *run) verify(ctx context.Context) {
 	} else if release != nil {
 		defer release(context.WithoutCancel(ctx))
 	}
+	r.continuity(ctx, m)
 	image, err := r.image(m)
 	if err != nil {
 		r.stepErr(ctx, CheckSelect, start, err, false)
@@ -316,6 +327,7 @@ func (r *run) selectBackup(ctx context.Context) (*catalog.Manifest, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list backups: %w", err)
 	}
+	r.listing = l
 	var b *catalog.Backup
 	if r.req.BackupID != "" {
 		for i := range l.Backups {

@@ -107,11 +107,14 @@ func (e *Engine) Dump(ctx context.Context, w io.Writer) (*engine.DumpInfo, error
 	}
 
 	var objects map[string][]string
+	var migrations []engine.Migration
 	counted := make(chan error, 1)
 	go func() {
 		var err error
 		if objects, err = listObjects(dumpCtx, tx); err == nil {
-			err = countRows(dumpCtx, tx, tables)
+			if err = countRows(dumpCtx, tx, tables); err == nil {
+				migrations, err = e.listMigrations(dumpCtx, tx)
+			}
 		}
 		counted <- err
 	}()
@@ -143,7 +146,7 @@ func (e *Engine) Dump(ctx context.Context, w io.Writer) (*engine.DumpInfo, error
 	return &engine.DumpInfo{
 		ServerVersion: version,
 		Tools:         map[string]string{"pg_dump": pgDump.Version},
-		Source:        engine.SourceStats{Tables: tables, Objects: objects},
+		Source:        engine.SourceStats{Tables: tables, Objects: objects, Migrations: migrations},
 	}, nil
 }
 
