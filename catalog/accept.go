@@ -33,6 +33,11 @@ func AcceptanceName(t time.Time) string {
 	return acceptPrefix + t.UTC().Format("20060102T150405Z") + ".json"
 }
 
+// IsAcceptanceName reports whether name (within a backup) is an acceptance.
+func IsAcceptanceName(name string) bool {
+	return strings.HasPrefix(name, acceptPrefix) && strings.HasSuffix(name, ".json") && !strings.Contains(name, "/")
+}
+
 // WriteAcceptance stores a next to the backup it accepts.
 func WriteAcceptance(ctx context.Context, d destination.Destination, a *Acceptance) error {
 	return WriteRecord(ctx, d, a.Target, a.BackupID, AcceptanceName(a.At), a)
@@ -56,7 +61,7 @@ func acceptances(objs []destination.Object, target, id string) []string {
 	var names []string
 	for _, o := range objs {
 		name := strings.TrimPrefix(o.Key, Key(target, id, ""))
-		if strings.HasPrefix(name, acceptPrefix) && strings.HasSuffix(name, ".json") && !strings.Contains(name, "/") {
+		if IsAcceptanceName(name) {
 			names = append(names, name)
 		}
 	}

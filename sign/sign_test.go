@@ -259,6 +259,8 @@ func TestStore(t *testing.T) {
 		{"record of another destination", catalog.Key("orders", id, catalog.RecordName(later)), signedBy(s, record("orders", "offsite", id, later)), "names destination"},
 		{"record renamed to look newer", catalog.Key("orders", id, catalog.RecordName(later.Add(48*time.Hour))), signedBy(s, record("orders", "local", id, later)), "not at the time in its name"},
 		{"unsigned manifest", catalog.Key("orders", id, catalog.ManifestName), []byte(manifest), "unsigned"},
+		{"unsigned acceptance", catalog.Key("orders", id, catalog.AcceptanceName(later)), acceptance("orders", id), "unsigned"},
+		{"acceptance of another backup", catalog.Key("orders", id, catalog.AcceptanceName(later)), signedBy(s, acceptance("orders", "20261121T020000Z-abcdefgh")), "copied"},
 	}
 	for _, tc := range refused {
 		t.Run(tc.name, func(t *testing.T) {
@@ -268,6 +270,15 @@ func TestStore(t *testing.T) {
 				t.Fatalf("Get = %v, want not authentic: %s", err, tc.want)
 			}
 		})
+	}
+
+	// An acceptance written through the store is signed and read back.
+	acc := catalog.Key("orders", id, catalog.AcceptanceName(started))
+	if err := st.Put(ctx, acc, bytes.NewReader(acceptance("orders", id))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := get(st, acc); err != nil {
+		t.Fatalf("own acceptance refused: %v", err)
 	}
 
 	// With encryption configured, an unencrypted manifest is refused even
@@ -286,4 +297,8 @@ func TestStore(t *testing.T) {
 	if err := ro.Put(ctx, catalog.Key("orders", id, catalog.ManifestName), strings.NewReader(manifest)); err == nil || !strings.Contains(err.Error(), "signing.key_file") {
 		t.Fatalf("unsigned write: %v", err)
 	}
+}
+
+func acceptance(target, id string) []byte {
+	return []byte(`{"format":1,"target":"` + target + `","backup_id":"` + id + `","by":"ops@host","at":"2026-11-22T04:00:00Z"}`)
 }

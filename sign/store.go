@@ -28,8 +28,9 @@ type Policy struct {
 	Encrypted bool
 }
 
-// Store is a destination that signs the manifests and verification records
-// written through it, and refuses those it reads back that fail the policy:
+// Store is a destination that signs the manifests, verification records and
+// continuity acceptances written through it, and refuses those it reads back
+// that fail the policy:
 // Get returns an error wrapping ErrNotAuthentic instead of their content.
 // Records are also refused when they lie about where they are: their target,
 // backup, destination or start time must match their key.
@@ -53,6 +54,9 @@ func kind(key string) (target, id, name string, k docKind) {
 	if _, err := catalog.RecordTime(name); err == nil {
 		return target, id, name, record
 	}
+	if catalog.IsAcceptanceName(name) {
+		return target, id, name, acceptance
+	}
 	return target, id, name, other
 }
 
@@ -62,6 +66,7 @@ const (
 	other docKind = iota
 	manifest
 	record
+	acceptance // a person's continuity acceptance: it makes a backup a baseline
 )
 
 // Put signs manifests and records on their way out.
@@ -132,6 +137,17 @@ func (s *Store) check(doc []byte, k docKind, target, id, name string) error {
 		}
 	case record:
 		return CheckRecordPlace(doc, s.Name, target, id, name)
+	case acceptance:
+		var a struct {
+			Target   string `json:"target"`
+			BackupID string `json:"backup_id"`
+		}
+		if err := json.Unmarshal(doc, &a); err != nil {
+			return fmt.Errorf("%w: acceptance: %v", ErrNotAuthentic, err)
+		}
+		if a.Target != target || a.BackupID != id {
+			return fmt.Errorf("%w: acceptance of %s/%s copied to %s/%s", ErrNotAuthentic, a.Target, a.BackupID, target, id)
+		}
 	}
 	return nil
 }
