@@ -1,11 +1,13 @@
 package verify
 
 import (
+	"errors"
 	"math/rand/v2"
 	"time"
 
 	"github.com/backproof/backproof/catalog"
 	"github.com/backproof/backproof/config"
+	"github.com/backproof/backproof/sign"
 )
 
 // Picker chooses the backup a verification restores from a destination's
@@ -17,11 +19,18 @@ type Picker func(backups []catalog.Backup, now time.Time) *catalog.Backup
 // too, and fails: skipping it would hide a broken backup.
 func Latest(backups []catalog.Backup, now time.Time) *catalog.Backup {
 	for i := len(backups) - 1; i >= 0; i-- {
-		if catalog.TimeProblem(backups[i], now) == "" {
+		if pickable(backups[i], now) {
 			return &backups[i]
 		}
 	}
 	return nil
+}
+
+// pickable: a backup whose dates can be believed and whose manifest is not
+// refused as not authentic. A manifest invalid for other reasons (corrupt,
+// unreadable) stays pickable, so that verifying it reports the bad backup.
+func pickable(b catalog.Backup, now time.Time) bool {
+	return catalog.TimeProblem(b, now) == "" && !errors.Is(b.Err, sign.ErrNotAuthentic)
 }
 
 // Random picks uniformly among the backups created within window of now, so
@@ -31,7 +40,7 @@ func Random(window time.Duration, rnd *rand.Rand) Picker {
 	return func(backups []catalog.Backup, now time.Time) *catalog.Backup {
 		var recent []int
 		for i, b := range backups {
-			if t, err := catalog.IDTime(b.ID); err == nil && !t.Before(now.Add(-window)) && catalog.TimeProblem(b, now) == "" {
+			if t, err := catalog.IDTime(b.ID); err == nil && !t.Before(now.Add(-window)) && pickable(b, now) {
 				recent = append(recent, i)
 			}
 		}
