@@ -25,7 +25,8 @@ git -C "$WORK/clone" checkout -q "$(git -C "$REPO" rev-parse HEAD)"
   done
 ) &
 load=$!
-trap 'kill "$load" 2>/dev/null; pkill -P "$load" 2>/dev/null; wait "$load" 2>/dev/null; rm -rf "$WORK"' EXIT
+# The cleanup must not change the exit code (set -e holds in traps too).
+trap 'kill "$load" 2>/dev/null || true; pkill -P "$load" 2>/dev/null || true; wait "$load" 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
 rc=0
 for i in $(seq "$RUNS"); do
