@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -123,16 +122,7 @@ func storedArtifact(t *testing.T, cfgFile, dest, id, name string) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rc, err := d.Get(ctx, catalog.Key("orders", id, name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
-	data, err := io.ReadAll(rc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return data
+	return readObject(t, d, catalog.Key("orders", id, name))
 }
 
 // Encrypted backup to local and MinIO; verify and restore with the right

@@ -65,20 +65,7 @@ func (s MySQLServer) NewDB(t testing.TB) string {
 	t.Helper()
 	admin := s.AdminDSN(t)
 	name := uniqueName(t, "bp_", '_', 60)
-	db := MySQLConn(t, admin)
-	if _, err := db.Exec("CREATE DATABASE `" + name + "`"); err != nil {
-		t.Fatalf("create database %s on %s: %v", name, s.Name, err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if _, err := db.ExecContext(ctx, "DROP DATABASE IF EXISTS `"+name+"`"); err != nil {
-			t.Errorf("drop database %s: %v", name, err)
-		}
-	})
-	u, _ := url.Parse(admin)
-	u.Path = "/" + name
-	return u.String()
+	return createMySQLDB(t, admin, s.Name, name)
 }
 
 // mysqlRun is random per test process: database names derived from a
@@ -98,9 +85,16 @@ func (s MySQLServer) TwinDB(t testing.TB, twin bool) string {
 	requireLoopbackURL(t, env, admin)
 	sum := sha256.Sum256([]byte(t.Name()))
 	name := "bp_" + mysqlRun + "_" + hex.EncodeToString(sum[:8])
+	return createMySQLDB(t, admin, env, name)
+}
+
+// createMySQLDB creates database name on the server at admin (called server
+// in errors), drops it when the test ends, and returns a DSN naming it.
+func createMySQLDB(t testing.TB, admin, server, name string) string {
+	t.Helper()
 	db := MySQLConn(t, admin)
 	if _, err := db.Exec("CREATE DATABASE `" + name + "`"); err != nil {
-		t.Fatalf("create database %s on %s: %v", name, env, err)
+		t.Fatalf("create database %s on %s: %v", name, server, err)
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
