@@ -62,9 +62,7 @@ func TestMySQLEndToEnd(t *testing.T) {
 			if s.Flavor == mysql.MariaDB {
 				limit = "SET SESSION max_recursive_iterations = 5000;"
 			}
-			if _, err := testenv.MySQLConn(t, src).Exec(limit + mysqlSeed); err != nil {
-				t.Fatal(err)
-			}
+			testenv.MySQLSeed(t, src, limit+mysqlSeed)
 			u, _ := url.Parse(src)
 			db := strings.TrimPrefix(u.Path, "/")
 			admin := testenv.MySQLConn(t, s.AdminDSN(t))

@@ -40,12 +40,7 @@ func TestConformance(t *testing.T) {
 
 func exec(t testing.TB, dsn string, stmts ...string) {
 	t.Helper()
-	db := testenv.MySQLConn(t, dsn)
-	for _, q := range stmts {
-		if _, err := db.Exec(q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
+	testenv.MySQLExec(t, dsn, stmts...)
 }
 
 // seed: variant 2 has fewer orders, with other values under the same ids.

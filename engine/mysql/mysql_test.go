@@ -47,9 +47,7 @@ const fixtureSQL = "" +
 // fixture fills the database at dsn.
 func fixture(t *testing.T, dsn string) {
 	t.Helper()
-	if _, err := testenv.MySQLConn(t, dsn).Exec(fixtureSQL); err != nil {
-		t.Fatalf("fixture: %v", err)
-	}
+	testenv.MySQLSeed(t, dsn, fixtureSQL)
 }
 
 func dbName(t *testing.T, dsn string) string {
@@ -275,9 +273,7 @@ func TestDumpCancelled(t *testing.T) {
 			if s.Flavor == MariaDB {
 				limit = "SET SESSION max_recursive_iterations = 100000; "
 			}
-			if _, err := testenv.MySQLConn(t, src).Exec(limit + big); err != nil {
-				t.Fatal(err)
-			}
+			testenv.MySQLSeed(t, src, limit+big)
 			ctx, cancel := context.WithCancelCause(context.Background())
 			cause := errors.New("stop here")
 			w := &cancelAfter{n: 1000, cancel: func() { cancel(cause) }}

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"database/sql"
 	"encoding/hex"
+	"errors"
 	"net/url"
 	"strings"
 	"testing"
@@ -128,4 +129,50 @@ func MySQLConn(t testing.TB, dsn string) *sql.DB {
 	db := sql.OpenDB(c)
 	t.Cleanup(func() { db.Close() })
 	return db
+}
+
+// MySQLSeed runs a fixture script in the database at dsn. DDL on a server
+// other tests share can fail with a deadlock (1213) or a lock wait timeout
+// (1205) that says nothing about the test; then the database is emptied
+// and the script run again, up to five times.
+func MySQLSeed(t testing.TB, dsn, script string) {
+	t.Helper()
+	db := MySQLConn(t, dsn)
+	name := "`" + strings.ReplaceAll(strings.TrimPrefix(requireLoopbackURL(t, "dsn", dsn).Path, "/"), "`", "``") + "`"
+	for attempt := 1; ; attempt++ {
+		_, err := db.Exec(script)
+		if err == nil {
+			return
+		}
+		if !lockConflict(err) || attempt == 5 {
+			t.Fatalf("seed %s (attempt %d): %v", name, attempt, err)
+		}
+		t.Logf("seed %s: %v; emptying the database and trying again", name, err)
+		if _, err := db.Exec("DROP DATABASE " + name + "; CREATE DATABASE " + name); err != nil {
+			t.Fatalf("empty %s: %v", name, err)
+		}
+	}
+}
+
+// MySQLExec runs single statements in the database at dsn, each tried again
+// on a deadlock or lock wait timeout (the server rolled it back).
+func MySQLExec(t testing.TB, dsn string, stmts ...string) {
+	t.Helper()
+	db := MySQLConn(t, dsn)
+	for _, q := range stmts {
+		for attempt := 1; ; attempt++ {
+			_, err := db.Exec(q)
+			if err == nil {
+				break
+			}
+			if !lockConflict(err) || attempt == 5 {
+				t.Fatalf("%.80s (attempt %d): %v", q, attempt, err)
+			}
+		}
+	}
+}
+
+func lockConflict(err error) bool {
+	var me *driver.MySQLError
+	return errors.As(err, &me) && (me.Number == 1213 || me.Number == 1205)
 }
