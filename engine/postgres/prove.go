@@ -130,6 +130,8 @@ func (e *Engine) restore(ctx context.Context, dsn, path string, info *engine.Dum
 		switch {
 		case ctx.Err() != nil:
 			return fmt.Errorf("restore cancelled: %w", context.Cause(ctx))
+		case authFailed(out):
+			return fmt.Errorf("pg_restore could not log in to %s: authentication failed (check the user and the password in the DSN, PGPASSWORD or ~/.pgpass) (%v): %s", Describe(dsn), err, out)
 		case strings.Contains(out, "connection to server") || strings.Contains(out, "could not connect"):
 			return fmt.Errorf("pg_restore could not reach %s (%v): %s", Describe(dsn), err, out)
 		}
@@ -344,7 +346,7 @@ func numericText(n pgtype.Numeric) string {
 func (e *Engine) Objects(ctx context.Context, dsn string) (int, error) {
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
-		return 0, fmt.Errorf("connect to restore target %s: %w", Describe(dsn), err)
+		return 0, connectError("restore target", dsn, err)
 	}
 	defer closeConn(ctx, conn)
 	objects, err := listObjects(ctx, conn)
