@@ -40,7 +40,16 @@ type Spec struct {
 type File struct {
 	HostPath string
 	Path     string // absolute path in the sandbox; its directory must exist
+	// (a directory outside the image's volumes becomes a volume of its own:
+	// the root filesystem is read-only)
 	Mode     int64  // permission bits; 0: 0600
+}
+
+// Digester is an Instance that knows the registry digest its image was
+// pulled by ("postgres@sha256:..."): "" for an image built or imported
+// locally, which only its id names.
+type Digester interface {
+	ImageDigest() string
 }
 
 // Provider starts sandboxes.
