@@ -42,7 +42,7 @@ type File struct {
 	Path     string // absolute path in the sandbox; its directory must exist
 	// (a directory outside the image's volumes becomes a volume of its own:
 	// the root filesystem is read-only)
-	Mode     int64  // permission bits; 0: 0600
+	Mode int64 // permission bits; 0: 0600
 }
 
 // Digester is an Instance that knows the registry digest its image was

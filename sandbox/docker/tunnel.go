@@ -117,7 +117,7 @@ func (t *tunnel) relay(c net.Conn) error {
 	defer hj.Close()
 	go func() {
 		io.Copy(hj.Conn, c) //nolint:errcheck // ends with either side
-		hj.CloseWrite()      //nolint:errcheck // the relay's stdin ends: the client is done
+		hj.CloseWrite()     //nolint:errcheck // the relay's stdin ends: the client is done
 	}()
 	stderr := &limited{max: 1024}
 	_, err = stdcopy.StdCopy(c, stderr, hj.Reader)
