@@ -39,9 +39,9 @@ type Spec struct {
 // File is a host file to copy into a sandbox.
 type File struct {
 	HostPath string
-	Path     string // absolute path in the sandbox; its directory must exist
-	// (a directory outside the image's volumes becomes a volume of its own:
-	// the root filesystem is read-only)
+	// Path is absolute in the sandbox. The root filesystem is read-only: a
+	// directory outside the image's volumes becomes a volume of its own.
+	Path string
 	Mode int64 // permission bits; 0: 0600
 }
 
