@@ -242,7 +242,7 @@ var refusedCommands = map[string]string{
 	"eval": "runs a script", "eval_ro": "runs a script", "evalsha": "runs a script", "evalsha_ro": "runs a script",
 	"fcall": "runs a function library's code", "fcall_ro": "runs a function library's code",
 	"script": "manages scripts", "function": "manages function libraries",
-	"keys": "walks the whole keyspace in one call (count keys with DBSIZE)",
+	"keys":  "walks the whole keyspace in one call (count keys with DBSIZE)",
 	"xread": "may block", "xreadgroup": "may block", "subscribe": "blocks", "psubscribe": "blocks",
 	"ssubscribe": "blocks", "monitor": "blocks",
 	"del": "writes", "unlink": "writes", "set": "writes", "flushall": "writes", "flushdb": "writes",

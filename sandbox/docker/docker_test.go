@@ -224,6 +224,12 @@ func TestStartPostgres(t *testing.T) {
 	if ref != e.image || !strings.HasPrefix(imageID, "sha256:") || imageID != img.ID {
 		t.Errorf("Image() = %q, %q; want %q, %q", ref, imageID, e.image, img.ID)
 	}
+	// The registry digest: none for an image built here, the first of the
+	// image's repo digests for a pulled one.
+	d, ok := inst.(sandbox.Digester)
+	if wantDigest := strings.Join(img.RepoDigests[:min(1, len(img.RepoDigests))], ""); !ok || d.ImageDigest() != wantDigest {
+		t.Errorf("ImageDigest() (implemented: %v) differs from the image's repo digest %q", ok, wantDigest)
+	}
 
 	id := e.the(t, docker.LabelOwner+"="+docker.Owner(), "io.backproof.target=t")
 	c := e.inspect(t, id)
