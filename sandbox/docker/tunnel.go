@@ -50,6 +50,8 @@ func relayCommand(label string, port int) []string {
 }
 
 type tunnel struct {
+	ctx   context.Context // ends at Close, with every exec call in flight
+	stop  context.CancelFunc
 	ln    net.Listener
 	cli   *client.Client
 	id    string
@@ -65,7 +67,8 @@ func newTunnel(cli *client.Client, id string, cmd []string, log *slog.Logger) (*
 	if err != nil {
 		return nil, fmt.Errorf("sandbox relay: %w", err)
 	}
-	t := &tunnel{ln: ln, cli: cli, id: id, cmd: cmd, log: log, conns: map[io.Closer]bool{}}
+	ctx, stop := context.WithCancel(context.Background())
+	t := &tunnel{ctx: ctx, stop: stop, ln: ln, cli: cli, id: id, cmd: cmd, log: log, conns: map[io.Closer]bool{}}
 	t.wg.Add(1)
 	go t.serve()
 	return t, nil
@@ -98,7 +101,7 @@ func (t *tunnel) serve() {
 // relay carries one client connection through an exec in the container.
 func (t *tunnel) relay(c net.Conn) error {
 	defer c.Close()
-	ctx := context.Background()
+	ctx := t.ctx
 	ex, err := t.cli.ExecCreate(ctx, t.id, client.ExecCreateOptions{
 		Cmd: t.cmd, AttachStdin: true, AttachStdout: true, AttachStderr: true,
 	})
@@ -146,6 +149,7 @@ func (t *tunnel) untrack(c io.Closer) {
 
 // Close stops listening and cuts every relayed connection.
 func (t *tunnel) Close() {
+	t.stop()
 	t.ln.Close()
 	t.mu.Lock()
 	for c := range t.conns {
