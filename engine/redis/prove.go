@@ -262,9 +262,6 @@ func refusedCheck(name string) error {
 // cannot change what later checks see or stop the sandbox, and those
 // refused names.
 func (r *restored) readOnly(args []string) error {
-	if err := refusedCheck(args[0]); err != nil {
-		return fmt.Errorf("%w: %v", engine.ErrQuery, err)
-	}
 	name := strings.ToLower(args[0])
 	var info value
 	var err error
@@ -282,6 +279,9 @@ func (r *restored) readOnly(args []string) error {
 	}
 	for _, f := range info.array[0].array[2].array {
 		if f.str == "readonly" {
+			if err := refusedCheck(args[0]); err != nil {
+				return fmt.Errorf("%w: %v", engine.ErrQuery, err)
+			}
 			return nil
 		}
 	}
