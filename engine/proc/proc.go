@@ -127,7 +127,9 @@ type Tool struct {
 // group is the major version and whose second, optional, the rest (".18").
 // flavor names the expected product in the error when re does not match.
 func Probe(ctx context.Context, path string, re *regexp.Regexp, flavor string) (Tool, error) {
-	out, err := exec.CommandContext(ctx, path, "--version").Output()
+	cmd := exec.CommandContext(ctx, path, "--version")
+	cmd.Env = Environ(os.Environ(), nil)
+	out, err := cmd.Output()
 	if err != nil {
 		return Tool{}, fmt.Errorf("%s --version: %w", path, err)
 	}
