@@ -75,15 +75,41 @@ func (r *Redactor) Add(secrets ...string) {
 	r.r.Store(strings.NewReplacer(pairs...))
 }
 
-// String masks every secret in s.
+// String masks every secret in s: the known ones wherever they appear, and
+// any password by its place in a connection string (URL userinfo,
+// user:password@tcp(...), password=...), known or not and however short.
 func (r *Redactor) String(s string) string {
-	if r == nil {
+	if r != nil {
+		if rep := r.r.Load(); rep != nil {
+			s = rep.Replace(s)
+		}
+	}
+	return Structure(s)
+}
+
+// Passwords by their place in a connection string.
+var (
+	urlPassword   = regexp.MustCompile(`([A-Za-z][A-Za-z0-9+.-]*://[^\s/?#@:]*:)[^\s/?#]*@`)
+	mysqlPassword = regexp.MustCompile(`((?:^|[\s"'(])[^\s"'(:/@]+:)[^\s@]*@(tcp|unix)\(`)
+	passwordPair  = regexp.MustCompile(`((?:^|[\s?&;,])password\s*=\s*)('(?:[^'\\]|\\.)*'?|[^\s&;,]*)`)
+)
+
+// Structure masks the passwords of connection strings in s, found by where
+// they stand rather than by value, so a short or unknown password is masked
+// too.
+func Structure(s string) string {
+	if !strings.Contains(s, "@") && !strings.Contains(s, "password") {
 		return s
 	}
-	if rep := r.r.Load(); rep != nil {
-		return rep.Replace(s)
-	}
-	return s
+	s = urlPassword.ReplaceAllString(s, "${1}"+Mask+"@")
+	s = mysqlPassword.ReplaceAllString(s, "${1}"+Mask+"@${2}(")
+	return passwordPair.ReplaceAllStringFunc(s, func(m string) string {
+		sub := passwordPair.FindStringSubmatch(m)
+		if sub[2] == Mask || sub[2] == "" {
+			return m
+		}
+		return sub[1] + Mask
+	})
 }
 
 // Handler wraps h so that every message and string-valued attribute is
