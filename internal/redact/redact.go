@@ -24,6 +24,8 @@ type Redactor struct {
 	r   atomic.Pointer[strings.Replacer]
 }
 
+var userinfoPassword = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9+.-]*://[^/?#@:]*:([^/?#]*)@`)
+
 var kvPassword = regexp.MustCompile(`(?:^|\s)password\s*=\s*('(?:[^'\\]|\\.)*'|\S+)`)
 
 // New returns a redactor for the given secrets. A secret that is a
@@ -55,6 +57,14 @@ func (r *Redactor) Add(secrets ...string) {
 		add(s)
 		if u, err := url.Parse(s); err == nil && u.User != nil {
 			if p, ok := u.User.Password(); ok {
+				add(p)
+			}
+		}
+		// By position too: url.Parse refuses userinfo with " < > \ in it,
+		// which drivers and servers may accept and echo.
+		if m := userinfoPassword.FindStringSubmatch(s); m != nil {
+			add(m[1])
+			if p, err := url.PathUnescape(m[1]); err == nil {
 				add(p)
 			}
 		}
