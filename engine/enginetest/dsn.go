@@ -35,3 +35,25 @@ func QuotesNoPassword(t testing.TB, k engine.Kind, dsn, msg string) {
 		}
 	}
 }
+
+// FuzzDSN fuzzes an engine's DSN handling from seeds. parse returns the
+// password that would be sent to the server and how the server is
+// described in messages. That password must be one the redactor masks, and
+// neither parse's error nor the description may show it (unless the DSN
+// holds it elsewhere too, e.g. as its host).
+func FuzzDSN(f *testing.F, k engine.Kind, seeds []string, parse func(dsn string) (password, describe string, err error)) {
+	for _, s := range seeds {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, dsn string) {
+		password, describe, err := parse(dsn)
+		if err != nil {
+			QuotesNoPassword(t, k, dsn, err.Error())
+			return
+		}
+		KnownPassword(t, k, dsn, password)
+		if password == "" || strings.Count(dsn, password) == 1 {
+			QuotesNoPassword(t, k, dsn, describe)
+		}
+	})
+}

@@ -69,7 +69,7 @@ func parseKeywords(s string) ([][2]string, error) {
 		key := s[start:i]
 		skipSpace()
 		if i >= len(s) || s[i] != '=' || key == "" {
-			return nil, fmt.Errorf("dsn: expected key=value near keyword %q", key)
+			return nil, fmt.Errorf("dsn: expected key=value near %s (want postgres://... or key=value pairs)", keyword(key, start))
 		}
 		i++
 		skipSpace()
@@ -93,7 +93,7 @@ func parseKeywords(s string) ([][2]string, error) {
 				i++
 			}
 			if !closed {
-				return nil, fmt.Errorf("dsn: unterminated quoted value for %q", key)
+				return nil, fmt.Errorf("dsn: unterminated quoted value for %s", keyword(key, start))
 			}
 		} else {
 			for i < len(s) && s[i] != ' ' && s[i] != '\t' && s[i] != '\n' && s[i] != '\r' {
@@ -106,6 +106,18 @@ func parseKeywords(s string) ([][2]string, error) {
 		}
 		pairs = append(pairs, [2]string{key, val.String()})
 	}
+}
+
+// keyword quotes key for an error when it looks like a libpq keyword; any
+// other text (a DSN of another form, with a password in it) is only
+// located.
+func keyword(key string, at int) string {
+	for _, c := range key {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_') {
+			return fmt.Sprintf("byte %d", at)
+		}
+	}
+	return fmt.Sprintf("keyword %q", key)
 }
 
 func quoteValue(v string) string {

@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -9,35 +10,28 @@ import (
 )
 
 // FuzzDSN: the password pgx sends is one the redactor masks; the rest of a
-// split DSN, which goes on pg_dump's argv, holds no password; errors quote
-// none.
+// split DSN, which goes on pg_dump's argv, holds no password; errors and
+// descriptions quote none.
 func FuzzDSN(f *testing.F) {
-	for _, s := range []string{
-		"postgres://app:pw@db:5432/orders?sslmode=disable", "postgresql://app:p%40ss@db/x?password=other",
-		"host=db user=app password='a b\\'c' dbname=x", "host=db password=secret", "postgres://:@/", "password=",
-		"postgres://u:p&<>\"x@h/db", "user=a password = 'x'  port=1", "postgres://u@h/db?password=a+b%2B",
-	} {
-		f.Add(s)
-	}
 	f.Setenv("PGPASSWORD", "")
 	f.Setenv("PGPASSFILE", "/nonexistent")
 	f.Setenv("PGSERVICEFILE", "/nonexistent")
-	f.Fuzz(func(t *testing.T, dsn string) {
-		rest, password, err := splitPassword(dsn)
+	enginetest.FuzzDSN(f, Kind, []string{
+		"postgres://app:pw@db:5432/orders?sslmode=disable", "postgresql://app:p%40ss@db/x?password=other",
+		"host=db user=app password='a b\\'c' dbname=x", "host=db password=secret", "postgres://:@/", "password=",
+		"postgres://u:p&<>\"x@h/db", "user=a password = 'x'  port=1", "postgres://u@h/db?password=a+b%2B",
+	}, func(dsn string) (string, string, error) {
+		rest, _, err := splitPassword(dsn)
 		if err != nil {
-			enginetest.QuotesNoPassword(t, Kind, dsn, err.Error())
-		} else {
-			enginetest.KnownPassword(t, Kind, dsn, password)
-			if _, p, err := splitPassword(rest); err != nil || p != "" {
-				t.Fatalf("%q split into %q, which still has password %q (%v)", dsn, rest, p, err)
-			}
+			return "", "", err
+		}
+		if _, p, err := splitPassword(rest); err != nil || p != "" {
+			panic(fmt.Sprintf("%q split into %q, which still has a password (%v)", dsn, rest, err)) // fails the fuzz run
 		}
 		cfg, err := pgx.ParseConfig(dsn)
 		if err != nil {
-			enginetest.QuotesNoPassword(t, Kind, dsn, err.Error())
-			return
+			return "", "", err
 		}
-		enginetest.KnownPassword(t, Kind, dsn, cfg.Password)
-		enginetest.QuotesNoPassword(t, Kind, dsn, Describe(dsn))
+		return cfg.Password, Describe(dsn), nil
 	})
 }
