@@ -1,19 +1,17 @@
 #!/usr/bin/env bash
-# Runs every fuzz target for a while (FUZZTIME, default 30s each), one after
-# the other. Seed corpora run in every `go test`; this explores beyond them.
-# Usage: scripts/fuzz.sh [FUZZTIME]
+# Runs every fuzz target for a while (default 30s each), one after the
+# other. Seed corpora already run in every `go test`; this explores beyond
+# them. A failing input is written to the package's testdata/fuzz/ and
+# becomes a seed once committed.
+# Usage: scripts/fuzz.sh [FUZZTIME]   (FUZZ_PARALLEL: workers, default 2)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-fuzztime=${1:-${FUZZTIME:-30s}}
+fuzztime=${1:-30s}
 status=0
-# Each package's targets, found by name so new ones join without an edit here.
-for pkg in $(go list ./... ); do
-	dir=$(go list -f '{{.Dir}}' "$pkg")
+while read -r pkg dir; do
 	for target in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/^func //' | sort -u); do
 		echo "== $pkg $target ($fuzztime)"
-		if ! go test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" -parallel "${FUZZ_PARALLEL:-2}" "$pkg"; then
-			status=1
-		fi
+		go test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" -parallel "${FUZZ_PARALLEL:-2}" "$pkg" || status=1
 	done
-done
+done < <(go list -f '{{.ImportPath}} {{.Dir}}' ./...)
 exit $status
