@@ -25,8 +25,8 @@ func FuzzDSN(f *testing.F) {
 		if err != nil {
 			return "", "", err
 		}
-		if _, p, err := splitPassword(rest); err != nil || p != "" {
-			panic(fmt.Sprintf("%q split into %q, which still has a password (%v)", dsn, rest, err)) // fails the fuzz run
+		if _, p, _ := splitPassword(rest); p != "" {
+			panic(fmt.Sprintf("%q split into %q, which still has password %q", dsn, rest, p)) // fails the fuzz run
 		}
 		cfg, err := pgx.ParseConfig(dsn)
 		if err != nil {
