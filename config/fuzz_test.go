@@ -37,7 +37,8 @@ func FuzzParse(f *testing.F) {
 		if !errors.As(err, &ce) || len(ce.Problems) == 0 {
 			t.Fatalf("error of type %T: %v", err, err)
 		}
-		lines := bytes.Count(data, []byte("\n")) + 1
+		// YAML breaks lines at \n, \r\n and a lone \r.
+		lines := bytes.Count(bytes.ReplaceAll(data, []byte("\r\n"), []byte("\n")), []byte("\n")) + bytes.Count(data, []byte("\r")) - bytes.Count(data, []byte("\r\n")) + 1
 		for _, p := range ce.Problems {
 			if p.File != "/nonexistent/fuzz.yaml" || p.Line < 0 || p.Line > lines+1 || p.Msg == "" {
 				t.Fatalf("problem %+v of a %d-line file", p, lines)

@@ -11,22 +11,8 @@ import (
 // keyword/value form) so the rest can go on a child's argv while the password
 // travels in its environment only.
 func splitPassword(dsn string) (rest, password string, err error) {
-	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
-		u, err := url.Parse(dsn)
-		if err != nil {
-			return "", "", errors.New("cannot parse the postgres URL in dsn") // url errors echo the input
-		}
-		if u.User != nil {
-			password, _ = u.User.Password()
-			u.User = url.User(u.User.Username())
-		}
-		q := u.Query()
-		if p := q.Get("password"); p != "" {
-			password = p
-			q.Del("password")
-			u.RawQuery = q.Encode()
-		}
-		return u.String(), password, nil
+	if scheme, p, ok := strings.Cut(dsn, "://"); ok && (scheme == "postgres" || scheme == "postgresql") {
+		return splitURI(scheme, p)
 	}
 	pairs, err := parseKeywords(dsn)
 	if err != nil {
@@ -46,6 +32,50 @@ func splitPassword(dsn string) (rest, password string, err error) {
 		b.WriteString(quoteValue(kv[1]))
 	}
 	return b.String(), password, nil
+}
+
+// splitURI splits the password out of the URI scheme://p as libpq (and
+// pgx) read it, not as net/url would: the userinfo ends at the first '@'
+// before any '/', so a password may hold '#', '?' or '@'-free text that
+// net/url takes for a fragment or a query. A password=... query parameter
+// wins, as in libpq. Only %XX escapes are decoded ('+' stays '+').
+func splitURI(scheme, p string) (rest, password string, err error) {
+	decode := func(s string) (string, error) {
+		v, err := url.PathUnescape(s)
+		if err != nil {
+			return "", errors.New("dsn: invalid %-escape in the postgres URL") // never quote: it may be the password
+		}
+		return v, nil
+	}
+	if i := strings.IndexAny(p, "@/"); i >= 0 && p[i] == '@' {
+		user, pass, _ := strings.Cut(p[:i], ":")
+		if password, err = decode(pass); err != nil {
+			return "", "", err
+		}
+		p = p[i+1:]
+		if user != "" {
+			p = user + "@" + p
+		}
+	}
+	base, query, hasQuery := strings.Cut(p, "?")
+	if !hasQuery {
+		return scheme + "://" + base, password, nil
+	}
+	var kept []string
+	for _, kv := range strings.Split(query, "&") {
+		k, v, _ := strings.Cut(kv, "=")
+		if key, err := decode(k); err == nil && key == "password" {
+			if password, err = decode(v); err != nil {
+				return "", "", err
+			}
+			continue
+		}
+		kept = append(kept, kv)
+	}
+	if len(kept) == 0 {
+		return scheme + "://" + base, password, nil
+	}
+	return scheme + "://" + base + "?" + strings.Join(kept, "&"), password, nil
 }
 
 // parseKeywords parses "key=value key2='quoted \' value'" as libpq does.

@@ -24,7 +24,7 @@ type Redactor struct {
 	r   atomic.Pointer[strings.Replacer]
 }
 
-var userinfoPassword = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9+.-]*://[^/?#@:]*:([^/?#]*)@`)
+var userinfoPassword = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9+.-]*://[^/?#@:]*:([^/]*)@`)
 
 var kvPassword = regexp.MustCompile(`(?:^|\s)password\s*=\s*('(?:[^'\\]|\\.)*'|\S+)`)
 
@@ -60,8 +60,9 @@ func (r *Redactor) Add(secrets ...string) {
 				add(p)
 			}
 		}
-		// By position too: url.Parse refuses userinfo with " < > \ in it,
-		// which drivers and servers may accept and echo.
+		// By position too, as libpq reads a URL (the userinfo ends at an @
+		// before any /): url.Parse refuses userinfo with " < > \ in it and
+		// cuts at # or ?, which drivers and servers may accept and echo.
 		if m := userinfoPassword.FindStringSubmatch(s); m != nil {
 			add(m[1])
 			if p, err := url.PathUnescape(m[1]); err == nil {
@@ -99,7 +100,7 @@ func (r *Redactor) String(s string) string {
 
 // Passwords by their place in a connection string.
 var (
-	urlPassword   = regexp.MustCompile(`([A-Za-z][A-Za-z0-9+.-]*://[^\s/?#@:]*:)[^\s/?#]*@`)
+	urlPassword   = regexp.MustCompile(`([A-Za-z][A-Za-z0-9+.-]*://[^\s/?#@:]*:)[^\s/]*@`)
 	mysqlPassword = regexp.MustCompile(`((?:^|[\s"'(])[^\s"'(:/@]+:)[^\s@]*@(tcp|unix)\(`)
 	passwordPair  = regexp.MustCompile(`((?:^|[\s?&;,])password\s*=\s*)('(?:[^'\\]|\\.)*'?|[^\s&;,]*)`)
 )

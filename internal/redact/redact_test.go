@@ -96,3 +96,17 @@ func TestJSON(t *testing.T) {
 		}
 	}
 }
+
+// A password holding # or ? (libpq and pgx read them as part of it) is
+// learned and masked whole.
+func TestURLPasswordWithHashAndQuestionMark(t *testing.T) {
+	r := New("postgres://app:pa#s?s@db/orders")
+	for _, in := range []string{"echo pa#s?s", "dial postgres://app:pa#s?s@db/orders"} {
+		if got := r.String(in); strings.Contains(got, "pa#s?s") || strings.Contains(got, "s?s") {
+			t.Errorf("String(%q) = %q", in, got)
+		}
+	}
+	if got := New().String("dial postgres://app:pa#s?s@db/orders"); got != "dial postgres://app:"+Mask+"@db/orders" {
+		t.Errorf("by structure: %q", got)
+	}
+}
