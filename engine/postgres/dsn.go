@@ -40,10 +40,15 @@ func splitPassword(dsn string) (rest, password string, err error) {
 // net/url takes for a fragment or a query. A password=... query parameter
 // wins, as in libpq. Only %XX escapes are decoded ('+' stays '+').
 func splitURI(scheme, p string) (rest, password string, err error) {
+	// Errors never quote: the text may be the password.
 	decode := func(s string) (string, error) {
+		s = strings.Trim(s, " ") // libpq drops spaces around a component
+		if strings.Contains(s, " ") {
+			return "", errors.New("dsn: a space inside a postgres URL component (write %20)")
+		}
 		v, err := url.PathUnescape(s)
-		if err != nil {
-			return "", errors.New("dsn: invalid %-escape in the postgres URL") // never quote: it may be the password
+		if err != nil || strings.Contains(v, "\x00") {
+			return "", errors.New("dsn: invalid %-escape in the postgres URL")
 		}
 		return v, nil
 	}
