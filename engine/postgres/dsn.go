@@ -57,10 +57,7 @@ func splitURI(scheme, p string) (rest, password string, err error) {
 		if password, err = decode(pass); err != nil {
 			return "", "", err
 		}
-		p = p[i+1:]
-		if user != "" {
-			p = user + "@" + p
-		}
+		p = user + "@" + p[i+1:] // the @ stays: what follows is never read as userinfo
 	}
 	base, query, hasQuery := strings.Cut(p, "?")
 	if !hasQuery {
@@ -88,7 +85,7 @@ func parseKeywords(s string) ([][2]string, error) {
 	var pairs [][2]string
 	i := 0
 	skipSpace := func() {
-		for i < len(s) && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r') {
+		for i < len(s) && isSpace(s[i]) {
 			i++
 		}
 	}
@@ -98,7 +95,7 @@ func parseKeywords(s string) ([][2]string, error) {
 			return pairs, nil
 		}
 		start := i
-		for i < len(s) && s[i] != '=' && s[i] != ' ' && s[i] != '\t' {
+		for i < len(s) && s[i] != '=' && !isSpace(s[i]) {
 			i++
 		}
 		key := s[start:i]
@@ -131,7 +128,7 @@ func parseKeywords(s string) ([][2]string, error) {
 				return nil, fmt.Errorf("dsn: unterminated quoted value for %s", keyword(key, start))
 			}
 		} else {
-			for i < len(s) && s[i] != ' ' && s[i] != '\t' && s[i] != '\n' && s[i] != '\r' {
+			for i < len(s) && !isSpace(s[i]) {
 				if s[i] == '\\' && i+1 < len(s) {
 					i++
 				}
@@ -141,6 +138,11 @@ func parseKeywords(s string) ([][2]string, error) {
 		}
 		pairs = append(pairs, [2]string{key, val.String()})
 	}
+}
+
+// isSpace is C's isspace, which libpq uses between keyword=value pairs.
+func isSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'
 }
 
 // keyword quotes key for an error when it looks like a libpq keyword; any
@@ -156,7 +158,7 @@ func keyword(key string, at int) string {
 }
 
 func quoteValue(v string) string {
-	if v != "" && !strings.ContainsAny(v, " \t\n\r'\\") {
+	if v != "" && !strings.ContainsAny(v, " \t\n\r\v\f'\\") {
 		return v
 	}
 	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v) + "'"

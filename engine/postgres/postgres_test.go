@@ -23,7 +23,7 @@ func TestSplitPassword(t *testing.T) {
 		// libpq's reading: the userinfo ends at the first '@' before a '/',
 		// so '#' and '?' belong to the password (net/url would cut there).
 		{"postgres://app:pa#ss?w@db/orders", "postgres://app@db/orders", "pa#ss?w"},
-		{"postgres://:a+b@db/o?password=x%2By&password=z", "postgres://db/o", "z"},
+		{"postgres://:a+b@db/o?password=x%2By&password=z", "postgres://@db/o", "z"},
 		{"host=db user=app password=pw2 dbname=orders", "host=db user=app dbname=orders", "pw2"},
 		{"host=db password='it''s' dbname=o", "", ""}, // libpq has no '' escape: rejected below
 		{`host=db password='p w\'x' dbname='my db'`, `host=db dbname='my db'`, `p w'x`},
