@@ -287,6 +287,15 @@ func URLPassword(dsn string) []string {
 	return out
 }
 
+// RedactPassword masks in msg the password of the URL-form dsn, as written
+// and unescaped: for messages that may quote a part of the DSN.
+func RedactPassword(msg, dsn string) string {
+	for _, p := range URLPassword(dsn) {
+		msg = strings.ReplaceAll(msg, p, "[REDACTED]")
+	}
+	return msg
+}
+
 // ErrNotEmpty: a restore --to target holds objects and --force was not given.
 var ErrNotEmpty = errors.New("the target database is not empty")
 
