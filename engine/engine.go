@@ -254,6 +254,22 @@ type Copy interface {
 	Close(ctx context.Context) error
 }
 
+// MaxQueryTime bounds one check query in the server that runs it (PostgreSQL
+// statement_timeout, MongoDB maxTimeMS, MySQL max_execution_time), so that
+// no query keeps a sandbox busy after its check has given up.
+const MaxQueryTime = 10 * time.Minute
+
+// QueryTimeout is the server-side time limit of a check query run under ctx:
+// MaxQueryTime, or a second less than is left before ctx's deadline (so the
+// server's answer arrives before the deadline), at least a second.
+func QueryTimeout(ctx context.Context) time.Duration {
+	timeout := MaxQueryTime
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = min(timeout, max(time.Until(dl)-time.Second, time.Second))
+	}
+	return timeout.Truncate(time.Millisecond)
+}
+
 // Value is the single value a check query returned.
 type Value struct {
 	Null bool

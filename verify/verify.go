@@ -234,7 +234,7 @@ func (r *run) verify(ctx context.Context) {
 	a := m.Artifacts[0]
 	r.step(CheckChecksum, spoolStart, Pass, fmt.Sprintf("%s: %d bytes, SHA-256 %s", a.Name, a.Size, a.SHA256), "")
 	inst := res.inst
-	_, r.rec.ImageID = inst.Image()
+	r.recordImage(inst)
 	srv.Host, srv.Port = inst.Addr()
 	r.step(CheckSandbox, res.start, Pass, image, "")
 
@@ -302,7 +302,7 @@ func (r *run) startLoaded(ctx context.Context, m *catalog.Manifest, pre engine.P
 		return nil, dir, false
 	}
 	elapsed := r.v.Now().Sub(start)
-	_, r.rec.ImageID = inst.Image()
+	r.recordImage(inst)
 	srv.Host, srv.Port = inst.Addr()
 	r.step(CheckSandbox, start, Pass, spec.Image, "")
 	r.rec.RestoreSeconds = round(elapsed.Seconds())
@@ -368,6 +368,15 @@ func (r *run) selectBackup(ctx context.Context) (*catalog.Manifest, error) {
 		return nil, err
 	}
 	return m, nil
+}
+
+// recordImage records what the sandbox ran: the image id and, for a pulled
+// image, its registry digest (to tell which build of a tag was trusted).
+func (r *run) recordImage(inst sandbox.Instance) {
+	_, r.rec.ImageID = inst.Image()
+	if d, ok := inst.(sandbox.Digester); ok {
+		r.rec.ImageDigest = d.ImageDigest()
+	}
 }
 
 // image resolves the sandbox image for a backup: "{major}" and "{version}"

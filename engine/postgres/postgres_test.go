@@ -59,9 +59,13 @@ func TestPickTool(t *testing.T) {
 	}
 }
 
-// The password reaches pg_dump only through its environment, never argv.
+// The password reaches pg_dump only through its environment, never argv, and
+// pg_dump sees none of backproof's other secrets (other targets' DSNs, keys).
 func TestPasswordNotOnArgv(t *testing.T) {
 	const sentinel = "ArgvSentinel-71c"
+	const other = "OtherTargetSentinel-0b3"
+	t.Setenv("BILLING_DSN", "postgres://app:"+other+"@db/billing")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", other)
 	admin := testenv.NewPostgresDB(t)
 	ctx := context.Background()
 	if err := sample.Seed(ctx, admin, 100); err != nil {
@@ -90,8 +94,8 @@ func TestPasswordNotOnArgv(t *testing.T) {
 	// A pg_dump that records its argv and PGPASSWORD, then runs the real one.
 	dir := t.TempDir()
 	record := filepath.Join(dir, "record")
-	script := fmt.Sprintf("#!/bin/sh\nprintf '%%s\\n' \"$@\" > %s.argv\nprintf '%%s' \"$PGPASSWORD\" > %s.env\nexec %s \"$@\"\n",
-		record, record, filepath.Join(testenv.PostgresBin(t), "pg_dump"))
+	script := fmt.Sprintf("#!/bin/sh\nprintf '%%s\\n' \"$@\" > %s.argv\nprintf '%%s' \"$PGPASSWORD\" > %s.env\nenv > %s.all\nexec %s \"$@\"\n",
+		record, record, record, filepath.Join(testenv.PostgresBin(t), "pg_dump"))
 	if err := os.WriteFile(filepath.Join(dir, "pg_dump"), []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -111,6 +115,9 @@ func TestPasswordNotOnArgv(t *testing.T) {
 	}
 	if string(env) != sentinel {
 		t.Errorf("PGPASSWORD in pg_dump's environment = %q, want the password", env)
+	}
+	if all, _ := os.ReadFile(record + ".all"); len(all) == 0 || strings.Contains(string(all), other) {
+		t.Errorf("pg_dump's environment holds another target's secret or was not recorded:\n%s", all)
 	}
 }
 

@@ -130,6 +130,8 @@ func (e *Engine) restore(ctx context.Context, dsn, path string, info *engine.Dum
 		switch {
 		case ctx.Err() != nil:
 			return fmt.Errorf("restore cancelled: %w", context.Cause(ctx))
+		case authFailed(out):
+			return fmt.Errorf("pg_restore could not log in to %s: authentication failed (check the user and the password in the DSN, PGPASSWORD or ~/.pgpass) (%v): %s", Describe(dsn), err, out)
 		case strings.Contains(out, "connection to server") || strings.Contains(out, "could not connect"):
 			return fmt.Errorf("pg_restore could not reach %s (%v): %s", Describe(dsn), err, out)
 		}
@@ -251,13 +253,18 @@ ORDER BY 2`)
 }
 
 // Query implements engine.Copy. The query runs in a read-only transaction
-// so a check cannot change what later checks see.
+// so a check cannot change what later checks see, under a statement_timeout
+// (engine.QueryTimeout) so the server stops it when the check gives up.
 func (r *restored) Query(ctx context.Context, query string) (engine.Value, error) {
 	tx, err := r.conn.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
 	if err != nil {
 		return engine.Value{}, err
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read-only
+	timeout := engine.QueryTimeout(ctx)
+	if _, err := tx.Exec(ctx, fmt.Sprintf("SET LOCAL statement_timeout = %d", timeout.Milliseconds())); err != nil {
+		return engine.Value{}, fmt.Errorf("set statement_timeout: %w", err)
+	}
 	rows, err := tx.Query(ctx, query)
 	if err != nil {
 		return engine.Value{}, queryError(err)
@@ -288,6 +295,10 @@ func (r *restored) Query(ctx context.Context, query string) (engine.Value, error
 // queryError marks errors the server reported about the query as ErrQuery;
 // anything else (a lost connection) stays an operational error.
 func queryError(err error) error {
+	if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok && pgErr.Code == "57014" {
+		// Stopped by statement_timeout or a cancel: says nothing of the backup.
+		return fmt.Errorf("check query stopped before it ended (statement_timeout or cancelled): %s", pgErr.Message)
+	}
 	if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok {
 		return fmt.Errorf("%w: %s (SQLSTATE %s)", engine.ErrQuery, pgErr.Message, pgErr.Code)
 	}
@@ -344,7 +355,7 @@ func numericText(n pgtype.Numeric) string {
 func (e *Engine) Objects(ctx context.Context, dsn string) (int, error) {
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
-		return 0, fmt.Errorf("connect to restore target %s: %w", Describe(dsn), err)
+		return 0, connectError("restore target", dsn, err)
 	}
 	defer closeConn(ctx, conn)
 	objects, err := listObjects(ctx, conn)
