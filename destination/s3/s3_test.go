@@ -782,3 +782,16 @@ func TestStoreIgnoringConditionalWritesIsRefused(t *testing.T) {
 		t.Error("a store honouring If-None-Match was not marked as checked")
 	}
 }
+
+// Parts start small, so memory stays (Concurrency+1) x PartSize for
+// backups up to 1,000 parts, and grow so that an object can still reach
+// S3's 5 TiB limit within 10,000 parts.
+func TestPartsGrow(t *testing.T) {
+	s := &Store{partSize: DefaultPartSize, maxParts: maxParts}
+	if s.partFor(1) != 8<<20 || s.partFor(1000) != 8<<20 || s.partFor(1001) != 16<<20 || s.partFor(maxParts) > MaxPartSize {
+		t.Errorf("parts 1, 1000, 1001, 10000: %d %d %d %d", s.partFor(1), s.partFor(1000), s.partFor(1001), s.partFor(maxParts))
+	}
+	if c := s.capacity(); c < 5<<40 {
+		t.Errorf("capacity at the default part size %d, want at least 5 TiB", c)
+	}
+}
