@@ -36,7 +36,7 @@ const (
 	DefaultSandboxTimeout = 30 * time.Minute
 	DefaultVerifyWindow   = 7 * 24 * time.Hour
 	DefaultS3Region       = "us-east-1"
-	DefaultS3PartSize     = 8 * MiB
+	DefaultS3PartSize     = 5 * MiB
 	DefaultS3Concurrency  = 2
 )
 

@@ -263,7 +263,7 @@ func (mp *multipart) abort(ctx context.Context) error {
 // partFor is the size of part num (from 1): PartSize for the first
 // growEvery parts, then doubling every growEvery parts up to S3's maximum,
 // so memory stays (Concurrency+1) x PartSize for any object under
-// growEvery x PartSize (8 GB at the default) and an object can still reach
+// growEvery x PartSize (2.5 GiB at the default) and an object can still reach
 // S3's 5 TiB limit.
 func (s *Store) partFor(num int32) int64 {
 	size := s.partSize << min((num-1)/growEvery, 20)
@@ -280,7 +280,7 @@ func (s *Store) capacity() int64 {
 }
 
 // growEvery is how many parts share one size.
-const growEvery = 1000
+const growEvery = 500
 
 // partBufs recycles the part buffers of one Put. Buffers are not shared
 // between Puts: an idle store holds no memory, and a Put allocates at most
