@@ -148,6 +148,14 @@ type Restorer interface {
 	Describe(dsn string) string
 }
 
+// StreamRestorer is a Restorer that also restores from a stream read once,
+// front to back, as from a pipe: restore --to decompresses into it while it
+// restores instead of first writing the whole dump to a file. It is one job
+// (opts.Jobs is ignored), with RestoreInto's guarantees otherwise.
+type StreamRestorer interface {
+	RestoreStream(ctx context.Context, dsn string, r io.Reader, info *DumpInfo, opts RestoreOptions) error
+}
+
 // DumpInfo is what a dump observed at dump time, recorded in the manifest.
 type DumpInfo struct {
 	ServerVersion string            `json:"server_version"`
