@@ -102,6 +102,7 @@ func (e *Engine) Dump(ctx context.Context, w io.Writer) (*engine.DumpInfo, error
 	if err != nil {
 		return nil, err
 	}
+	proc.GrowPipe(stdout)
 	e.log.DebugContext(ctx, "starting pg_dump", "path", pgDump.Path, "version", pgDump.Version, "snapshot", snapshot)
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start pg_dump: %w", err)
@@ -112,7 +113,11 @@ func (e *Engine) Dump(ctx context.Context, w io.Writer) (*engine.DumpInfo, error
 	counted := make(chan error, 1)
 	go func() {
 		var err error
-		if objects, err = listObjects(dumpCtx, tx); err == nil {
+		// One backend, no parallel workers: the counts run beside pg_dump
+		// and should take as little of the server's CPU from it as they can.
+		if _, err = tx.Exec(dumpCtx, "SET LOCAL max_parallel_workers_per_gather = 0"); err != nil {
+			err = fmt.Errorf("set up row counts: %w", err)
+		} else if objects, err = listObjects(dumpCtx, tx); err == nil {
 			if err = countRows(dumpCtx, tx, tables); err == nil {
 				migrations, err = e.listMigrations(dumpCtx, tx)
 			}
@@ -121,7 +126,7 @@ func (e *Engine) Dump(ctx context.Context, w io.Writer) (*engine.DumpInfo, error
 	}()
 
 	mw := &magicWriter{w: w}
-	_, copyErr := io.Copy(mw, stdout)
+	_, copyErr := proc.CopyOutput(mw, stdout)
 	if copyErr != nil {
 		cancelDump() // the stream is lost: stop pg_dump and the counting
 	}

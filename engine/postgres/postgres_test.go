@@ -20,6 +20,10 @@ func TestSplitPassword(t *testing.T) {
 		{"postgres://app:s3cr%40t@db:5432/orders?sslmode=require", "postgres://app@db:5432/orders?sslmode=require", "s3cr@t"},
 		{"postgresql://app@db/orders?password=pw1&sslmode=disable", "postgresql://app@db/orders?sslmode=disable", "pw1"},
 		{"postgres://db/orders", "postgres://db/orders", ""},
+		// libpq's reading: the userinfo ends at the first '@' before a '/',
+		// so '#' and '?' belong to the password (net/url would cut there).
+		{"postgres://app:pa#ss?w@db/orders", "postgres://app@db/orders", "pa#ss?w"},
+		{"postgres://:a+b@db/o?password=x%2By&password=z", "postgres://@db/o", "z"},
 		{"host=db user=app password=pw2 dbname=orders", "host=db user=app dbname=orders", "pw2"},
 		{"host=db password='it''s' dbname=o", "", ""}, // libpq has no '' escape: rejected below
 		{`host=db password='p w\'x' dbname='my db'`, `host=db dbname='my db'`, `p w'x`},

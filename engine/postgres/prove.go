@@ -71,7 +71,7 @@ func ConnString(srv engine.Server) string {
 // Roles and grants of the source do not exist in a sandbox, so ownership and
 // privileges are not restored.
 func (e *Engine) Restore(ctx context.Context, srv engine.Server, path string, info *engine.DumpInfo, opts engine.RestoreOptions) error {
-	return e.restore(ctx, ConnString(srv), path, info, opts)
+	return e.restoreFile(ctx, ConnString(srv), path, info, opts)
 }
 
 // RestoreInto restores the archive at path into the database at dsn, with a
@@ -79,14 +79,41 @@ func (e *Engine) Restore(ctx context.Context, srv engine.Server, path string, in
 // With one job it is one transaction, and its error says the target is
 // unchanged.
 func (e *Engine) RestoreInto(ctx context.Context, dsn, path string, info *engine.DumpInfo, opts engine.RestoreOptions) error {
-	err := e.restore(ctx, dsn, path, info, opts)
+	err := e.restoreFile(ctx, dsn, path, info, opts)
 	if err != nil && opts.Jobs <= 1 {
 		return fmt.Errorf("%w; rolled back (one transaction): the target is as it was before", err)
 	}
 	return err
 }
 
-func (e *Engine) restore(ctx context.Context, dsn, path string, info *engine.DumpInfo, opts engine.RestoreOptions) error {
+// restoreFile restores the archive at path: parallel jobs read the file,
+// one job reads it front to back, as from pg_dump's pipe (fed from here so
+// that Progress counts what has been restored).
+func (e *Engine) restoreFile(ctx context.Context, dsn, path string, info *engine.DumpInfo, opts engine.RestoreOptions) error {
+	if opts.Jobs > 1 {
+		return e.restore(ctx, dsn, path, nil, info, opts)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return e.restore(ctx, dsn, "", f, info, opts)
+}
+
+// RestoreStream implements engine.StreamRestorer: pg_restore reads the
+// archive from r, in one transaction.
+func (e *Engine) RestoreStream(ctx context.Context, dsn string, r io.Reader, info *engine.DumpInfo, opts engine.RestoreOptions) error {
+	opts.Jobs = 1
+	if err := e.restore(ctx, dsn, "", r, info, opts); err != nil {
+		return fmt.Errorf("%w; rolled back (one transaction): the target is as it was before", err)
+	}
+	return nil
+}
+
+// restore runs pg_restore: with opts.Jobs > 1 on the file at path, else on
+// in, in one transaction.
+func (e *Engine) restore(ctx context.Context, dsn, path string, in io.Reader, info *engine.DumpInfo, opts engine.RestoreOptions) error {
 	tool, err := pickTool("pg_restore", findTools(ctx, "pg_restore", e.binDirs), DumpMajor(info))
 	if err != nil {
 		return err
@@ -103,16 +130,9 @@ func (e *Engine) restore(ctx context.Context, dsn, path string, info *engine.Dum
 	if opts.Jobs > 1 {
 		args = append(args, "--jobs="+strconv.Itoa(opts.Jobs), "--", path)
 	} else {
-		// One job reads the archive front to back, as from pg_dump's pipe;
-		// feeding it here lets Progress count what has been restored.
-		f, err := os.Open(path)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		stdin = f
+		stdin = in
 		if opts.Progress != nil {
-			stdin = io.TeeReader(f, opts.Progress)
+			stdin = io.TeeReader(in, opts.Progress)
 		}
 		args = append(args, "--single-transaction")
 	}
