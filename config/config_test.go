@@ -629,8 +629,8 @@ targets:
           max_age: 26h
 `),
 			want: []string{
-				`/cfg/bp.yaml:11: targets.shop.verify.checks[0].query: not an Extended JSON command document such as {"count": "orders"}: invalid JSON input`,
-				"/cfg/bp.yaml:14: targets.shop.verify.checks[1].query: aggregate: stage $out writes; checks only read",
+				`/cfg/bp.yaml:11: targets.shop.verify.checks[0].query: not an Extended JSON command document such as {"count": "orders"}: invalid JSON input (check "sql")`,
+				"/cfg/bp.yaml:14: targets.shop.verify.checks[1].query: aggregate: stage $out writes; checks only read (check \"writes\")",
 			},
 		},
 	}
