@@ -2,6 +2,7 @@ package catalog
 
 import (
 	"context"
+	"errors"
 	"regexp"
 	"sort"
 	"strings"
@@ -64,15 +65,15 @@ func TestListSeparatesBackupsDebrisAndInvalid(t *testing.T) {
 	put("orders/not-an-id/file", "x")
 	put(Key("payments", NewID(now), ManifestName), "{}")
 
-	l, err := List(ctx, store, "orders")
+	l, err := Read(ctx, store, "orders", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(l.Backups) != 3 || l.Backups[0].ID != good || l.Backups[0].Manifest == nil {
+	if len(l.Backups) != 3 || l.Backups[0].ID != good || l.Backups[0].Summary == nil {
 		t.Fatalf("backups: %+v", l.Backups)
 	}
 	for _, b := range l.Backups[1:] {
-		if b.Manifest != nil || b.Invalid == "" {
+		if b.Summary != nil || b.Invalid == "" || !errors.Is(b.Err, ErrInvalid) {
 			t.Errorf("%s should be invalid: %+v", b.ID, b)
 		}
 	}

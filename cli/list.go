@@ -71,7 +71,7 @@ func (e *env) listCommand() *cobra.Command {
 					if only != "" && d.Name != only {
 						continue
 					}
-					l, err := catalog.List(e.ctx, d, t.Name)
+					l, err := catalog.Read(e.ctx, d, t.Name, nil)
 					if err != nil {
 						failures = append(failures, listFailure{t.Name, d.Name, e.redactor.String(err.Error())})
 						continue
@@ -119,19 +119,20 @@ func (e *env) listCommand() *cobra.Command {
 func newListEntry(target, dest string, b catalog.Backup) listEntry {
 	le := listEntry{Target: target, Destination: dest, ID: b.ID, State: "committed"}
 	le.Created, _ = catalog.IDTime(b.ID)
-	if b.Manifest == nil {
+	if b.Summary == nil {
 		le.State, le.Problem = "invalid", b.Invalid
 		if errors.Is(b.Err, sign.ErrNotAuthentic) {
 			le.State = "untrusted" // for a person to look at; never used
 		}
 		return le
 	}
-	le.Created, le.End = b.Manifest.Start, b.Manifest.End
-	le.Size = b.Manifest.StoredSize()
-	le.Engine = b.Manifest.Engine
-	le.Encryption = b.Manifest.Encryption
-	le.Migrations = b.Manifest.Source.Migrations
-	le.Schema = continuity.SchemaVersion(&b.Manifest.Source)
+	s := b.Summary
+	le.Created, le.End = s.Start, s.End
+	le.Size = s.Size
+	le.Engine = s.Engine
+	le.Encryption = s.Encryption
+	le.Migrations = s.Migrations
+	le.Schema = continuity.SchemaVersion(&engine.SourceStats{Migrations: s.Migrations})
 	return le
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/backproof/backproof/backup"
+	"github.com/backproof/backproof/catalog"
 	"github.com/backproof/backproof/config"
 	"github.com/backproof/backproof/internal/clock"
 	"github.com/backproof/backproof/lease"
@@ -69,6 +70,19 @@ type Daemon struct {
 	backupSem chan struct{}
 	verifySem chan struct{}
 	reloadErr string
+	caches    map[string]*catalog.Cache // manifest summaries by destination, for this config
+}
+
+// cache returns the manifest cache of a destination under the current config.
+func (d *Daemon) cache(dest string) *catalog.Cache {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	c := d.caches[dest]
+	if c == nil {
+		c = catalog.NewCache()
+		d.caches[dest] = c
+	}
+	return c
 }
 
 // targetState is what the daemon knows about a target. It outlives
@@ -209,6 +223,7 @@ func (d *Daemon) apply(cfg *config.Config) {
 		d.verifySem = make(chan struct{}, cfg.Concurrency.MaxVerifications())
 	}
 	d.cfg = cfg
+	d.caches = map[string]*catalog.Cache{} // a new config may read the stores under new policies
 	schedCtx, stopSched := context.WithCancel(d.ctx)
 	d.stopSched = stopSched
 	now := d.now()
@@ -489,7 +504,7 @@ func (d *Daemon) rescan(cfg *config.Config, t *config.Target, ts *targetState) {
 	ts.mu.Lock()
 	prev := ts.catalog
 	ts.mu.Unlock()
-	c := scan(ctx, d.now, t.Name, d.Jobs.Destinations(ctx, cfg, t), prev)
+	c := scan(ctx, d.now, t.Name, d.Jobs.Destinations(ctx, cfg, t), prev, d.cache)
 	for _, ds := range c.Destinations {
 		if ds.Error != "" {
 			d.Log.Error("listing a destination failed", "target", t.Name, "destination", ds.Name, "err", ds.Error)

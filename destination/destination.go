@@ -24,6 +24,9 @@ type Object struct {
 	Key     string
 	Size    int64
 	ModTime time.Time
+	// ETag is the store's version tag of the content, "" where the store
+	// has none (local). Caches compare it with Size and ModTime.
+	ETag string
 }
 
 // Destination stores objects. Every method must be safe for concurrent use.

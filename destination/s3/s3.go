@@ -293,6 +293,7 @@ func (s *Store) Stat(ctx context.Context, key string) (destination.Object, error
 		Key:     key,
 		Size:    aws.ToInt64(out.ContentLength),
 		ModTime: aws.ToTime(out.LastModified),
+		ETag:    aws.ToString(out.ETag),
 	}, nil
 }
 
@@ -344,6 +345,7 @@ func (s *Store) List(ctx context.Context, prefix string) ([]destination.Object, 
 				Key:     key,
 				Size:    aws.ToInt64(o.Size),
 				ModTime: aws.ToTime(o.LastModified),
+				ETag:    aws.ToString(o.ETag),
 			})
 		}
 	}
