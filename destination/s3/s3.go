@@ -317,8 +317,8 @@ func (s *Store) checkBucket(ctx context.Context, op, key string) error {
 // List returns every object whose key starts with prefix, following
 // ListObjectsV2's continuation tokens to the end.
 func (s *Store) List(ctx context.Context, prefix string) ([]destination.Object, error) {
-	if strings.HasPrefix(prefix, "/") || strings.ContainsAny(prefix, "\\\x00") {
-		return nil, &destination.KeyError{Key: prefix}
+	if err := destination.ValidatePrefix(prefix); err != nil {
+		return nil, err
 	}
 	in := &s3.ListObjectsV2Input{Bucket: &s.bucket}
 	if full := s.prefix + prefix; full != "" {
