@@ -38,6 +38,7 @@ const (
 	DefaultS3Region       = "us-east-1"
 	DefaultS3PartSize     = 16 * MiB
 	DefaultS3Concurrency  = 2
+	DefaultStallTimeout   = 5 * time.Minute
 )
 
 // Engines.
@@ -135,6 +136,10 @@ type Destination struct {
 	SessionToken    Secret   `yaml:"session_token"`
 	PartSize        ByteSize `yaml:"part_size"`   // multipart part size; 0 in the file: DefaultS3PartSize
 	Concurrency     int      `yaml:"concurrency"` // parts in flight; 0 in the file: DefaultS3Concurrency
+
+	// StallTimeout fails the destination when it takes no bytes for this
+	// long; 0 in the file: DefaultStallTimeout.
+	StallTimeout time.Duration `yaml:"stall_timeout"`
 }
 
 // Target is one database to back up.
@@ -346,6 +351,9 @@ func defaults() *Config {
 func (c *Config) finish(dir string) {
 	for name, d := range c.Destinations {
 		d.Name = name
+		if d.StallTimeout == 0 {
+			d.StallTimeout = DefaultStallTimeout
+		}
 		switch d.Type {
 		case DestinationLocal:
 			if d.Path != "" && !strings.HasPrefix(d.Path, "~") {

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"filippo.io/age"
 
@@ -323,6 +324,7 @@ func (v *validator) local(p string, d *Destination) {
 	case strings.HasPrefix(d.Path, "~"):
 		v.addf(p+".path", "~ is not expanded; use an absolute path or ${HOME}")
 	}
+	v.stall(p, d)
 	v.notApplicable(p, "local", map[string]bool{
 		"bucket":            d.Bucket != "",
 		"prefix":            d.Prefix != "",
@@ -338,6 +340,7 @@ func (v *validator) local(p string, d *Destination) {
 }
 
 func (v *validator) s3(p string, d *Destination) {
+	v.stall(p, d)
 	v.notApplicable(p, "s3", map[string]bool{"path": d.Path != ""})
 	switch {
 	case d.Bucket == "":
@@ -380,6 +383,12 @@ func (v *validator) s3(p string, d *Destination) {
 	}
 	if d.Concurrency < 1 || d.Concurrency > MaxS3Concurrency {
 		v.addf(p+".concurrency", "must be between 1 and %d, got %d", MaxS3Concurrency, d.Concurrency)
+	}
+}
+
+func (v *validator) stall(p string, d *Destination) {
+	if d.StallTimeout != 0 && d.StallTimeout < time.Second {
+		v.addf(p+".stall_timeout", "must be at least 1s, got %s", d.StallTimeout)
 	}
 }
 
