@@ -151,7 +151,7 @@ func (r *Runner) run(ctx context.Context, t Target, res *Result, log *slog.Logge
 		if d.StallTimeout > 0 {
 			stalls[i] = func() {
 				once.Do(func() {
-					err := fmt.Errorf("destination %s: %w: no bytes taken for %s (stall_timeout)", d.Name, ErrStalled, d.StallTimeout)
+					err := fmt.Errorf("%w: no bytes taken for %s (stall_timeout)", ErrStalled, d.StallTimeout)
 					stallErrs[i] = err
 					pr.CloseWithError(err)
 					cancel(err)
@@ -179,7 +179,7 @@ func (r *Runner) run(ctx context.Context, t Target, res *Result, log *slog.Logge
 		select {
 		case res.Destinations[i].err = <-done[i]:
 		case <-stalled[i]:
-			res.Destinations[i].err = stallErrs[i]
+			res.Destinations[i].err = fmt.Errorf("destination %s: %w", t.Destinations[i].Name, stallErrs[i])
 		}
 	}
 	if err != nil {
