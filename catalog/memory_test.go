@@ -105,4 +105,3 @@ func BenchmarkCatalogRead(b *testing.B) {
 		})
 	}
 }
-

@@ -139,16 +139,16 @@ const maxMigrations = 16
 // manifestHead is the part of a manifest decoded for a Summary: the JSON
 // decoder skips the rest without keeping it.
 type manifestHead struct {
-	Format        int        `json:"format"`
-	ID            string     `json:"id"`
-	Target        string     `json:"target"`
-	Engine        string     `json:"engine"`
-	ServerVersion string     `json:"server_version"`
-	Start         time.Time  `json:"start"`
-	End           time.Time  `json:"end"`
-	Compression   string     `json:"compression"`
+	Format        int         `json:"format"`
+	ID            string      `json:"id"`
+	Target        string      `json:"target"`
+	Engine        string      `json:"engine"`
+	ServerVersion string      `json:"server_version"`
+	Start         time.Time   `json:"start"`
+	End           time.Time   `json:"end"`
+	Compression   string      `json:"compression"`
 	Encryption    *Encryption `json:"encryption"`
-	Artifacts     []Artifact `json:"artifacts"`
+	Artifacts     []Artifact  `json:"artifacts"`
 	Source        struct {
 		Migrations []engine.Migration `json:"migrations"`
 	} `json:"source"`

@@ -71,6 +71,15 @@ type Daemon struct {
 	verifySem chan struct{}
 	reloadErr string
 	caches    map[string]*catalog.Cache // manifest summaries by destination, for this config
+	scanCtx   context.Context           // Serve's: done at the stop
+}
+
+// newHTTPServer serves h with timeouts: a client that sends or reads
+// slowly, or keeps a connection open, holds nothing for long. The pages are
+// small.
+func newHTTPServer(h http.Handler) *http.Server {
+	return &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: time.Minute, IdleTimeout: 2 * time.Minute}
 }
 
 // cache returns the manifest cache of a destination under the current config.
@@ -133,7 +142,10 @@ func (d *Daemon) Serve(ctx context.Context, ln net.Listener, cfg *config.Config,
 	d.started = d.now()
 	d.targets = map[string]*targetState{}
 
-	srv := &http.Server{Handler: d.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	// A scan reads storage, which may hang: it ends with ctx (SIGTERM),
+	// so a slow destination never holds the stop past its deadline.
+	d.scanCtx = ctx
+	srv := newHTTPServer(d.Handler())
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	d.Log.Info("daemon started", "listen", ln.Addr().String(), "version", d.Version)
@@ -497,7 +509,7 @@ func (d *Daemon) verify(cfg *config.Config, t *config.Target, ts *targetState) b
 
 // rescan reads the target's catalog and derives the state metrics from it.
 func (d *Daemon) rescan(cfg *config.Config, t *config.Target, ts *targetState) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(d.ctx), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(d.scanCtx, 2*time.Minute)
 	defer cancel()
 	ts.scanMu.Lock()
 	defer ts.scanMu.Unlock()

@@ -60,8 +60,8 @@ type Request struct {
 	BackupID string
 	Pick     Picker
 	// Cache, when set, keeps manifest summaries between runs (a daemon's).
-	Cache *catalog.Cache
-	Checks   []config.Check
+	Cache  *catalog.Cache
+	Checks []config.Check
 	// Integrity runs the engine's integrity check (Copy.Integrity): nil
 	// when the sandbox can, true always (unsupported is an error), false never.
 	Integrity *bool
