@@ -304,8 +304,9 @@ func Read(ctx context.Context, d destination.Destination, target string, c *Cach
 // size is bounded by what the destination holds. A nil *Cache caches
 // nothing. Safe for concurrent use.
 type Cache struct {
-	mu sync.Mutex
-	m  map[string]map[string]cached // by target, then backup id
+	mu   sync.Mutex
+	m    map[string]map[string]cached // by target, then backup id
+	docs map[string]any               // decoded records by key
 }
 
 type cached struct {
@@ -316,7 +317,32 @@ type cached struct {
 }
 
 // NewCache returns an empty cache.
-func NewCache() *Cache { return &Cache{m: map[string]map[string]cached{}} }
+func NewCache() *Cache { return &Cache{m: map[string]map[string]cached{}, docs: map[string]any{}} }
+
+// ReadRecordCached is ReadRecord through c: verification records and
+// acceptances are written once under a unique name and never changed, so
+// one read is enough. A nil c always reads.
+func ReadRecordCached[T any](ctx context.Context, c *Cache, d destination.Destination, target, id, name string) (T, error) {
+	key := Key(target, id, name)
+	if c != nil {
+		c.mu.Lock()
+		v, ok := c.docs[key].(T)
+		c.mu.Unlock()
+		if ok {
+			return v, nil
+		}
+	}
+	var v T
+	if err := ReadRecord(ctx, d, target, id, name, &v); err != nil {
+		return v, err
+	}
+	if c != nil {
+		c.mu.Lock()
+		c.docs[key] = v
+		c.mu.Unlock()
+	}
+	return v, nil
+}
 
 func (c *Cache) get(target string, b *Backup) bool {
 	if c == nil {
@@ -359,6 +385,11 @@ func (c *Cache) retain(l *Listing) {
 	for id := range entries {
 		if !listed[id] {
 			delete(entries, id)
+		}
+	}
+	for key := range c.docs {
+		if t, id, _, ok := SplitKey(key); ok && t == l.Target && !listed[id] {
+			delete(c.docs, key)
 		}
 	}
 }

@@ -69,13 +69,15 @@ type Catalog struct {
 func scan(ctx context.Context, now func() time.Time, target string, dests []backup.Destination, prev *Catalog, cache func(dest string) *catalog.Cache) *Catalog {
 	c := &Catalog{}
 	type found struct {
-		b    catalog.Backup
-		dest backup.Destination
+		b     catalog.Backup
+		dest  backup.Destination
+		cache *catalog.Cache
 	}
 	byID := map[string][]found{}
 	for _, d := range dests {
 		ds := DestState{Name: d.Name, Scanned: now(), ids: map[string]bool{}}
-		l, err := catalog.Read(ctx, d, target, cache(d.Name))
+		dc := cache(d.Name)
+		l, err := catalog.Read(ctx, d, target, dc)
 		if err != nil {
 			if p := prev.dest(d.Name); p != nil {
 				ds = *p
@@ -92,7 +94,7 @@ func scan(ctx context.Context, now func() time.Time, target string, dests []back
 			ds.Backups++
 			ds.ids[b.ID] = true
 			ds.Newest = info(b)
-			byID[b.ID] = append(byID[b.ID], found{b, d})
+			byID[b.ID] = append(byID[b.ID], found{b, d, dc})
 		}
 		c.Destinations = append(c.Destinations, ds)
 	}
@@ -128,9 +130,9 @@ func scan(ctx context.Context, now func() time.Time, target string, dests []back
 			if len(f.b.Records) == 0 {
 				continue
 			}
-			var rec verify.Record
 			name := f.b.Records[len(f.b.Records)-1]
-			if err := catalog.ReadRecord(ctx, f.dest, target, f.b.ID, name, &rec); err != nil {
+			rec, err := catalog.ReadRecordCached[verify.Record](ctx, f.cache, f.dest, target, f.b.ID, name)
+			if err != nil {
 				rec = verify.Record{Target: target, Destination: f.dest.Name, BackupID: f.b.ID, Outcome: verify.Error,
 					Reason: "unreadable record " + name + ": " + err.Error()}
 			}
