@@ -14,7 +14,7 @@ import (
 	"github.com/backproof/backproof/internal/testenv"
 )
 
-func s3Store(t *testing.T, env testenv.S3Env, bucket string) *s3.Store {
+func s3Store(t testing.TB, env testenv.S3Env, bucket string) *s3.Store {
 	t.Helper()
 	s, err := s3.New(context.Background(), s3.Config{Bucket: bucket, Region: env.Region, Endpoint: env.Endpoint,
 		PathStyle: true, AccessKeyID: env.AccessKey, SecretAccessKey: env.SecretKey})

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -76,16 +77,27 @@ func (e *env) listCommand() *cobra.Command {
 						failures = append(failures, listFailure{t.Name, d.Name, e.redactor.String(err.Error())})
 						continue
 					}
-					for _, b := range l.Backups {
-						le := newListEntry(t.Name, d.Name, b)
-						le.Verification = e.lastVerification(d, t.Name, b)
-						if a, err := catalog.ReadAcceptance(e.ctx, d, t.Name, b); err != nil {
-							le.Problem = e.redactor.String("unreadable acceptance: " + err.Error())
-						} else {
-							le.Accepted = a
-						}
-						entries = append(entries, le)
+					// Records and acceptances: read in parallel, bounded.
+					les := make([]listEntry, len(l.Backups))
+					var wg sync.WaitGroup
+					sem := make(chan struct{}, catalog.Parallel)
+					for i, b := range l.Backups {
+						wg.Add(1)
+						sem <- struct{}{}
+						go func() {
+							defer func() { <-sem; wg.Done() }()
+							le := newListEntry(t.Name, d.Name, b)
+							le.Verification = e.lastVerification(d, t.Name, b)
+							if a, err := catalog.ReadAcceptance(e.ctx, d, t.Name, b); err != nil {
+								le.Problem = e.redactor.String("unreadable acceptance: " + err.Error())
+							} else {
+								le.Accepted = a
+							}
+							les[i] = le
+						}()
 					}
+					wg.Wait()
+					entries = append(entries, les...)
 				}
 			}
 			slices.SortStableFunc(entries, func(a, b listEntry) int {
