@@ -126,20 +126,27 @@ type Destination struct {
 	Path string `yaml:"path"` // absolute after loading
 
 	// s3
-	Bucket          string   `yaml:"bucket"`
-	Prefix          string   `yaml:"prefix"`   // without leading or trailing "/"
-	Region          string   `yaml:"region"`   // "" in the file: DefaultS3Region
-	Endpoint        string   `yaml:"endpoint"` // http(s) URL; empty for AWS
-	PathStyle       bool     `yaml:"path_style"`
-	AccessKeyID     Secret   `yaml:"access_key_id"` // empty with SecretAccessKey: the AWS default credential chain
-	SecretAccessKey Secret   `yaml:"secret_access_key"`
-	SessionToken    Secret   `yaml:"session_token"`
-	PartSize        ByteSize `yaml:"part_size"`   // multipart part size; 0 in the file: DefaultS3PartSize
-	Concurrency     int      `yaml:"concurrency"` // parts in flight; 0 in the file: DefaultS3Concurrency
+	Bucket          string      `yaml:"bucket"`
+	Prefix          string      `yaml:"prefix"`   // without leading or trailing "/"
+	Region          string      `yaml:"region"`   // "" in the file: DefaultS3Region
+	Endpoint        string      `yaml:"endpoint"` // http(s) URL; empty for AWS
+	PathStyle       bool        `yaml:"path_style"`
+	AccessKeyID     Secret      `yaml:"access_key_id"` // empty with SecretAccessKey: the AWS default credential chain
+	SecretAccessKey Secret      `yaml:"secret_access_key"`
+	SessionToken    Secret      `yaml:"session_token"`
+	PartSize        ByteSize    `yaml:"part_size"`   // multipart part size; 0 in the file: DefaultS3PartSize
+	Concurrency     int         `yaml:"concurrency"` // parts in flight; 0 in the file: DefaultS3Concurrency
+	ObjectLock      *ObjectLock `yaml:"object_lock"` // nil: objects are not locked
 
 	// StallTimeout fails the destination when it takes no bytes for this
 	// long; 0 in the file: DefaultStallTimeout.
 	StallTimeout time.Duration `yaml:"stall_timeout"`
+}
+
+// ObjectLock is an S3 Object Lock retention written with every object.
+type ObjectLock struct {
+	Mode string `yaml:"mode"` // governance | compliance
+	Days int    `yaml:"days"` // each object stays locked this long after it is written
 }
 
 // Target is one database to back up.

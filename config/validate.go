@@ -18,11 +18,13 @@ import (
 	"github.com/backproof/backproof/sign"
 )
 
-// Limits for S3 multipart uploads.
+// Limits for S3 destinations.
 const (
 	MinS3PartSize    = 5 * MiB
 	MaxS3PartSize    = 5 * GiB
 	MaxS3Concurrency = 64
+	// MaxObjectLockDays is 100 years, what S3 allows.
+	MaxObjectLockDays = 36500
 )
 
 // Validate checks c and returns an *Error listing every problem, or nil.
@@ -336,6 +338,7 @@ func (v *validator) local(p string, d *Destination) {
 		"session_token":     !d.SessionToken.IsZero(),
 		"part_size":         d.PartSize != 0,
 		"concurrency":       d.Concurrency != 0,
+		"object_lock":       d.ObjectLock != nil,
 	})
 }
 
@@ -383,6 +386,14 @@ func (v *validator) s3(p string, d *Destination) {
 	}
 	if d.Concurrency < 1 || d.Concurrency > MaxS3Concurrency {
 		v.addf(p+".concurrency", "must be between 1 and %d, got %d", MaxS3Concurrency, d.Concurrency)
+	}
+	if l := d.ObjectLock; l != nil {
+		if l.Mode != "governance" && l.Mode != "compliance" {
+			v.addf(p+".object_lock.mode", "want governance or compliance, got %s", quoteValue(l.Mode))
+		}
+		if l.Days < 1 || l.Days > MaxObjectLockDays {
+			v.addf(p+".object_lock.days", "must be between 1 and %d, got %d", MaxObjectLockDays, l.Days)
+		}
 	}
 }
 
