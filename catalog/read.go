@@ -326,10 +326,16 @@ func ReadRecordCached[T any](ctx context.Context, c *Cache, d destination.Destin
 	key := Key(target, id, name)
 	if c != nil {
 		c.mu.Lock()
-		v, ok := c.docs[key].(T)
+		doc := c.docs[key]
 		c.mu.Unlock()
-		if ok {
+		if v, ok := doc.(T); ok {
 			return v, nil
+		}
+		if raw, ok := doc.(json.RawMessage); ok { // from a cache file
+			var v T
+			if json.Unmarshal(raw, &v) == nil {
+				return v, nil
+			}
 		}
 	}
 	var v T

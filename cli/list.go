@@ -1,8 +1,12 @@
 package cli
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"text/tabwriter"
@@ -11,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/backproof/backproof/catalog"
+	"github.com/backproof/backproof/config"
 	"github.com/backproof/backproof/continuity"
 	"github.com/backproof/backproof/destination"
 	"github.com/backproof/backproof/engine"
@@ -67,12 +72,15 @@ func (e *env) listCommand() *cobra.Command {
 			}
 			entries := []listEntry{}
 			failures := []listFailure{}
+			caches := listCaches{}
+			defer caches.save()
 			for _, t := range targets {
 				for _, d := range openDestinations(e.ctx, cfg, t.Destinations) {
 					if only != "" && d.Name != only {
 						continue
 					}
-					l, err := catalog.Read(e.ctx, d, t.Name, nil)
+					cache := caches.get(cfg, d.Name)
+					l, err := catalog.Read(e.ctx, d, t.Name, cache)
 					if err != nil {
 						failures = append(failures, listFailure{t.Name, d.Name, e.redactor.String(err.Error())})
 						continue
@@ -87,7 +95,7 @@ func (e *env) listCommand() *cobra.Command {
 						go func() {
 							defer func() { <-sem; wg.Done() }()
 							le := newListEntry(t.Name, d.Name, b)
-							le.Verification = e.lastVerification(d, t.Name, b)
+							le.Verification = e.lastVerification(d, t.Name, b, cache)
 							if a, err := catalog.ReadAcceptance(e.ctx, d, t.Name, b); err != nil {
 								le.Problem = e.redactor.String("unreadable acceptance: " + err.Error())
 							} else {
@@ -150,13 +158,13 @@ func newListEntry(target, dest string, b catalog.Backup) listEntry {
 
 // lastVerification reads a backup's newest verification record. One that
 // cannot be read is reported as such rather than hiding the backup.
-func (e *env) lastVerification(d destination.Destination, target string, b catalog.Backup) *lastVerification {
+func (e *env) lastVerification(d destination.Destination, target string, b catalog.Backup, cache *catalog.Cache) *lastVerification {
 	if len(b.Records) == 0 {
 		return nil
 	}
 	name := b.Records[len(b.Records)-1]
-	var rec verify.Record
-	if err := catalog.ReadRecord(e.ctx, d, target, b.ID, name, &rec); err != nil {
+	rec, err := catalog.ReadRecordCached[verify.Record](e.ctx, cache, d, target, b.ID, name)
+	if err != nil {
 		return &lastVerification{Outcome: verify.Error, Reason: e.redactor.String("unreadable record: " + err.Error()), Record: name}
 	}
 	return &lastVerification{Outcome: rec.Outcome, At: rec.Ended, Reason: rec.Reason, Record: name}
@@ -205,4 +213,47 @@ func compare(a, b string) int {
 		return 1
 	}
 	return 0
+}
+
+// listCaches keeps what list read of each destination's manifests and
+// records on disk, so that the next list reads only what changed: a
+// manifest is read again when its listed size, time or ETag differ. The
+// file is named by the destination's place and the trust policy, so a
+// change of either starts afresh. Without a cache folder, list reads all.
+type listCaches map[string]*listCache
+
+type listCache struct {
+	path  string
+	cache *catalog.Cache
+}
+
+func (lc listCaches) get(cfg *config.Config, dest string) *catalog.Cache {
+	if c, ok := lc[dest]; ok {
+		return c.cache
+	}
+	dir, err := os.UserCacheDir()
+	d := cfg.Destinations[dest]
+	if err != nil || d == nil {
+		lc[dest] = &listCache{}
+		return nil
+	}
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%s\x00%s\x00%s\x00%v", d.Type, d.Path, d.Endpoint, d.Region, d.Bucket, d.Prefix, cfg.Encryption != nil)
+	if cfg.Signing != nil {
+		for _, k := range cfg.Signing.TrustedKeys {
+			fmt.Fprintf(h, "\x00%s", k)
+		}
+	}
+	path := filepath.Join(dir, "backproof", "catalog-"+hex.EncodeToString(h.Sum(nil))[:32]+".json")
+	c := &listCache{path: path, cache: catalog.LoadCacheFile(path)}
+	lc[dest] = c
+	return c.cache
+}
+
+func (lc listCaches) save() {
+	for _, c := range lc {
+		if c.cache != nil {
+			c.cache.Save(c.path) //nolint:errcheck // a cache that cannot be written only costs reads
+		}
+	}
 }
