@@ -40,7 +40,7 @@ func seedBackups(tb testing.TB, d destination.Destination, target string, n int)
 				return
 			}
 			if i%3 == 0 {
-				rec := map[string]any{"format": 1, "target": target, "backup_id": m.ID, "outcome": "pass",
+				rec := map[string]any{"format": 1, "target": target, "destination": "offsite", "backup_id": m.ID, "outcome": "pass",
 					"started": at.Add(time.Hour), "ended": at.Add(time.Hour + time.Minute)}
 				errs <- catalog.WriteRecord(ctx, d, target, m.ID, catalog.RecordName(at.Add(time.Hour)), rec)
 			}
