@@ -2,36 +2,17 @@ package daemon
 
 import (
 	"context"
-	"io"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/backproof/backproof/backup"
 	"github.com/backproof/backproof/catalog"
 	"github.com/backproof/backproof/destination"
+	"github.com/backproof/backproof/destination/desttest"
 	"github.com/backproof/backproof/destination/local"
 	"github.com/backproof/backproof/verify"
 )
-
-// countingStore counts the requests a scan makes.
-type countingStore struct {
-	destination.Destination
-	gets, lists atomic.Int32
-}
-
-func (c *countingStore) Get(ctx context.Context, key string) (io.ReadCloser, error) {
-	c.gets.Add(1)
-	return c.Destination.Get(ctx, key)
-}
-
-func (c *countingStore) List(ctx context.Context, prefix string) ([]destination.Object, error) {
-	c.lists.Add(1)
-	return c.Destination.List(ctx, prefix)
-}
-
-func (c *countingStore) take() (gets, lists int32) { return c.gets.Swap(0), c.lists.Swap(0) }
 
 func commitBackup(t *testing.T, d destination.Destination, at time.Time, verified bool) {
 	t.Helper()
@@ -59,7 +40,7 @@ func TestRepeatedScanReadsOnlyWhatChanged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &countingStore{Destination: s}
+	c := &desttest.Counting{Destination: s}
 	start := time.Now().Add(-300 * time.Hour).Truncate(time.Second)
 	for i := range 200 {
 		commitBackup(t, c, start.Add(time.Duration(i)*time.Hour), i%3 == 0)
@@ -73,22 +54,22 @@ func TestRepeatedScanReadsOnlyWhatChanged(t *testing.T) {
 		return caches[name]
 	}
 	now := func() time.Time { return time.Now() }
-	c.take()
+	c.Take()
 	cat := scan(context.Background(), now, "orders", dests, nil, cache)
 	if cat.Destinations[0].Backups != 200 || cat.Verified == nil {
 		t.Fatalf("first scan: %+v", cat.Destinations)
 	}
-	gets, lists := c.take()
+	gets, lists := c.Take()
 	t.Logf("first scan: %d GETs, %d listings", gets, lists)
 
 	cat = scan(context.Background(), now, "orders", dests, cat, cache)
-	if gets, lists := c.take(); gets != 0 || lists != 1 || cat.Destinations[0].Backups != 200 {
+	if gets, lists := c.Take(); gets != 0 || lists != 1 || cat.Destinations[0].Backups != 200 {
 		t.Errorf("scan of an unchanged destination: %d GETs, %d listings, %d backups; want 0, 1, 200", gets, lists, cat.Destinations[0].Backups)
 	}
 
 	commitBackup(t, s, start.Add(250*time.Hour), true)
 	cat = scan(context.Background(), now, "orders", dests, cat, cache)
-	if gets, lists := c.take(); gets != 2 || lists != 1 || cat.Destinations[0].Backups != 201 {
+	if gets, lists := c.Take(); gets != 2 || lists != 1 || cat.Destinations[0].Backups != 201 {
 		t.Errorf("scan after one new backup: %d GETs, %d listings, %d backups; want 2, 1, 201", gets, lists, cat.Destinations[0].Backups)
 	}
 }
