@@ -74,3 +74,49 @@ targets:
 		t.Errorf("GETs: unchanged %d (want 1: the listing), one new backup %d (want 3: listing, manifest, record)", second, third)
 	}
 }
+
+// A manifest the store cannot serve (connection reset on every read) is an
+// operational error for verify and restore (exit 1), never a bad backup
+// (exit 3).
+func TestUnreadableManifestExitsOne(t *testing.T) {
+	env := testenv.S3(t)
+	proxy := testenv.NewS3Proxy(t, env)
+	bucket := testenv.NewBucket(t, env)
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+	ctx := context.Background()
+	store, err := s3.New(ctx, s3.Config{Bucket: bucket, Region: env.Region, Endpoint: env.Endpoint, PathStyle: true,
+		AccessKeyID: env.AccessKey, SecretAccessKey: env.SecretKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Now().Add(-time.Hour).Truncate(time.Second)
+	m := &catalog.Manifest{Format: catalog.FormatVersion, ID: catalog.NewID(at), Target: "orders", Engine: "postgres",
+		ServerVersion: "15.8", Start: at, End: at.Add(time.Minute), Compression: "zstd",
+		Artifacts: []catalog.Artifact{{Name: "dump.pgdump.zst", Size: 3, SHA256: strings.Repeat("a", 64)}}}
+	if err := catalog.WriteManifest(ctx, store, m); err != nil {
+		t.Fatal(err)
+	}
+	proxy.SetFault(func(r *http.Request) testenv.Fault {
+		if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/"+catalog.ManifestName) {
+			return testenv.Reset
+		}
+		return testenv.Pass
+	})
+	cfg := writeConfig(t, fmt.Sprintf(`
+destinations:
+  offsite: {type: s3, bucket: %s, endpoint: %s, path_style: true, access_key_id: %s, secret_access_key: %s}
+targets:
+  orders: {engine: postgres, dsn: "postgres://u@127.0.0.1:1/db", destinations: [offsite]}
+`, bucket, proxy.Env.Endpoint, env.AccessKey, env.SecretKey))
+	for _, args := range [][]string{
+		{"verify", "-c", cfg, "orders", "--backup", m.ID},
+		{"verify", "-c", cfg, "orders"},
+		{"restore", "-c", cfg, "orders", "--backup", m.ID, "--to", "postgres://u@127.0.0.1:1/db"},
+		{"restore", "-c", cfg, "orders", "--to", "postgres://u@127.0.0.1:1/db"},
+	} {
+		r := runCLI(t, ctx, args...)
+		if r.code != 1 || !strings.Contains(r.stdout+r.stderr, "manifest.json") {
+			t.Errorf("%v: exit %d, want 1 naming the manifest:\n%s\n%s", args, r.code, r.stdout, r.stderr)
+		}
+	}
+}
