@@ -52,6 +52,7 @@ func (c *Config) validate() []problem {
 	v.sandbox()
 	v.destinations()
 	v.targets()
+	v.replicas()
 	return v.problems
 }
 
@@ -202,6 +203,27 @@ func readIdentityFile(name string) (Secret, error) {
 		return Secret{}, fmt.Errorf("%s: %v", name, err)
 	}
 	return NewSecret(string(data)), nil
+}
+
+func (v *validator) replicas() {
+	r := v.c.Replicas
+	if r == nil {
+		return
+	}
+	switch {
+	case r.Destination == "":
+		v.addf("replicas.destination", "required: the destination where the replicas meet")
+	case v.c.Destinations[r.Destination] == nil:
+		v.addf("replicas.destination", "unknown destination %s", quoteValue(r.Destination))
+	case v.c.Destinations[r.Destination].ObjectLock != nil:
+		v.addf("replicas.destination", "destination %s has object_lock, which would keep every heartbeat for days: pick one without", quoteValue(r.Destination))
+	}
+	if !isName(r.ID) {
+		v.addf("replicas.id", "invalid replica id %s: use letters, digits, '.', '_' and '-', starting with a letter or digit", quoteValue(r.ID))
+	}
+	if r.TTL < MinReplicaTTL {
+		v.addf("replicas.ttl", "must be at least %s, got %s", MinReplicaTTL, r.TTL)
+	}
 }
 
 func (v *validator) signing() {

@@ -77,3 +77,32 @@ targets:
 		}
 	}
 }
+
+func TestReplicasValidation(t *testing.T) {
+	_, err := Parse([]byte(`
+replicas: {destination: vault, id: "bad id", ttl: 1s}
+destinations:
+  vault: {type: s3, bucket: b, region: us-east-1, object_lock: {mode: governance, days: 3}}
+targets:
+  orders: {engine: postgres, dsn: "postgres://u@db/orders", destinations: [vault]}
+`), "/etc/backproof.yaml", nil)
+	for _, want := range []string{
+		`replicas.destination: destination "vault" has object_lock`,
+		`replicas.id: invalid replica id "bad id"`,
+		"replicas.ttl: must be at least 3s, got 1s",
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v\nwant it to contain %q", err, want)
+		}
+	}
+	c, err := Parse([]byte(`
+replicas: {destination: disk}
+destinations:
+  disk: {type: local, path: /var/backups}
+targets:
+  orders: {engine: postgres, dsn: "postgres://u@db/orders", destinations: [disk]}
+`), "/etc/backproof.yaml", nil)
+	if err != nil || c.Replicas.TTL != DefaultReplicaTTL || c.Replicas.ID == "" {
+		t.Fatalf("defaults: %+v, %v", c.Replicas, err)
+	}
+}

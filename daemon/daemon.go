@@ -72,6 +72,9 @@ type Daemon struct {
 	reloadErr string
 	caches    map[string]*catalog.Cache // manifest summaries by destination, for this config
 	scanCtx   context.Context           // Serve's: done at the stop
+	replicas  *replicaSet               // nil: this daemon runs every target
+	replicasC *config.Replicas          // what replicas was made from
+	stopReps  context.CancelFunc        // ends replicas' heartbeats
 }
 
 // newHTTPServer serves h with timeouts: a client that sends or reads
@@ -236,6 +239,7 @@ func (d *Daemon) apply(cfg *config.Config) {
 	}
 	d.cfg = cfg
 	d.caches = map[string]*catalog.Cache{} // a new config may read the stores under new policies
+	d.applyReplicas(cfg)
 	schedCtx, stopSched := context.WithCancel(d.ctx)
 	d.stopSched = stopSched
 	now := d.now()
@@ -271,6 +275,7 @@ func (d *Daemon) apply(cfg *config.Config) {
 			mt.Jobs = append(mt.Jobs, metrics.JobVerify)
 		}
 		d.Metrics.Init(mt)
+		d.Metrics.TargetOwned.WithLabelValues(name).Set(b2f(d.replicas == nil || d.replicas.owns(name)))
 	}
 	d.mu.Unlock()
 	for _, ts := range all {
@@ -379,7 +384,27 @@ func (d *Daemon) begin(ts *targetState, job string, sem chan struct{}) (end func
 	}, true
 }
 
+// owns reports whether this daemon runs the target's schedules: always,
+// unless replicas share the targets.
+func (d *Daemon) owns(target string) bool {
+	d.mu.Lock()
+	r := d.replicas
+	d.mu.Unlock()
+	ok := r == nil || r.owns(target)
+	d.Metrics.TargetOwned.WithLabelValues(target).Set(b2f(ok))
+	if !ok {
+		d.Log.Debug("another replica runs this target", "target", target)
+	}
+	return ok
+}
+
 func (d *Daemon) backup(cfg *config.Config, t *config.Target, ts *targetState) bool {
+	if !d.owns(t.Name) {
+		// Another replica backs it up: read what it did, so that this
+		// replica's metrics and alerts stay true too.
+		d.rescan(cfg, t, ts)
+		return true
+	}
 	if !ts.backupLock.TryLock() {
 		return false
 	}
@@ -464,6 +489,10 @@ func (d *Daemon) prune(cfg *config.Config, t *config.Target, ts *targetState) {
 }
 
 func (d *Daemon) verify(cfg *config.Config, t *config.Target, ts *targetState) bool {
+	if !d.owns(t.Name) {
+		d.rescan(cfg, t, ts)
+		return true
+	}
 	if !ts.verifyLock.TryLock() {
 		return false
 	}
