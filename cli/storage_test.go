@@ -13,19 +13,33 @@ import (
 	"github.com/backproof/backproof/internal/testenv"
 )
 
-// A second list reads only what changed since the first: one listing and
-// the new backup's manifest, not every manifest and record again.
-func TestListReadsOnlyWhatChanged(t *testing.T) {
+// proxiedStore returns a fresh bucket reached directly (store) and a config
+// whose destination "offsite" reaches it through a counting, fault-injecting
+// proxy; list's cache goes to a folder of the test's.
+func proxiedStore(t *testing.T) (*testenv.S3Proxy, *s3.Store, string) {
 	env := testenv.S3(t)
 	proxy := testenv.NewS3Proxy(t, env)
 	bucket := testenv.NewBucket(t, env)
 	t.Setenv("XDG_CACHE_HOME", t.TempDir())
-	ctx := context.Background()
-	store, err := s3.New(ctx, s3.Config{Bucket: bucket, Region: env.Region, Endpoint: env.Endpoint, PathStyle: true,
-		AccessKeyID: env.AccessKey, SecretAccessKey: env.SecretKey})
+	store, err := s3.New(context.Background(), s3.Config{Bucket: bucket, Region: env.Region, Endpoint: env.Endpoint,
+		PathStyle: true, AccessKeyID: env.AccessKey, SecretAccessKey: env.SecretKey})
 	if err != nil {
 		t.Fatal(err)
 	}
+	cfg := writeConfig(t, fmt.Sprintf(`
+destinations:
+  offsite: {type: s3, bucket: %s, endpoint: %s, path_style: true, access_key_id: %s, secret_access_key: %s}
+targets:
+  orders: {engine: postgres, dsn: "postgres://u@127.0.0.1:1/db", destinations: [offsite]}
+`, bucket, proxy.Env.Endpoint, env.AccessKey, env.SecretKey))
+	return proxy, store, cfg
+}
+
+// A second list reads only what changed since the first: one listing and
+// the new backup's manifest, not every manifest and record again.
+func TestListReadsOnlyWhatChanged(t *testing.T) {
+	proxy, store, cfg := proxiedStore(t)
+	ctx := context.Background()
 	commit := func(at time.Time) {
 		m := &catalog.Manifest{Format: catalog.FormatVersion, ID: catalog.NewID(at), Target: "orders", Engine: "postgres",
 			Start: at, End: at.Add(time.Minute),
@@ -43,12 +57,6 @@ func TestListReadsOnlyWhatChanged(t *testing.T) {
 	for i := range 40 {
 		commit(start.Add(time.Duration(i) * time.Hour))
 	}
-	cfg := writeConfig(t, fmt.Sprintf(`
-destinations:
-  offsite: {type: s3, bucket: %s, endpoint: %s, path_style: true, access_key_id: %s, secret_access_key: %s}
-targets:
-  orders: {engine: postgres, dsn: "postgres://u@127.0.0.1:1/db", destinations: [offsite]}
-`, bucket, proxy.Env.Endpoint, env.AccessKey, env.SecretKey))
 	list := func() (gets int, out string) {
 		proxy.ResetCounts()
 		r := runCLI(t, ctx, "list", "-c", cfg)
@@ -79,16 +87,8 @@ targets:
 // operational error for verify and restore (exit 1), never a bad backup
 // (exit 3).
 func TestUnreadableManifestExitsOne(t *testing.T) {
-	env := testenv.S3(t)
-	proxy := testenv.NewS3Proxy(t, env)
-	bucket := testenv.NewBucket(t, env)
-	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+	proxy, store, cfg := proxiedStore(t)
 	ctx := context.Background()
-	store, err := s3.New(ctx, s3.Config{Bucket: bucket, Region: env.Region, Endpoint: env.Endpoint, PathStyle: true,
-		AccessKeyID: env.AccessKey, SecretAccessKey: env.SecretKey})
-	if err != nil {
-		t.Fatal(err)
-	}
 	at := time.Now().Add(-time.Hour).Truncate(time.Second)
 	m := &catalog.Manifest{Format: catalog.FormatVersion, ID: catalog.NewID(at), Target: "orders", Engine: "postgres",
 		ServerVersion: "15.8", Start: at, End: at.Add(time.Minute), Compression: "zstd",
@@ -102,12 +102,6 @@ func TestUnreadableManifestExitsOne(t *testing.T) {
 		}
 		return testenv.Pass
 	})
-	cfg := writeConfig(t, fmt.Sprintf(`
-destinations:
-  offsite: {type: s3, bucket: %s, endpoint: %s, path_style: true, access_key_id: %s, secret_access_key: %s}
-targets:
-  orders: {engine: postgres, dsn: "postgres://u@127.0.0.1:1/db", destinations: [offsite]}
-`, bucket, proxy.Env.Endpoint, env.AccessKey, env.SecretKey))
 	for _, args := range [][]string{
 		{"verify", "-c", cfg, "orders", "--backup", m.ID},
 		{"verify", "-c", cfg, "orders"},
