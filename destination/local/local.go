@@ -121,7 +121,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader) (err error) {
 			s.root.Remove(tmp)
 		}
 	}()
-	if _, err := io.Copy(f, destination.ContextReader(ctx, r)); err != nil {
+	if err := copyToFile(f, destination.ContextReader(ctx, r)); err != nil {
 		return fmt.Errorf("put %s: %w", key, err)
 	}
 	if err := f.Sync(); err != nil {
