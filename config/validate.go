@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"filippo.io/age"
 
@@ -347,6 +348,7 @@ func (v *validator) local(p string, d *Destination) {
 	case strings.HasPrefix(d.Path, "~"):
 		v.addf(p+".path", "~ is not expanded; use an absolute path or ${HOME}")
 	}
+	v.stall(p, d)
 	v.notApplicable(p, "local", map[string]bool{
 		"bucket":            d.Bucket != "",
 		"prefix":            d.Prefix != "",
@@ -363,6 +365,7 @@ func (v *validator) local(p string, d *Destination) {
 }
 
 func (v *validator) s3(p string, d *Destination) {
+	v.stall(p, d)
 	v.notApplicable(p, "s3", map[string]bool{"path": d.Path != ""})
 	switch {
 	case d.Bucket == "":
@@ -413,6 +416,12 @@ func (v *validator) s3(p string, d *Destination) {
 		if l.Days < 1 || l.Days > MaxObjectLockDays {
 			v.addf(p+".object_lock.days", "must be between 1 and %d, got %d", MaxObjectLockDays, l.Days)
 		}
+	}
+}
+
+func (v *validator) stall(p string, d *Destination) {
+	if d.StallTimeout != 0 && d.StallTimeout < time.Second {
+		v.addf(p+".stall_timeout", "must be at least 1s, got %s", d.StallTimeout)
 	}
 }
 

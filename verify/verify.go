@@ -60,7 +60,9 @@ type Request struct {
 	// BackupID selects a backup; empty: the one Pick chooses.
 	BackupID string
 	Pick     Picker
-	Checks   []config.Check
+	// Cache, when set, keeps manifest summaries between runs (a daemon's).
+	Cache  *catalog.Cache
+	Checks []config.Check
 	// Integrity runs the engine's integrity check (Copy.Integrity): nil
 	// when the sandbox can, true always (unsupported is an error), false never.
 	Integrity *bool
@@ -363,6 +365,11 @@ func (r *run) selectBackup(ctx context.Context) (*catalog.Manifest, error) {
 			return nil, fmt.Errorf("backup %s of %s is not on destination %s", r.req.BackupID, r.req.Target, r.req.Destination)
 		}
 	} else {
+		// Picking needs every backup's dates: their summaries, not their
+		// whole manifests.
+		if err := l.Load(ctx, r.req.Store, r.req.Cache); err != nil {
+			return nil, fmt.Errorf("read manifests: %w", err)
+		}
 		pick := r.req.Pick
 		if pick == nil {
 			pick = Latest
@@ -378,7 +385,17 @@ func (r *run) selectBackup(ctx context.Context) (*catalog.Manifest, error) {
 	if b.Invalid != "" {
 		return nil, fmt.Errorf("%w: %s", errInvalidManifest, b.Invalid)
 	}
-	m := b.Manifest
+	// The one backup verified is read whole. A manifest that cannot be
+	// read is an error (the store failed), never a verdict.
+	m, err := catalog.ReadManifest(ctx, r.req.Store, r.req.Target, b.ID)
+	switch {
+	case errors.Is(err, catalog.ErrInvalid):
+		return nil, fmt.Errorf("%w: %v", errInvalidManifest, err)
+	case errors.Is(err, destination.ErrNotFound):
+		return nil, fmt.Errorf("backup %s of %s: %w", b.ID, r.req.Target, catalog.ErrPruned)
+	case err != nil:
+		return nil, fmt.Errorf("read the manifest: %w", err)
+	}
 	r.rec.BackupCreated = &m.Start
 	switch {
 	case m.Engine != r.req.Engine:
