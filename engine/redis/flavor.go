@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/backproof/backproof/engine/redis/rdb"
 )
 
 // Flavors: the engine names of Redis and of Valkey, its fork. Both speak the
@@ -46,10 +48,23 @@ func serverOf(f map[string]string) (server, error) {
 	return server{}, fmt.Errorf("INFO server: no redis_version")
 }
 
-// readableRDB is the newest RDB version the server loads (and RESTORE
-// accepts), or 0 for a version newer than this build knows: then the
-// server decides.
-func (s server) readableRDB() int {
+// readsRDB reports whether the server loads (and RESTORE accepts) an RDB
+// version. Valkey reads Redis's versions up to 11 and its own from 80: it
+// refuses Redis 7.4+'s 12 to 79 as foreign. A server newer than this build
+// knows decides for itself.
+func (s server) readsRDB(v int) bool {
+	newest := s.newestRDB()
+	switch {
+	case newest == 0:
+		return true
+	case s.flavor == Valkey && v > 11 && v < rdb.ValkeyMinVersion:
+		return false
+	}
+	return v <= newest
+}
+
+// newestRDB is the newest RDB version the server reads, 0 when unknown.
+func (s server) newestRDB() int {
 	major, minor := majorMinor(s.version)
 	if s.flavor == Valkey {
 		switch {

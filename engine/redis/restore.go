@@ -93,9 +93,9 @@ func (e *Engine) RestoreInto(ctx context.Context, dsn, path string, info *engine
 	}
 	// A server refuses a RESTORE payload of an RDB version newer than it
 	// reads: refuse the whole restore before the first key instead.
-	if readable := target.readableRDB(); readable > 0 && rd.Version() > readable {
-		return fmt.Errorf("the backup is RDB version %d (written by %s); the target runs %s, which reads RDB versions up to %d: restore into a server at least as new as the backup's source; the target was not touched",
-			rd.Version(), writtenBy(rd.Version()), target, readable)
+	if !target.readsRDB(rd.Version()) {
+		return fmt.Errorf("the backup is RDB version %d (written by %s); the target runs %s, which cannot read it: restore into a server of the backup's flavor at least as new as its source; the target was not touched",
+			rd.Version(), writtenBy(rd.Version()), target)
 	}
 	w := &restoreWriter{c: c, db: -1, replace: opts.Clean, version: rd.Version()}
 	for {
