@@ -95,7 +95,11 @@ func (e *Engine) Dump(ctx context.Context, w io.Writer) (*engine.DumpInfo, error
 	var tables []engine.TableStats
 	var countErr error
 	started := time.Now()
-	body, err := replicate(repl, e.log, func() {
+	announce := ""
+	if srv.flavor == Valkey {
+		announce = srv.version
+	}
+	body, err := replicate(repl, e.log, announce, func() {
 		tables, countErr = keyspace(ctl)
 		ctl.close()
 	})

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"os"
 	"testing"
 )
 
@@ -43,3 +44,22 @@ func TestValkeyHeader(t *testing.T) {
 	}
 }
 
+// A Valkey 9.1 SAVE of a hash whose field "goes" has an expiry (HEXPIRE):
+// RDB 80, type 22 (Valkey's hash with field expiries).
+func TestValkeyHashTTL(t *testing.T) {
+	data, err := os.ReadFile("testdata/valkey9-hash-ttl.rdb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rd, err := NewReader(bytes.NewReader(data), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ent, err := rd.Next()
+	if err != nil || string(ent.Key) != "h" || TypeName(ent.Type) != "hash" || rd.Version() != 80 {
+		t.Fatalf("entry %+v, version %d: %v", ent, rd.Version(), err)
+	}
+	if _, err := rd.Next(); err != io.EOF {
+		t.Errorf("after the hash: %v, want the end of an intact file", err)
+	}
+}
