@@ -24,7 +24,7 @@ import (
 // as the daemon image would carry it); verification then runs on this
 // host's pg_restore 15, so the sandbox's own pg_restore must restore.
 func TestVersionsPostgres(t *testing.T) {
-	image := testenv.PostgresImage(t)
+	image := testenv.PostgresImageTemplate(t)
 	testenv.NoSandboxesLeft(t)
 	ctx := context.Background()
 	servers := testenv.PostgresServers
@@ -44,7 +44,7 @@ func TestVersionsPostgres(t *testing.T) {
 				"app", "postgres", dsn, "")
 			newTools := hostPath
 			if src.Major > 15 {
-				newTools = pgToolsFromImage(t, strings.ReplaceAll(image, "{major}", fmt.Sprint(src.Major))) + ":" + hostPath
+				newTools = pgToolsFromImage(t, src.Image(t)) + ":" + hostPath
 			}
 
 			t.Setenv("PATH", newTools)

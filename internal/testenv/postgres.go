@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -118,4 +119,27 @@ func Exec(t testing.TB, dsn, sql string) {
 	if _, err := conn.Exec(ctx, sql); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// Image returns the sandbox image of the server's major: the
+// BACKPROOF_TEST_PG_IMAGE template with "{major}" replaced, or its tag
+// replaced when it names one version. It requires Docker too.
+func (s PostgresServer) Image(t testing.TB) string {
+	t.Helper()
+	return strings.ReplaceAll(PostgresImageTemplate(t), "{major}", strconv.Itoa(s.Major))
+}
+
+// PostgresImageTemplate returns BACKPROOF_TEST_PG_IMAGE as a template with
+// "{major}" (scripts/testenv.sh names the 15 image; its siblings differ in
+// the tag). It requires Docker too.
+func PostgresImageTemplate(t testing.TB) string {
+	t.Helper()
+	img := PostgresImage(t)
+	if strings.Contains(img, "{major}") {
+		return img
+	}
+	if i := strings.LastIndexByte(img, ':'); i > strings.LastIndexByte(img, '/') {
+		img = img[:i]
+	}
+	return img + ":{major}"
 }
