@@ -289,11 +289,19 @@ start_mysql() {
     MYSQL_ENV+="export $var='mysql://root:$pass@127.0.0.1:$port/'"$'\n'
   done
   # Ready: the real server logs its TCP port (the init step logs none).
-  local c ok
-  for c in "${names[@]}"; do
+  wait_logged 'port: 3306  ' 1 480 "${names[@]}"
+}
+
+# wait_logged PATTERN COUNT TRIES CONTAINER...: wait until each container has logged a
+# line matching PATTERN COUNT times, polling every 0.25 s at most TRIES times; die with
+# its log when it stops or runs out of tries.
+wait_logged() {
+  local pattern=$1 count=$2 tries=$3 c ok i
+  shift 3
+  for c; do
     ok=
-    for _ in {1..480}; do
-      if docker logs "$c" 2>&1 | grep -q 'port: 3306  '; then ok=1; break; fi
+    for ((i = 0; i < tries; i++)); do
+      if (($(docker logs "$c" 2>&1 | grep -c -- "$pattern") >= count)); then ok=1; break; fi
       [[ $(docker inspect -f '{{.State.Running}}' "$c" 2>/dev/null) == true ]] || break
       sleep 0.25
     done
@@ -330,20 +338,7 @@ start_pg_containers() {
     PGC_ENV+="export $var='postgres://postgres:$pass@127.0.0.1:$port/postgres?sslmode=disable'"$'\n'
   done
   # Ready: the real server's ready line (the init server logs one before it).
-  local c ok
-  for c in "${names[@]}"; do
-    ok=
-    for _ in {1..240}; do
-      if (($(docker logs "$c" 2>&1 | grep -c 'database system is ready to accept connections') >= 2)); then ok=1; break; fi
-      [[ $(docker inspect -f '{{.State.Running}}' "$c" 2>/dev/null) == true ]] || break
-      sleep 0.25
-    done
-    if [[ -z $ok ]]; then
-      docker logs "$c" >"$LOGS/$c.log" 2>&1 || true
-      tail -n 40 "$LOGS/$c.log" >&2
-      die "$c did not become ready (log: $LOGS/$c.log)"
-    fi
-  done
+  wait_logged 'database system is ready to accept connections' 2 240 "${names[@]}"
 }
 
 write_env() {

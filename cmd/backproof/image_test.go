@@ -64,7 +64,7 @@ func TestImage(t *testing.T) {
 			t.Errorf("%s --version: %q", tool, v)
 		}
 	}
-	imageBacksUpPG18(t, tag, docker)
+	imageBacksUpPG18(t, ctx, tag)
 
 	var img []struct {
 		Config struct {
@@ -128,7 +128,7 @@ targets:
 // imageBacksUpPG18: the image's backproof backs up a PostgreSQL 18 server
 // with its own pg_dump (this host's is older). The container shares the
 // host's network only to reach the test server on 127.0.0.1.
-func imageBacksUpPG18(t *testing.T, tag string, docker func(args ...string) string) {
+func imageBacksUpPG18(t *testing.T, ctx context.Context, tag string) {
 	t.Helper()
 	dsn := testenv.PostgresServers[2].NewDB(t)
 	testenv.Exec(t, dsn, "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 42)")
@@ -155,15 +155,21 @@ targets:
 	}
 	// The DSN reaches docker through its environment only (-e NAME).
 	t.Setenv("PG18_DSN", dsn)
-	out := docker("run", "--rm", "--network", "host", "--label", "io.backproof.test=image", "-e", "PG18_DSN",
+	var stderr bytes.Buffer
+	run := exec.CommandContext(ctx, "docker", "run", "--rm", "--network", "host", "--label", "io.backproof.test=image", "-e", "PG18_DSN",
 		"-v", dir+":/var/lib/backproof", tag, "backup", "-c", "/var/lib/backproof/backproof.yaml", "--json")
+	run.Stderr = &stderr
+	out, err := run.Output()
+	if err != nil {
+		t.Fatalf("backup in the image: %v\n%s", err, tail(stderr.String(), 20))
+	}
 	var doc struct {
 		Backups []struct {
 			ID           string
 			Destinations []struct{ Committed bool }
 		}
 	}
-	if err := json.Unmarshal([]byte(out), &doc); err != nil || len(doc.Backups) != 1 || len(doc.Backups[0].Destinations) != 1 || !doc.Backups[0].Destinations[0].Committed {
+	if err := json.Unmarshal(out, &doc); err != nil || len(doc.Backups) != 1 || len(doc.Backups[0].Destinations) != 1 || !doc.Backups[0].Destinations[0].Committed {
 		t.Fatalf("backup in the image: %v\n%s", err, out)
 	}
 	manifest, err := os.ReadFile(filepath.Join(store, "pg18", doc.Backups[0].ID, "manifest.json"))

@@ -84,11 +84,11 @@ func (e *Engine) Restore(ctx context.Context, srv engine.Server, path string, in
 // whose pg_restore is older than the backup's pg_dump, naming the version
 // needed.
 func (e *Engine) RestoreInto(ctx context.Context, dsn, path string, info *engine.DumpInfo, opts engine.RestoreOptions) error {
-	if _, err := pickTool("pg_restore", findTools(ctx, "pg_restore", e.binDirs), DumpMajor(info)); err != nil {
-		return fmt.Errorf("%w (the backup was written by pg_dump %s); the target was not touched", err, info.Tools["pg_dump"])
-	}
 	if err := e.checkTargetMajor(ctx, dsn, info); err != nil {
 		return err
+	}
+	if _, err := pickTool("pg_restore", findTools(ctx, "pg_restore", e.binDirs), DumpMajor(info)); err != nil {
+		return fmt.Errorf("%w (the backup was written by pg_dump %s); the target was not touched", err, info.Tools["pg_dump"])
 	}
 	err := e.restore(ctx, dsn, path, info, opts)
 	if err != nil && opts.Jobs <= 1 {
