@@ -20,6 +20,9 @@ func (e *env) configCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			for _, w := range cfg.Warnings() {
+				fmt.Fprintf(e.stderr, "warning: %s: %s\n", cfg.File, w)
+			}
 			fmt.Fprintf(e.stdout, "%s: ok (%d targets, %d destinations)\n", cfg.File, len(cfg.Targets), len(cfg.Destinations))
 			return nil
 		},

@@ -65,13 +65,16 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader) error {
 }
 
 func (s *Store) putSingle(ctx context.Context, key, obj string, data []byte) error {
-	_, err := s.client.PutObject(ctx, &s3.PutObjectInput{
+	in := &s3.PutObjectInput{
 		Bucket:        &s.bucket,
 		Key:           &obj,
 		Body:          bytes.NewReader(data),
 		ContentLength: aws.Int64(int64(len(data))),
-	})
-	if err != nil {
+	}
+	if err := s.lockPut(ctx, in, data); err != nil {
+		return err
+	}
+	if _, err := s.client.PutObject(ctx, in); err != nil {
 		return s.translate("put", key, err)
 	}
 	return nil
@@ -131,6 +134,9 @@ func (mp *multipart) run(ctx context.Context, first, second []byte, eof bool) er
 		// declared the algorithm.
 		in.ChecksumAlgorithm = types.ChecksumAlgorithmCrc32
 	}
+	if err := s.lockUpload(ctx, in); err != nil {
+		return err
+	}
 	out, err := s.client.CreateMultipartUpload(ctx, in)
 	if err != nil {
 		return s.translate("put", mp.key, err)
@@ -165,6 +171,7 @@ func (mp *multipart) run(ctx context.Context, first, second []byte, eof bool) er
 			if s.checksums {
 				in.ChecksumAlgorithm = types.ChecksumAlgorithmCrc32
 			}
+			s.lockPart(in, buf[:n])
 			out, err := s.client.UploadPart(upCtx, in)
 			if err != nil {
 				mp.fail(s.explain("put", mp.key, fmt.Sprintf("part %d", num), err), cancel)

@@ -71,13 +71,15 @@ type Config struct {
 	// Concurrency is the number of parts uploaded in parallel (default 2).
 	// A Put holds at most (Concurrency+1) x PartSize bytes in memory.
 	Concurrency int
+	// Lock, when its Mode is set, locks every object Put stores.
+	Lock Lock
 }
 
 // String describes the config without its secrets.
 func (c Config) String() string {
-	return fmt.Sprintf("s3{bucket=%q prefix=%q region=%q endpoint=%q path_style=%t access_key_id=%q secret_access_key=%s session_token=%s part_size=%d concurrency=%d}",
+	return fmt.Sprintf("s3{bucket=%q prefix=%q region=%q endpoint=%q path_style=%t access_key_id=%q secret_access_key=%s session_token=%s part_size=%d concurrency=%d object_lock=%s/%d}",
 		c.Bucket, c.Prefix, c.Region, c.Endpoint, c.PathStyle, c.AccessKeyID,
-		redacted(c.SecretAccessKey), redacted(c.SessionToken), c.PartSize, c.Concurrency)
+		redacted(c.SecretAccessKey), redacted(c.SessionToken), c.PartSize, c.Concurrency, c.Lock.Mode, c.Lock.Days)
 }
 
 // GoString keeps %#v from printing the secrets.
@@ -145,6 +147,9 @@ func (c *Config) validate() error {
 	case c.Concurrency < 0:
 		errs = append(errs, fmt.Errorf("concurrency %d: must be at least 1", c.Concurrency))
 	}
+	if err := c.Lock.validate(); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
 
@@ -168,6 +173,9 @@ type Store struct {
 
 	bucketChecked      atomic.Bool // HeadBucket succeeded once
 	conditionalChecked atomic.Bool // the store refused a conditional create once
+
+	lock        Lock
+	lockChecked atomic.Bool // the bucket has Object Lock enabled
 }
 
 var _ destination.Destination = (*Store)(nil)
@@ -214,6 +222,7 @@ func newStore(ctx context.Context, cfg Config, optFns ...func(*s3.Options)) (*St
 		partSize:    cfg.PartSize,
 		concurrency: cfg.Concurrency,
 		maxParts:    maxParts,
+		lock:        cfg.Lock,
 	}
 	if cfg.Prefix != "" {
 		s.prefix = cfg.Prefix + "/"
