@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"encoding/json"
 	"fmt"
 	"runtime"
 	"runtime/debug"
@@ -70,13 +69,14 @@ func orNone(s string) string {
 	return s
 }
 
-// writeJSON prints one JSON document on stdout, with secrets masked.
+// writeJSON prints one JSON document on stdout, with secrets masked in its
+// string values before they are encoded.
 func (e *env) writeJSON(v any) error {
-	data, err := json.MarshalIndent(v, "", "  ")
+	data, err := e.redactor.Marshal(v)
 	if err != nil {
 		return err
 	}
-	_, err = fmt.Fprintln(e.stdout, e.redactor.String(string(data)))
+	_, err = fmt.Fprintln(e.stdout, string(data))
 	return err
 }
 

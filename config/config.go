@@ -38,7 +38,7 @@ const (
 	DefaultReplicaTTL     = time.Minute
 	MinReplicaTTL         = 3 * time.Second // replicas write a heartbeat every third of it
 	DefaultS3Region       = "us-east-1"
-	DefaultS3PartSize     = 16 * MiB
+	DefaultS3PartSize     = 5 * MiB
 	DefaultS3Concurrency  = 2
 )
 

@@ -554,7 +554,7 @@ func (v *validator) verify(p string, vf *Verify, engine string) {
 			v.addf(cp+".query", "required")
 		case v.c.opts.CheckQuery != nil:
 			if err := v.c.opts.CheckQuery(engine, c.Query); err != nil {
-				v.addf(cp+".query", "%v", err)
+				v.addf(cp+".query", "%v (check %s)", err, quoteValue(c.Name))
 			}
 		}
 		hasExpect := c.Expect != "" || v.c.has(cp+".expect")

@@ -34,8 +34,9 @@ const (
 	MinPartSize = 5 << 20
 	// MaxPartSize is the largest part S3 accepts.
 	MaxPartSize = 5 << 30
-	// DefaultPartSize caps a streamed object at 16 MiB x 10,000 = 156 GiB.
-	DefaultPartSize = 16 << 20
+	// DefaultPartSize keeps a backup to S3 under 64 MiB of RSS: (2+1) x 5 MiB
+	// of part buffers. Parts grow past 500 parts (partFor).
+	DefaultPartSize = MinPartSize
 	// DefaultConcurrency is the number of parts uploaded in parallel.
 	DefaultConcurrency = 2
 	// maxParts is S3's limit on the parts of one multipart upload.
@@ -65,7 +66,8 @@ type Config struct {
 	// Credentials. Empty AccessKeyID and SecretAccessKey select the SDK's
 	// default chain (environment, shared profile, instance or task role).
 	AccessKeyID, SecretAccessKey, SessionToken string
-	// PartSize is the multipart part size, at least 5 MiB (default 16 MiB).
+	// PartSize is the multipart part size, at least 5 MiB (default 5 MiB);
+	// parts double every 500 parts.
 	// A streamed object can be at most 10,000 parts long.
 	PartSize int64
 	// Concurrency is the number of parts uploaded in parallel (default 2).

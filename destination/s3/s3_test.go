@@ -870,3 +870,16 @@ func TestObjectLockConfig(t *testing.T) {
 		}
 	}
 }
+
+// Parts start small, so memory stays (Concurrency+1) x PartSize for
+// backups up to 500 parts, and grow so that an object can still reach
+// S3's 5 TiB limit within 10,000 parts.
+func TestPartsGrow(t *testing.T) {
+	s := &Store{partSize: DefaultPartSize, maxParts: maxParts}
+	if s.partFor(1) != 5<<20 || s.partFor(500) != 5<<20 || s.partFor(501) != 10<<20 || s.partFor(maxParts) > MaxPartSize {
+		t.Errorf("parts 1, 500, 501, 10000: %d %d %d %d", s.partFor(1), s.partFor(500), s.partFor(501), s.partFor(maxParts))
+	}
+	if c := s.capacity(); c < 5<<40 {
+		t.Errorf("capacity at the default part size %d, want at least 5 TiB", c)
+	}
+}
