@@ -84,11 +84,8 @@ func (e *Engine) Restore(ctx context.Context, srv engine.Server, path string, in
 // whose pg_restore is older than the backup's pg_dump, naming the version
 // needed.
 func (e *Engine) RestoreInto(ctx context.Context, dsn, path string, info *engine.DumpInfo, opts engine.RestoreOptions) error {
-	if err := e.checkTargetMajor(ctx, dsn, info); err != nil {
+	if err := e.checkTarget(ctx, dsn, info); err != nil {
 		return err
-	}
-	if _, err := pickTool("pg_restore", findTools(ctx, "pg_restore", e.binDirs), DumpMajor(info)); err != nil {
-		return fmt.Errorf("%w (the backup was written by pg_dump %s); the target was not touched", err, info.Tools["pg_dump"])
 	}
 	err := e.restoreFile(ctx, dsn, path, info, opts)
 	if err != nil && opts.Jobs <= 1 {
@@ -116,6 +113,9 @@ func (e *Engine) restoreFile(ctx context.Context, dsn, path string, info *engine
 // archive from r, in one transaction.
 func (e *Engine) RestoreStream(ctx context.Context, dsn string, r io.Reader, info *engine.DumpInfo, opts engine.RestoreOptions) error {
 	opts.Jobs = 1
+	if err := e.checkTarget(ctx, dsn, info); err != nil {
+		return err
+	}
 	if err := e.restore(ctx, dsn, "", r, info, opts); err != nil {
 		return fmt.Errorf("%w; rolled back (one transaction): the target is as it was before", err)
 	}
@@ -167,6 +167,19 @@ func (e *Engine) restore(ctx context.Context, dsn, path string, in io.Reader, in
 			return fmt.Errorf("pg_restore could not reach %s (%v): %s", Describe(dsn), err, out)
 		}
 		return fmt.Errorf("%w: pg_restore %s (%v): %s", engine.ErrRestore, tool.Version, err, out)
+	}
+	return nil
+}
+
+// checkTarget refuses, before anything is written, a target of an older
+// major than the backup's source and a host whose pg_restore is older than
+// the backup's pg_dump.
+func (e *Engine) checkTarget(ctx context.Context, dsn string, info *engine.DumpInfo) error {
+	if err := e.checkTargetMajor(ctx, dsn, info); err != nil {
+		return err
+	}
+	if _, err := pickTool("pg_restore", findTools(ctx, "pg_restore", e.binDirs), DumpMajor(info)); err != nil {
+		return fmt.Errorf("%w (the backup was written by pg_dump %s); the target was not touched", err, info.Tools["pg_dump"])
 	}
 	return nil
 }
