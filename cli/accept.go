@@ -97,5 +97,5 @@ func continuityPolicy(t *config.Target) *continuity.Policy {
 		return nil
 	}
 	return &continuity.Policy{MaxDrop: p.MaxDrop, MinRows: p.MinRows, Ignore: p.Ignore,
-		MissingIsEmpty: t.Engine == config.EngineRedis}
+		MissingIsEmpty: t.IsRedis()}
 }

@@ -25,7 +25,7 @@ import (
 var kinds = []engine.Kind{
 	postgres.Kind,
 	mongodb.Kind,
-	redis.Kind,
+	redis.Kind, redis.ValkeyKind,
 	mysql.Kind, mysql.MariaDBKind,
 }
 

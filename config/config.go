@@ -48,6 +48,7 @@ const (
 	EnginePostgres = "postgres"
 	EngineMongoDB  = "mongodb"
 	EngineRedis    = "redis"
+	EngineValkey   = "valkey" // Valkey, Redis's fork: the redis engine's code, its own images and RDB versions
 	EngineMySQL    = "mysql"
 	EngineMariaDB  = "mariadb"
 )
@@ -353,7 +354,8 @@ func defaults() *Config {
 			Images: map[string]string{
 				EnginePostgres: "postgres:{major}",
 				EngineMongoDB:  "mongo:7",
-				EngineRedis:    "redis:7",
+				EngineRedis:    "redis:{major}",
+				EngineValkey:   "valkey/valkey:{major}",
 				EngineMySQL:    "mysql:{version}",
 				EngineMariaDB:  "mariadb:{version}",
 			},

@@ -468,8 +468,8 @@ func (v *validator) targets() {
 		}
 		if t.Verify != nil {
 			v.verify(p+".verify", t.Verify, t.Engine)
-			if v.c.has(p+".verify.key_tolerance") && t.Engine != EngineRedis {
-				v.addf(p+".verify.key_tolerance", "only for redis targets (the other engines record exact counts)")
+			if v.c.has(p+".verify.key_tolerance") && !t.IsRedis() {
+				v.addf(p+".verify.key_tolerance", "only for redis and valkey targets (the other engines record exact counts)")
 			}
 			if t.Verify.Continuity != nil {
 				v.continuity(p+".verify.continuity", t.Verify.Continuity)
@@ -603,12 +603,12 @@ func isCheckName(s string) bool {
 
 func isEngine(s string) bool {
 	switch s {
-	case EnginePostgres, EngineMongoDB, EngineRedis, EngineMySQL, EngineMariaDB:
+	case EnginePostgres, EngineMongoDB, EngineRedis, EngineValkey, EngineMySQL, EngineMariaDB:
 		return true
 	}
 	return false
 }
 
 func enginesList() string {
-	return EnginePostgres + ", " + EngineMongoDB + ", " + EngineRedis + ", " + EngineMySQL + " or " + EngineMariaDB
+	return EnginePostgres + ", " + EngineMongoDB + ", " + EngineRedis + ", " + EngineValkey + ", " + EngineMySQL + " or " + EngineMariaDB
 }

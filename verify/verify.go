@@ -203,7 +203,7 @@ func (r *run) verify(ctx context.Context) {
 	}
 	spec.Labels = map[string]string{"io.backproof.target": r.req.Target, "io.backproof.backup": m.ID}
 	// A server that loads the backup as it starts needs it spooled first.
-	if pre, ok := r.req.Prover.(engine.Preloader); ok {
+	if pre := preloader(ctx, r.req.Prover, m); pre != nil {
 		inst, dir, loaded := r.startLoaded(ctx, m, pre, spec, &srv)
 		if dir != "" {
 			defer os.RemoveAll(dir)
@@ -334,6 +334,18 @@ func (r *run) startLoaded(ctx context.Context, m *catalog.Manifest, pre engine.P
 	r.rec.RestoreSeconds = round(elapsed.Seconds())
 	r.step(CheckRestore, start, Pass, elapsed.Round(time.Millisecond).String()+", loaded as the server started", "")
 	return inst, dir, true
+}
+
+// preloader returns the Preloader that loads this backup as the sandbox
+// starts, or nil when it is restored into a running sandbox.
+func preloader(ctx context.Context, p engine.Prover, m *catalog.Manifest) engine.Preloader {
+	if pre, ok := p.(engine.Preloader); ok {
+		return pre
+	}
+	if c, ok := p.(engine.PreloadChooser); ok {
+		return c.Preloader(ctx, &engine.DumpInfo{ServerVersion: m.ServerVersion, Tools: m.Tools, Source: m.Source})
+	}
+	return nil
 }
 
 type startResult struct {
