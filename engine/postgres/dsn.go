@@ -129,8 +129,10 @@ func parseKeywords(s string) ([][2]string, error) {
 			}
 		} else {
 			for i < len(s) && !isSpace(s[i]) {
-				if s[i] == '\\' && i+1 < len(s) {
-					i++
+				if s[i] == '\\' {
+					if i++; i == len(s) {
+						break // a trailing backslash escapes nothing (pgx drops it)
+					}
 				}
 				val.WriteByte(s[i])
 				i++
@@ -145,17 +147,10 @@ func isSpace(c byte) bool {
 	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'
 }
 
-// keyword quotes key for an error when it looks like a libpq keyword; any
-// other text (a DSN of another form, with a password in it) is only
-// located.
-func keyword(key string, at int) string {
-	for _, c := range key {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_') {
-			return fmt.Sprintf("byte %d", at)
-		}
-	}
-	return fmt.Sprintf("keyword %q", key)
-}
+// keyword locates key for an error without quoting it: any text of a DSN,
+// a keyword too, may be (or hold) its password (fuzzing found
+// "password='dbname'0dbname").
+func keyword(_ string, at int) string { return fmt.Sprintf("byte %d", at) }
 
 func quoteValue(v string) string {
 	if v != "" && !strings.ContainsAny(v, " \t\n\r\v\f'\\") {

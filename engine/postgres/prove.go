@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -468,5 +469,20 @@ func Describe(dsn string) string {
 	if err != nil {
 		return "the given database"
 	}
-	return net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))) + "/" + cfg.Database
+	if !plain(cfg.Host) {
+		return "the given database"
+	}
+	hostPort := net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port)))
+	if !plain(cfg.Database) {
+		return hostPort
+	}
+	return hostPort + "/" + cfg.Database
+}
+
+// plain reports whether a host or database name from a DSN can be shown:
+// one with spaces, quotes, '=', '@', '&' or '?' is a DSN the parser read
+// in a way its writer did not mean, and may hold a password
+// ("postgresql://:x@ password=y" has the host "password=y").
+func plain(s string) bool {
+	return !strings.ContainsAny(s, " \t\n\r\v\f'\"=@&?") && !strings.ContainsFunc(s, unicode.IsControl)
 }
