@@ -557,3 +557,11 @@ type slogPrintf struct{ log *slog.Logger }
 func (s slogPrintf) Printf(format string, v ...any) {
 	s.log.Debug(strings.TrimSpace(fmt.Sprintf(format, v...)), "component", "testcontainers")
 }
+
+// Leftover says why a sandbox with these labels (LabelOwner, LabelDeadline)
+// may be removed, or "" while its owner may still use it. Other drivers
+// sweep by the same rule.
+func Leftover(labels map[string]string, now time.Time) string { return leftover(labels, now) }
+
+// WriteTar writes files as a tar archive, each read as it is written.
+func WriteTar(w io.Writer, files []sandbox.File) error { return writeTar(w, files) }
