@@ -284,7 +284,7 @@ func (v *validator) sandbox() {
 		v.addf("sandbox.timeout", "must be positive")
 	}
 	switch s.Driver {
-	case DriverDocker:
+	case "", DriverDocker:
 	case DriverKubernetes:
 		if s.Kubernetes.Namespace == "" {
 			v.addf("sandbox.kubernetes.namespace", "required with sandbox.driver: kubernetes")
@@ -297,7 +297,7 @@ func (v *validator) sandbox() {
 		v.addf("sandbox.kubernetes.namespace", "invalid namespace %s: lower-case letters, digits and '-'", quoteValue(k.Namespace))
 	}
 	switch k.Access {
-	case "auto", "pod-ip", "port-forward":
+	case "", "auto", "pod-ip", "port-forward":
 	default:
 		v.addf("sandbox.kubernetes.access", "unknown access %s (want auto, pod-ip or port-forward)", quoteValue(k.Access))
 	}
