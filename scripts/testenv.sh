@@ -5,8 +5,7 @@
 #   own servers with it), MariaDB 10.11 and 11.8 and MySQL 9.7 (containers of the
 #   sandbox images, binlog on, private to this run), plus a Docker engine for
 #   testcontainers (left running by `down`) and the sandbox images
-#   (scripts/sandbox-images.sh, which also builds the FerretDB binary), and a
-#   single-node Kubernetes cluster (scripts/k8s.sh; BACKPROOF_TESTENV_K8S=0 leaves it out).
+#   (scripts/sandbox-images.sh, which also builds the FerretDB binary).
 #
 #   scripts/testenv.sh up     install what is missing, start everything, write $STATE/env
 #   scripts/testenv.sh down   stop the servers `up` started and delete their data
@@ -362,30 +361,17 @@ up() {
   MINIO_BIN=$CACHE/bin/minio-$MINIO_VERSION
   FERRETDB_BIN=$CACHE/bin/ferretdb-$FERRETDB_VERSION
 
-  if ! still_up; then
-    down # leftovers of a half-started or dead run
-    start_postgres
-    start_minio
-    start_ferretdb
-    start_mysql
-    write_env
-  fi
-  ensure_k8s
-}
-
-# The test cluster (its own state under $STATE/k8s): started if not running, its
-# kubeconfig added to the env file. A cold build of its binaries takes about 30
-# CPU-minutes (cached under $CACHE/k8s).
-ensure_k8s() {
-  [[ ${BACKPROOF_TESTENV_K8S:-1} != 0 ]] || return 0
-  BACKPROOF_K8S_DIR=$STATE/k8s BACKPROOF_CACHE_DIR=$CACHE bash "$SCRIPTS/k8s.sh" up
-  grep -q BACKPROOF_TEST_KUBECONFIG "$ENV_FILE" ||
-    echo "export BACKPROOF_TEST_KUBECONFIG='$STATE/k8s/kubeconfig'" >>"$ENV_FILE"
+  still_up && return 0
+  down # leftovers of a half-started or dead run
+  start_postgres
+  start_minio
+  start_ferretdb
+  start_mysql
+  write_env
 }
 
 down() {
   rm -f "$ENV_FILE"
-  [[ ! -d $STATE/k8s ]] || BACKPROOF_K8S_DIR=$STATE/k8s BACKPROOF_CACHE_DIR=$CACHE bash "$SCRIPTS/k8s.sh" down
   if [[ -f $PG_DIR/data/postmaster.pid ]]; then
     local pgpid
     pgpid=$(head -n 1 "$PG_DIR/data/postmaster.pid")
