@@ -421,7 +421,9 @@ func TestDumpDiesMidStream(t *testing.T) {
 	}
 	for name, kill := range cases {
 		t.Run(name, func(t *testing.T) {
-			dsn := seededDB(t, 20000)
+			// Large enough that the dump still needs the server once the
+			// stalled pipeline's buffers (pipe, reads, socket) are full.
+			dsn := seededDB(t, 60000)
 			l, m := newLocal(t), newS3(t)
 			gl, gm := newGated(l.Destination), newGated(m.Destination)
 			done := make(chan error, 1)

@@ -78,6 +78,9 @@ targets:
 		{"mongodb writing check", strings.Replace(strings.Replace(valid, "engine: postgres", "engine: mongodb", 1),
 			"postgres://app:", "mongodb://app:", 1) + "    verify:\n      checks:\n        - {name: w, query: '{\"aggregate\": \"orders\", \"pipeline\": [{\"$out\": \"x\"}]}', expect: \"> 0\"}\n",
 			":12: targets.orders.verify.checks[0].query: aggregate: stage $out writes", 2},
+		{"redis script check", strings.Replace(strings.Replace(valid, "engine: postgres", "engine: redis", 1),
+			"postgres://app:", "redis://app:", 1) + "    verify:\n      checks:\n        - {name: hits, query: \"EVAL_RO 'return 1' 0\", expect: \"> 0\"}\n",
+			":12: targets.orders.verify.checks[0].query: EVAL_RO runs a script: checks run only plain read-only commands (GET, HLEN, DBSIZE...) (check \"hits\")", 2},
 		{"missing bucket", strings.Replace(valid, "{type: local, path: "+dir+"}", "{type: s3, region: us-east-1}", 1), ":3: destinations.local.bucket: required", 2},
 	}
 	for _, tc := range cases {

@@ -40,6 +40,9 @@ Logs are JSON unless log.format says text.`,
 			if err != nil {
 				return err
 			}
+			for _, w := range cfg.Warnings() {
+				e.log.Warn("config: " + w)
+			}
 			hupSig := make(chan os.Signal, 1)
 			signal.Notify(hupSig, syscall.SIGHUP)
 			defer signal.Stop(hupSig)

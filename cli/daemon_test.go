@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -259,6 +260,7 @@ func TestDaemonSchedules(t *testing.T) {
 	if r := runCLI(t, context.Background(), "verify", "-c", unscheduled); r.code != 0 {
 		t.Fatalf("verify exit %d: %s", r.code, r.stderr)
 	}
+	reportOnHistory(t, cfg)
 	base, _ = startDaemon(t, unscheduled)
 	st := getStatus(t, base)
 	r := runCLI(t, context.Background(), "list", "-c", cfg, "--json")
@@ -278,6 +280,66 @@ func TestDaemonSchedules(t *testing.T) {
 	// Rendered here, where no schedule makes the health depend on how fast
 	// this machine ran the last backup.
 	renderInChromium(t, base)
+}
+
+// reportOnHistory checks `report` on what a daemon left: every verification
+// record on the destinations is in it, each pass with its restore time and
+// backup age, and none counted as authentic without signing.
+func reportOnHistory(t *testing.T, cfg string) {
+	t.Helper()
+	r := runCLI(t, context.Background(), "report", "-c", cfg, "--since", "1d", "--format", "json")
+	if r.code != 0 {
+		t.Fatalf("report exit %d: %s", r.code, r.stderr)
+	}
+	type entry struct {
+		Destination, Outcome, Record string
+		BackupID                     string  `json:"backup_id"`
+		RestoreSeconds               float64 `json:"restore_duration_seconds"`
+		BackupAge                    float64 `json:"backup_age_seconds"`
+		Authentic                    bool
+	}
+	doc := decode[struct {
+		Signed  bool
+		Targets []struct {
+			Name          string
+			Summary       struct{ Verifications, Pass, Fail, Error int }
+			Verifications []entry
+		}
+	}](t, r.stdout)
+	if doc.Signed || len(doc.Targets) != 1 || doc.Targets[0].Name != "orders" {
+		t.Fatalf("report: %s", r.stdout)
+	}
+	tg := doc.Targets[0]
+	want := 0
+	for _, d := range configDests(t, cfg) {
+		objs, err := d.List(context.Background(), "orders/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range objs {
+			if strings.HasPrefix(path.Base(o.Key), "verify-") {
+				want++
+			}
+		}
+	}
+	// The daemon verified at least once, and the verify above once per destination.
+	if want < 3 || tg.Summary.Verifications != want || len(tg.Verifications) != want || tg.Summary.Fail != 0 || tg.Summary.Pass < 3 {
+		t.Fatalf("report counts %+v with %d entries; the destinations hold %d records:\n%s", tg.Summary, len(tg.Verifications), want, r.stdout)
+	}
+	for _, e := range tg.Verifications {
+		if e.Authentic || (e.Destination != "local" && e.Destination != "offsite") || e.BackupID == "" {
+			t.Errorf("entry %+v", e)
+		}
+		if e.Outcome == "pass" && (e.RestoreSeconds <= 0 || e.BackupAge < 0) {
+			t.Errorf("pass without restore time or backup age: %+v", e)
+		}
+	}
+	for _, format := range []string{"md", "html"} {
+		r := runCLI(t, context.Background(), "report", "-c", cfg, "--format", format)
+		if r.code != 0 || !strings.Contains(r.stdout, tg.Verifications[len(tg.Verifications)-1].BackupID) {
+			t.Errorf("report --format %s: exit %d:\n%s%s", format, r.code, r.stdout, r.stderr)
+		}
+	}
 }
 
 func compareWithList(t *testing.T, st daemon.TargetStatus, l listDoc) {

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"encoding/json"
 	"fmt"
 	"runtime"
 	"runtime/debug"
@@ -19,6 +18,9 @@ func (e *env) configCommand() *cobra.Command {
 			cfg, err := e.loadConfig()
 			if err != nil {
 				return err
+			}
+			for _, w := range cfg.Warnings() {
+				fmt.Fprintf(e.stderr, "warning: %s: %s\n", cfg.File, w)
 			}
 			fmt.Fprintf(e.stdout, "%s: ok (%d targets, %d destinations)\n", cfg.File, len(cfg.Targets), len(cfg.Destinations))
 			return nil
@@ -67,13 +69,14 @@ func orNone(s string) string {
 	return s
 }
 
-// writeJSON prints one JSON document on stdout, with secrets masked.
+// writeJSON prints one JSON document on stdout, with secrets masked in its
+// string values before they are encoded.
 func (e *env) writeJSON(v any) error {
-	data, err := json.MarshalIndent(v, "", "  ")
+	data, err := e.redactor.Marshal(v)
 	if err != nil {
 		return err
 	}
-	_, err = fmt.Fprintln(e.stdout, e.redactor.String(string(data)))
+	_, err = fmt.Fprintln(e.stdout, string(data))
 	return err
 }
 

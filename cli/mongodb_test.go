@@ -7,11 +7,9 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/url"
 	"os"
 	"path/filepath"
-	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -100,46 +98,6 @@ func localManifestFor(t *testing.T, cfg, target, id string) (*catalog.Manifest, 
 	return &m, dir
 }
 
-// sameMongo compares two databases document by document, byte for byte
-// (every field, its type and order), and their index names.
-func sameMongo(t *testing.T, wantURI, gotURI string, extra ...string) {
-	t.Helper()
-	ctx := context.Background()
-	db := func(uri string) string { u, _ := url.Parse(uri); return strings.TrimPrefix(u.Path, "/") }
-	want := testenv.MongoClient(t, wantURI).Database(db(wantURI))
-	got := testenv.MongoClient(t, gotURI).Database(db(gotURI))
-	names, err := want.ListCollectionNames(ctx, bson.D{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	gotNames, err := got.ListCollectionNames(ctx, bson.D{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	slices.Sort(names)
-	slices.Sort(gotNames)
-	if wantNames := slices.Sorted(slices.Values(append(slices.Clone(names), extra...))); !slices.Equal(gotNames, wantNames) {
-		t.Fatalf("collections %v, want %v", gotNames, wantNames)
-	}
-	for _, n := range names {
-		w, g := mongoDocs(t, want.Collection(n)), mongoDocs(t, got.Collection(n))
-		if len(w) != len(g) {
-			t.Errorf("%s: %d documents, want %d", n, len(g), len(w))
-			continue
-		}
-		for i := range w {
-			if !bytes.Equal(w[i], g[i]) {
-				t.Errorf("%s: document %d differs:\n got %s\nwant %s", n, i, g[i], w[i])
-				break
-			}
-		}
-		wi, gi := mongoIndexNames(t, want.Collection(n)), mongoIndexNames(t, got.Collection(n))
-		if !slices.Equal(wi, gi) {
-			t.Errorf("%s: indexes %v, want %v", n, gi, wi)
-		}
-	}
-}
-
 func mongoDocs(t *testing.T, c *mongo.Collection) []bson.Raw {
 	t.Helper()
 	cur, err := c.Find(context.Background(), bson.D{}, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}))
@@ -168,131 +126,6 @@ func mongoIndexNames(t *testing.T, c *mongo.Collection) []string {
 	}
 	slices.Sort(names)
 	return names
-}
-
-// Backup to local and MinIO, verification in a sandbox on both, restore
-// into a database and into a sandbox: every document comes back the same.
-func TestMongoEndToEnd(t *testing.T) {
-	image := testenv.MongoImage(t)
-	testenv.NoSandboxesLeft(t)
-	ctx := context.Background()
-	app, admin := mongoAppDB(t)
-	cfg := mongoConfig(t, app, image, mongoChecks)
-	id := backupCommitted(t, cfg)
-
-	want, err := sample.MongoCounts(ctx, admin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, dir := localManifest(t, cfg, id)
-	got := map[string]int64{}
-	for _, tb := range m.Source.Tables {
-		got[tb.Name] = tb.Rows
-	}
-	if m.Engine != "mongodb" || len(m.Artifacts) != 1 || m.Artifacts[0].Name != "dump.archive.zst" || !reflect.DeepEqual(got, want) {
-		t.Fatalf("manifest %+v, source counts %v", m, want)
-	}
-	if !slices.Contains(m.Source.Objects["index"], strings.TrimPrefix(mustPath(t, admin), "/")+".customers.email_unique") {
-		t.Errorf("manifest indexes %v", m.Source.Objects["index"])
-	}
-	// The decompressed artifact is a mongodump archive (mongorestore --archive reads it).
-	f, err := os.Open(filepath.Join(dir, "dump.archive.zst"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	zr, err := zstd.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	head := make([]byte, 4)
-	if _, err := io.ReadFull(zr, head); err != nil || !bytes.Equal(head, []byte{0x6d, 0xe2, 0x99, 0x81}) {
-		t.Errorf("artifact starts with % x (%v)", head, err)
-	}
-	zr.Close()
-	f.Close()
-
-	r := runCLI(t, ctx, "verify", "-c", cfg, "--json")
-	if r.code != ExitOK {
-		t.Fatalf("verify exit %d:\n%s\n%s", r.code, r.stdout, r.stderr)
-	}
-	doc := decode[verifyDoc](t, r.stdout)
-	if len(doc.Verifications) != 2 {
-		t.Fatalf("want one record per destination: %+v", doc)
-	}
-	for _, v := range doc.Verifications {
-		if v.BackupID != id || v.Outcome != "pass" || v.RestoreSeconds <= 0 || v.Record == "" {
-			t.Errorf("record %+v", v)
-		}
-		passed := map[string]string{}
-		for _, c := range v.Checks {
-			if c.Outcome == "pass" {
-				passed[c.Name] = c.Observed
-			}
-		}
-		for _, name := range []string{"checksum", "restore", "tables", "schema", "integrity", "orders-present", "paid-orders", "orders-fresh", "items-sold"} {
-			if _, ok := passed[name]; !ok {
-				t.Errorf("%s: check %s did not pass: %+v", v.Destination, name, v.Checks)
-			}
-		}
-		if passed["tables"] != "4 collections, 3500 documents" || passed["orders-present"] != "2500" {
-			t.Errorf("%s: observed %v", v.Destination, passed)
-		}
-	}
-
-	t.Run("restore --to", func(t *testing.T) {
-		into := testenv.NewMongoDB(t)
-		r := runCLI(t, ctx, "restore", "shop", "-c", cfg, "--to", into, "--json")
-		if r.code != 0 {
-			t.Fatalf("exit %d: %s", r.code, r.stderr)
-		}
-		if doc := decode[restoreDoc](t, r.stdout); doc.BackupID != id || doc.Rows != 3500 {
-			t.Errorf("result %+v", doc)
-		}
-		sameMongo(t, admin, into)
-
-		// Not empty now: refused, unchanged; --force replaces what the
-		// backup holds and keeps the rest.
-		c := testenv.MongoClient(t, into).Database(mustPath(t, into)[1:])
-		if _, err := c.Collection("keepme").InsertOne(ctx, bson.D{{Key: "x", Value: 42}}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := c.Collection("orders").DeleteMany(ctx, bson.D{{Key: "status", Value: "paid"}}); err != nil {
-			t.Fatal(err)
-		}
-		r = runCLI(t, ctx, "restore", "shop", "-c", cfg, "--to", into)
-		if r.code != ExitError || !strings.Contains(r.stderr, "not empty (5 objects): nothing was changed") {
-			t.Fatalf("exit %d: %s", r.code, r.stderr)
-		}
-		r = runCLI(t, ctx, "restore", "shop", "-c", cfg, "--to", into, "--force")
-		if r.code != 0 {
-			t.Fatalf("--force exit %d: %s", r.code, r.stderr)
-		}
-		sameMongo(t, admin, into, "keepme")
-	})
-
-	t.Run("restore --to with the sentinel password", func(t *testing.T) {
-		// runCLI fails the test if the sentinel appears in any output.
-		r := runCLI(t, ctx, "restore", "shop", "-c", cfg, "--to", "mongodb://nobody:"+sentinel+"@127.0.0.1:1/x?serverSelectionTimeoutMS=500")
-		if r.code != ExitError || !strings.Contains(r.stderr, "connect to restore target") {
-			t.Fatalf("exit %d: %s", r.code, r.stderr)
-		}
-	})
-
-	t.Run("restore --sandbox", func(t *testing.T) {
-		dsn, stop := holdSandbox(t, "restore", "shop", "-c", cfg, "--sandbox")
-		if !strings.HasPrefix(dsn, "mongodb://") || !strings.Contains(dsn, "@127.0.0.1:") {
-			t.Errorf("DSN %q", dsn)
-		}
-		u, _ := url.Parse(dsn)
-		u.Path = mustPath(t, admin)
-		sameMongo(t, admin, u.String())
-		if code := stop(); code != 0 {
-			t.Errorf("exit %d after Ctrl-C", code)
-		}
-		if left := testenv.OwnSandboxes(t); len(left) != 0 {
-			t.Errorf("after Ctrl-C: %v", left)
-		}
-	})
 }
 
 func mustPath(t *testing.T, uri string) string {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"slices"
 	"time"
@@ -163,7 +164,18 @@ func (e *env) restoreTo(eng engine.Engine, copies []restore.Copy, ids *crypt.Ide
 	defer os.RemoveAll(dir)
 	progress := e.progress(o.asJSON)
 	defer e.holdCopies(copies)()
-	used, path, err := restore.SpoolFirstIntact(e.ctx, e.log, copies, ids, dir, progress)
+	// An engine that restores from a stream gets the stored bytes spooled
+	// and checked first, then decompressed into it as it restores; others
+	// get the decompressed dump in a file.
+	sr, stream := eng.(engine.StreamRestorer)
+	var used restore.Copy
+	var path string
+	var sp *restore.Spooled
+	if stream {
+		used, sp, err = restore.SpoolStoredFirstIntact(e.ctx, e.log, copies, ids, dir, progress)
+	} else {
+		used, path, err = restore.SpoolFirstIntact(e.ctx, e.log, copies, ids, dir, progress)
+	}
 	for _, c := range copies {
 		if c.Source.Name == used.Source.Name {
 			break
@@ -180,20 +192,33 @@ func (e *env) restoreTo(eng engine.Engine, copies []restore.Copy, ids *crypt.Ide
 	m := used.Manifest
 	info := &engine.DumpInfo{ServerVersion: m.ServerVersion, Tools: m.Tools, Source: m.Source}
 	opts := engine.RestoreOptions{Jobs: 1, Clean: o.force}
+	var bar io.WriteCloser
 	if progress != nil {
-		fi, err := os.Stat(path)
-		if err != nil {
-			return err
+		var size int64
+		if stream {
+			size = sp.Size()
+		} else {
+			fi, err := os.Stat(path)
+			if err != nil {
+				return err
+			}
+			size = fi.Size()
 		}
-		bar := progress("restore into "+eng.Describe(o.to), fi.Size())
+		bar = progress("restore into "+eng.Describe(o.to), size)
 		defer bar.Close()
-		opts.Progress = bar
 	}
 	start := time.Now()
-	err = eng.RestoreInto(e.ctx, o.to, path, info, opts)
+	if stream {
+		err = restoreStream(e.ctx, sr, o.to, sp, bar, info, opts)
+	} else {
+		if bar != nil {
+			opts.Progress = bar
+		}
+		err = eng.RestoreInto(e.ctx, o.to, path, info, opts)
+	}
 	if err != nil {
 		err = fmt.Errorf("restore into %s failed: %w", eng.Describe(o.to), err)
-		if errors.Is(err, engine.ErrCorrupt) {
+		if errors.Is(err, engine.ErrCorrupt) || restore.IsBad(err) {
 			return fmt.Errorf("%w: %w", errBadBackup, err)
 		}
 		return err
@@ -201,6 +226,37 @@ func (e *env) restoreTo(eng engine.Engine, copies []restore.Copy, ids *crypt.Ide
 	res.Seconds = time.Since(start).Seconds()
 	res.Into = eng.Describe(o.to)
 	return nil
+}
+
+// restoreStream decompresses the spooled stored bytes into sr. A stream
+// that stops decoding is the backup's fault, whatever the restore made of
+// its end.
+func restoreStream(ctx context.Context, sr engine.StreamRestorer, dsn string, sp *restore.Spooled, progress io.Writer, info *engine.DumpInfo, opts engine.RestoreOptions) error {
+	rc, err := sp.Open(progress)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	r := &errReader{r: rc}
+	err = sr.RestoreStream(ctx, dsn, r, info, opts)
+	if r.err != nil && err != nil {
+		return fmt.Errorf("%w (%w)", r.err, err)
+	}
+	return err
+}
+
+// errReader remembers the first error other than EOF that r returned.
+type errReader struct {
+	r   io.Reader
+	err error
+}
+
+func (e *errReader) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err != nil && err != io.EOF && e.err == nil {
+		e.err = err
+	}
+	return n, err
 }
 
 // restoreSandbox restores into a throwaway container, runs the checks and

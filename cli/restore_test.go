@@ -180,29 +180,6 @@ func TestRestoreTo(t *testing.T) {
 	})
 }
 
-// restore --sandbox prints a DSN that works until Ctrl-C, then removes the
-// container.
-func TestRestoreSandbox(t *testing.T) {
-	testenv.NoSandboxesLeft(t)
-	cfg, _, want := restoreFixture(t)
-	dsn, stop := holdSandbox(t, "restore", "orders", "-c", cfg, "--sandbox")
-	if !strings.Contains(dsn, "@127.0.0.1:") {
-		t.Errorf("DSN %q is not on loopback", dsn)
-	}
-	if got := counts(t, dsn); !reflect.DeepEqual(got, want) {
-		t.Errorf("sandbox counts %v, want %v", got, want)
-	}
-	if left := testenv.OwnSandboxes(t); len(left) != 1 {
-		t.Errorf("while held: %d sandboxes, want 1", len(left))
-	}
-	if code := stop(); code != 0 { // Ctrl-C
-		t.Errorf("exit %d after Ctrl-C", code)
-	}
-	if left := testenv.OwnSandboxes(t); len(left) != 0 {
-		t.Errorf("after Ctrl-C: %v", left)
-	}
-}
-
 // holdSandbox runs restore --sandbox until it prints its connection string,
 // and returns that and a function that presses Ctrl-C and returns the exit
 // code.

@@ -93,6 +93,10 @@ func openDestination(ctx context.Context, d *config.Destination) (destination.De
 	case config.DestinationLocal:
 		return local.New(d.Path)
 	case config.DestinationS3:
+		var lock s3.Lock
+		if d.ObjectLock != nil {
+			lock = s3.Lock{Mode: d.ObjectLock.Mode, Days: d.ObjectLock.Days}
+		}
 		return s3.New(ctx, s3.Config{
 			Bucket:          d.Bucket,
 			Prefix:          d.Prefix,
@@ -104,6 +108,7 @@ func openDestination(ctx context.Context, d *config.Destination) (destination.De
 			SessionToken:    d.SessionToken.Reveal(),
 			PartSize:        int64(d.PartSize),
 			Concurrency:     d.Concurrency,
+			Lock:            lock,
 		})
 	default:
 		return nil, fmt.Errorf("unknown destination type %q", d.Type)

@@ -36,8 +36,10 @@ const (
 	DefaultSandboxTimeout = 30 * time.Minute
 	DefaultSandboxDisk    = 10 * GiB
 	DefaultVerifyWindow   = 7 * 24 * time.Hour
+	DefaultReplicaTTL     = time.Minute
+	MinReplicaTTL         = 3 * time.Second // replicas write a heartbeat every third of it
 	DefaultS3Region       = "us-east-1"
-	DefaultS3PartSize     = 16 * MiB
+	DefaultS3PartSize     = 5 * MiB
 	DefaultS3Concurrency  = 2
 )
 
@@ -63,6 +65,7 @@ type Config struct {
 	Log          Log                     `yaml:"log"`
 	Encryption   *Encryption             `yaml:"encryption"` // nil: artifacts are stored unencrypted
 	Signing      *Signing                `yaml:"signing"`    // nil: manifests and records are not signed
+	Replicas     *Replicas               `yaml:"replicas"`   // nil: this daemon runs every target
 	Sandbox      Sandbox                 `yaml:"sandbox"`
 	Concurrency  Concurrency             `yaml:"concurrency"`
 	Destinations map[string]*Destination `yaml:"destinations"`
@@ -71,6 +74,14 @@ type Config struct {
 	// lines maps key paths to the line they were defined on.
 	lines map[string]int
 	opts  Options
+}
+
+// Replicas lets several daemons on the same config share the targets: they
+// meet on a destination, and each target's schedules run on one live replica.
+type Replicas struct {
+	Destination string        `yaml:"destination"` // where the replicas meet
+	ID          string        `yaml:"id"`          // this replica's name; "" in the file: the host name
+	TTL         time.Duration `yaml:"ttl"`         // a replica silent this long is gone; 0 in the file: DefaultReplicaTTL
 }
 
 // Log configures the process logger.
@@ -143,16 +154,23 @@ type Destination struct {
 	Path string `yaml:"path"` // absolute after loading
 
 	// s3
-	Bucket          string   `yaml:"bucket"`
-	Prefix          string   `yaml:"prefix"`   // without leading or trailing "/"
-	Region          string   `yaml:"region"`   // "" in the file: DefaultS3Region
-	Endpoint        string   `yaml:"endpoint"` // http(s) URL; empty for AWS
-	PathStyle       bool     `yaml:"path_style"`
-	AccessKeyID     Secret   `yaml:"access_key_id"` // empty with SecretAccessKey: the AWS default credential chain
-	SecretAccessKey Secret   `yaml:"secret_access_key"`
-	SessionToken    Secret   `yaml:"session_token"`
-	PartSize        ByteSize `yaml:"part_size"`   // multipart part size; 0 in the file: DefaultS3PartSize
-	Concurrency     int      `yaml:"concurrency"` // parts in flight; 0 in the file: DefaultS3Concurrency
+	Bucket          string      `yaml:"bucket"`
+	Prefix          string      `yaml:"prefix"`   // without leading or trailing "/"
+	Region          string      `yaml:"region"`   // "" in the file: DefaultS3Region
+	Endpoint        string      `yaml:"endpoint"` // http(s) URL; empty for AWS
+	PathStyle       bool        `yaml:"path_style"`
+	AccessKeyID     Secret      `yaml:"access_key_id"` // empty with SecretAccessKey: the AWS default credential chain
+	SecretAccessKey Secret      `yaml:"secret_access_key"`
+	SessionToken    Secret      `yaml:"session_token"`
+	PartSize        ByteSize    `yaml:"part_size"`   // multipart part size; 0 in the file: DefaultS3PartSize
+	Concurrency     int         `yaml:"concurrency"` // parts in flight; 0 in the file: DefaultS3Concurrency
+	ObjectLock      *ObjectLock `yaml:"object_lock"` // nil: objects are not locked
+}
+
+// ObjectLock is an S3 Object Lock retention written with every object.
+type ObjectLock struct {
+	Mode string `yaml:"mode"` // governance | compliance
+	Days int    `yaml:"days"` // each object stays locked this long after it is written
 }
 
 // Target is one database to back up.
@@ -401,6 +419,14 @@ func (c *Config) finish(dir string) {
 	}
 	if e := c.Encryption; e != nil && e.IdentityFile != "" && !strings.HasPrefix(e.IdentityFile, "~") {
 		e.IdentityFile = resolve(dir, e.IdentityFile)
+	}
+	if r := c.Replicas; r != nil {
+		if r.ID == "" {
+			r.ID, _ = os.Hostname()
+		}
+		if r.TTL == 0 {
+			r.TTL = DefaultReplicaTTL
+		}
 	}
 	if s := c.Signing; s != nil && s.KeyFile != "" && !strings.HasPrefix(s.KeyFile, "~") {
 		s.KeyFile = resolve(dir, s.KeyFile)

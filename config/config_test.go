@@ -731,7 +731,7 @@ targets:
 		t.Errorf("sandbox = %+v", c.Sandbox)
 	}
 	s3 := c.Destinations["s3"]
-	if s3.Name != "s3" || s3.Region != "us-east-1" || s3.PartSize != 16*MiB || s3.Concurrency != 2 || s3.Prefix != "prod/db" {
+	if s3.Name != "s3" || s3.Region != "us-east-1" || s3.PartSize != 5*MiB || s3.Concurrency != 2 || s3.Prefix != "prod/db" {
 		t.Errorf("s3 = %+v", s3)
 	}
 	if l := c.Destinations["local"]; l.Region != "" || l.PartSize != 0 || l.Concurrency != 0 {

@@ -18,11 +18,13 @@ import (
 	"github.com/backproof/backproof/sign"
 )
 
-// Limits for S3 multipart uploads.
+// Limits for S3 destinations.
 const (
 	MinS3PartSize    = 5 * MiB
 	MaxS3PartSize    = 5 * GiB
 	MaxS3Concurrency = 64
+	// MaxObjectLockDays is 100 years, what S3 allows.
+	MaxObjectLockDays = 36500
 )
 
 // Validate checks c and returns an *Error listing every problem, or nil.
@@ -50,6 +52,7 @@ func (c *Config) validate() []problem {
 	v.sandbox()
 	v.destinations()
 	v.targets()
+	v.replicas()
 	return v.problems
 }
 
@@ -200,6 +203,27 @@ func readIdentityFile(name string) (Secret, error) {
 		return Secret{}, fmt.Errorf("%s: %v", name, err)
 	}
 	return NewSecret(string(data)), nil
+}
+
+func (v *validator) replicas() {
+	r := v.c.Replicas
+	if r == nil {
+		return
+	}
+	switch {
+	case r.Destination == "":
+		v.addf("replicas.destination", "required: the destination where the replicas meet")
+	case v.c.Destinations[r.Destination] == nil:
+		v.addf("replicas.destination", "unknown destination %s", quoteValue(r.Destination))
+	case v.c.Destinations[r.Destination].ObjectLock != nil:
+		v.addf("replicas.destination", "destination %s has object_lock, which would keep every heartbeat for days: pick one without", quoteValue(r.Destination))
+	}
+	if !isName(r.ID) {
+		v.addf("replicas.id", "invalid replica id %s: use letters, digits, '.', '_' and '-', starting with a letter or digit", quoteValue(r.ID))
+	}
+	if r.TTL < MinReplicaTTL {
+		v.addf("replicas.ttl", "must be at least %s, got %s", MinReplicaTTL, r.TTL)
+	}
 }
 
 func (v *validator) signing() {
@@ -361,6 +385,7 @@ func (v *validator) local(p string, d *Destination) {
 		"session_token":     !d.SessionToken.IsZero(),
 		"part_size":         d.PartSize != 0,
 		"concurrency":       d.Concurrency != 0,
+		"object_lock":       d.ObjectLock != nil,
 	})
 }
 
@@ -407,6 +432,14 @@ func (v *validator) s3(p string, d *Destination) {
 	}
 	if d.Concurrency < 1 || d.Concurrency > MaxS3Concurrency {
 		v.addf(p+".concurrency", "must be between 1 and %d, got %d", MaxS3Concurrency, d.Concurrency)
+	}
+	if l := d.ObjectLock; l != nil {
+		if l.Mode != "governance" && l.Mode != "compliance" {
+			v.addf(p+".object_lock.mode", "want governance or compliance, got %s", quoteValue(l.Mode))
+		}
+		if l.Days < 1 || l.Days > MaxObjectLockDays {
+			v.addf(p+".object_lock.days", "must be between 1 and %d, got %d", MaxObjectLockDays, l.Days)
+		}
 	}
 }
 
@@ -548,7 +581,7 @@ func (v *validator) verify(p string, vf *Verify, engine string) {
 			v.addf(cp+".query", "required")
 		case v.c.opts.CheckQuery != nil:
 			if err := v.c.opts.CheckQuery(engine, c.Query); err != nil {
-				v.addf(cp+".query", "%v", err)
+				v.addf(cp+".query", "%v (check %s)", err, quoteValue(c.Name))
 			}
 		}
 		hasExpect := c.Expect != "" || v.c.has(cp+".expect")

@@ -69,6 +69,9 @@ type Daemon struct {
 	backupSem chan struct{}
 	verifySem chan struct{}
 	reloadErr string
+	replicas  *replicaSet        // nil: this daemon runs every target
+	replicasC *config.Replicas   // what replicas was made from
+	stopReps  context.CancelFunc // ends replicas' heartbeats
 }
 
 // targetState is what the daemon knows about a target. It outlives
@@ -209,6 +212,7 @@ func (d *Daemon) apply(cfg *config.Config) {
 		d.verifySem = make(chan struct{}, cfg.Concurrency.MaxVerifications())
 	}
 	d.cfg = cfg
+	d.applyReplicas(cfg)
 	schedCtx, stopSched := context.WithCancel(d.ctx)
 	d.stopSched = stopSched
 	now := d.now()
@@ -244,6 +248,7 @@ func (d *Daemon) apply(cfg *config.Config) {
 			mt.Jobs = append(mt.Jobs, metrics.JobVerify)
 		}
 		d.Metrics.Init(mt)
+		d.Metrics.TargetOwned.WithLabelValues(name).Set(b2f(d.replicas == nil || d.replicas.owns(name)))
 	}
 	d.mu.Unlock()
 	for _, ts := range all {
@@ -352,7 +357,27 @@ func (d *Daemon) begin(ts *targetState, job string, sem chan struct{}) (end func
 	}, true
 }
 
+// owns reports whether this daemon runs the target's schedules: always,
+// unless replicas share the targets.
+func (d *Daemon) owns(target string) bool {
+	d.mu.Lock()
+	r := d.replicas
+	d.mu.Unlock()
+	ok := r == nil || r.owns(target)
+	d.Metrics.TargetOwned.WithLabelValues(target).Set(b2f(ok))
+	if !ok {
+		d.Log.Debug("another replica runs this target", "target", target)
+	}
+	return ok
+}
+
 func (d *Daemon) backup(cfg *config.Config, t *config.Target, ts *targetState) bool {
+	if !d.owns(t.Name) {
+		// Another replica backs it up: read what it did, so that this
+		// replica's metrics and alerts stay true too.
+		d.rescan(cfg, t, ts)
+		return true
+	}
 	if !ts.backupLock.TryLock() {
 		return false
 	}
@@ -437,6 +462,10 @@ func (d *Daemon) prune(cfg *config.Config, t *config.Target, ts *targetState) {
 }
 
 func (d *Daemon) verify(cfg *config.Config, t *config.Target, ts *targetState) bool {
+	if !d.owns(t.Name) {
+		d.rescan(cfg, t, ts)
+		return true
+	}
 	if !ts.verifyLock.TryLock() {
 		return false
 	}

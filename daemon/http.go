@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/backproof/backproof/backup"
+	"github.com/backproof/backproof/internal/redact"
 	"github.com/backproof/backproof/metrics"
 	"github.com/backproof/backproof/verify"
 )
@@ -29,9 +30,17 @@ func (d *Daemon) Handler() http.Handler {
 	})
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		enc.Encode(d.Status()) //nolint:errcheck // the client went away
+		// Every string value passes the redactor once more, decoded: a
+		// field that Status forgot cannot leak.
+		data, err := json.Marshal(d.Status())
+		if err == nil {
+			data, err = redact.JSON(data, d.redact)
+		}
+		if err != nil {
+			http.Error(w, "encoding the status failed", http.StatusInternalServerError)
+			return
+		}
+		w.Write(append(data, '\n')) //nolint:errcheck // the client went away
 	})
 	mux.HandleFunc("GET /{$}", d.page)
 	return mux
@@ -104,7 +113,11 @@ func (d *Daemon) Status() Status {
 		s := TargetStatus{
 			Name: ts.name, Engine: t.Engine, Schedule: t.Schedule,
 			NextRuns: maps.Clone(ts.next), Running: maps.Clone(ts.running), SkippedRuns: maps.Clone(ts.skipped),
-			LastPrune: ts.lastPrune,
+		}
+		if ts.lastPrune != nil {
+			p := *ts.lastPrune
+			p.Error = d.redact(p.Error)
+			s.LastPrune = &p
 		}
 		if ts.lastAttempt != nil {
 			a := *ts.lastAttempt

@@ -50,6 +50,14 @@ type Destination interface {
 	PutIfAbsent(ctx context.Context, key string, data []byte) error
 }
 
+// Locker is implemented by destinations whose objects can be locked against
+// deletion (S3 Object Lock). Prune keeps a backup whose manifest is locked.
+type Locker interface {
+	// LockedUntil returns when the object's lock ends; zero when it has
+	// none or does not exist.
+	LockedUntil(ctx context.Context, key string) (time.Time, error)
+}
+
 // ValidateKey rejects keys that could escape a destination's root or that
 // stores treat differently: empty, absolute, with empty, "." or ".."
 // segments, backslashes or NUL bytes.

@@ -148,6 +148,14 @@ type Restorer interface {
 	Describe(dsn string) string
 }
 
+// StreamRestorer is a Restorer that also restores from a stream read once,
+// front to back, as from a pipe: restore --to decompresses into it while it
+// restores instead of first writing the whole dump to a file. It is one job
+// (opts.Jobs is ignored), with RestoreInto's guarantees otherwise.
+type StreamRestorer interface {
+	RestoreStream(ctx context.Context, dsn string, r io.Reader, info *DumpInfo, opts RestoreOptions) error
+}
+
 // DumpInfo is what a dump observed at dump time, recorded in the manifest.
 type DumpInfo struct {
 	ServerVersion string            `json:"server_version"`
@@ -254,6 +262,22 @@ type Copy interface {
 	Close(ctx context.Context) error
 }
 
+// MaxQueryTime bounds one check query in the server that runs it (PostgreSQL
+// statement_timeout, MongoDB maxTimeMS, MySQL max_execution_time), so that
+// no query keeps a sandbox busy after its check has given up.
+const MaxQueryTime = 10 * time.Minute
+
+// QueryTimeout is the server-side time limit of a check query run under ctx:
+// MaxQueryTime, or a second less than is left before ctx's deadline (so the
+// server's answer arrives before the deadline), at least a second.
+func QueryTimeout(ctx context.Context) time.Duration {
+	timeout := MaxQueryTime
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = min(timeout, max(time.Until(dl)-time.Second, time.Second))
+	}
+	return timeout.Truncate(time.Millisecond)
+}
+
 // Value is the single value a check query returned.
 type Value struct {
 	Null bool
@@ -285,6 +309,15 @@ func URLPassword(dsn string) []string {
 		out = append(out, u)
 	}
 	return out
+}
+
+// RedactPassword masks in msg the password of the URL-form dsn, as written
+// and unescaped: for messages that may quote a part of the DSN.
+func RedactPassword(msg, dsn string) string {
+	for _, p := range URLPassword(dsn) {
+		msg = strings.ReplaceAll(msg, p, "[REDACTED]")
+	}
+	return msg
 }
 
 // ErrNotEmpty: a restore --to target holds objects and --force was not given.

@@ -42,6 +42,8 @@ type Metrics struct {
 	ReloadSuccessful  prometheus.Gauge
 	ReloadSuccessTime prometheus.Gauge
 	JobsRunning       *prometheus.GaugeVec // job
+	ReplicasLive      prometheus.Gauge
+	TargetOwned       *prometheus.GaugeVec // target
 	buildInfo         *prometheus.GaugeVec
 }
 
@@ -93,10 +95,15 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 		ReloadSuccessTime: prometheus.NewGauge(prometheus.GaugeOpts{Name: "backproof_config_last_reload_success_timestamp_seconds",
 			Help: "When the configuration was last loaded successfully."}),
 		JobsRunning: gauge("jobs_running", "Jobs running now.", "job"),
+		ReplicasLive: prometheus.NewGauge(prometheus.GaugeOpts{Name: "backproof_replicas_live",
+			Help: "Daemon replicas sharing the targets that this one sees live (1 without replicas)."}),
+		TargetOwned: gauge("target_owned", "1 if this replica runs the target's schedules, else 0 (another live replica does).", "target"),
 		buildInfo:   gauge("build_info", "Always 1; the labels say which build runs.", "version", "goversion"),
 	}
 	f(m.ReloadSuccessful)
 	f(m.ReloadSuccessTime)
+	f(m.ReplicasLive)
+	m.ReplicasLive.Set(1)
 	f(collectors.NewGoCollector())
 	f(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.buildInfo.WithLabelValues(version, runtime.Version()).Set(1)
@@ -126,6 +133,7 @@ func (m *Metrics) Init(t Target) {
 	}
 	m.BackupDuration.WithLabelValues(t.Name)
 	m.VerifyDuration.WithLabelValues(t.Name)
+	m.TargetOwned.WithLabelValues(t.Name).Set(1)
 	for _, d := range t.Destinations {
 		m.DestLastSuccess.WithLabelValues(t.Name, d)
 		m.DestFailures.WithLabelValues(t.Name, d)
@@ -145,7 +153,7 @@ func (m *Metrics) Forget(target string) {
 		m.BackupLastSuccess, m.BackupLastAttempt, m.BackupAttempts, m.BackupFailures, m.BackupDuration,
 		m.BackupSize, m.DestLastSuccess, m.DestFailures, m.VerifyLastSuccess, m.VerifyLastResult,
 		m.VerifyDuration, m.RestoreDuration, m.VerifiedBackup, m.CheckLastSuccess, m.ContinuityLast, m.NextRun,
-		m.ScheduleInterval, m.SkippedRuns, m.PruneFailures, m.SuspectBackups,
+		m.ScheduleInterval, m.SkippedRuns, m.PruneFailures, m.SuspectBackups, m.TargetOwned,
 	} {
 		v.DeletePartialMatch(l)
 	}

@@ -149,6 +149,16 @@ func (p *pruner) run(ctx context.Context, policy *config.Retention, dr *Destinat
 		if d.Keep {
 			continue
 		}
+		locked, err := p.lockedUntil(ctx, d.ID)
+		if err != nil {
+			return err
+		}
+		if !locked.IsZero() {
+			plan[i].Keep = true
+			plan[i].Reasons = append(plan[i].Reasons, ReasonLocked+" until "+locked.UTC().Format(time.RFC3339))
+			p.log.InfoContext(ctx, "kept: locked", "backup_id", d.ID, "until", locked)
+			continue
+		}
 		if !p.dryRun {
 			if err := p.held.Check(); err != nil {
 				return fmt.Errorf("stopped before deleting %s: %w", d.ID, err)
@@ -237,6 +247,31 @@ func (p *pruner) verified(ctx context.Context, b catalog.Backup) (bool, error) {
 		}
 	}
 	return false, nil
+}
+
+// ReasonLocked keeps a backup whose manifest is under an S3 Object Lock
+// retention: deleting it could only hide it behind a delete marker, or fail.
+const ReasonLocked = "object lock"
+
+// lockedUntil returns when the lock on a backup's manifest ends, or zero if
+// the destination has no locks or the lock ended before now.
+func (p *pruner) lockedUntil(ctx context.Context, id string) (time.Time, error) {
+	raw := p.d.Destination
+	if st, ok := raw.(*sign.Store); ok {
+		raw = st.Destination
+	}
+	lk, ok := raw.(destination.Locker)
+	if !ok {
+		return time.Time{}, nil
+	}
+	until, err := lk.LockedUntil(ctx, catalog.Key(p.target, id, catalog.ManifestName))
+	if err != nil {
+		return time.Time{}, fmt.Errorf("cannot tell whether %s is locked, stopped: %w", id, err)
+	}
+	if !until.After(p.now) {
+		return time.Time{}, nil
+	}
+	return until, nil
 }
 
 // ReasonHeld keeps a backup a verification or restore is reading.

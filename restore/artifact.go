@@ -75,12 +75,23 @@ func OpenArtifact(ctx context.Context, d destination.Destination, m *catalog.Man
 			return nil, err
 		}
 	}
-	dec, err := zstd.NewReader(plain, zstd.WithDecoderConcurrency(1))
+	dec, err := newDecoder(plain)
 	if err != nil {
 		rc.Close()
 		return nil, err
 	}
 	return &artifactReader{dec: dec, vr: vr, body: rc}, nil
+}
+
+// MaxWindow bounds the zstd window a stored frame may ask for, and with it
+// the decoder's memory: a frame header can declare windows of up to 3.75 TiB
+// (the library's own cap is 512 MiB). backproof writes 4-8 MiB windows, the
+// zstd CLI 8 MiB up to level 19; larger ones take --long or --ultra.
+const MaxWindow = 32 << 20
+
+func newDecoder(r io.Reader) (*zstd.Decoder, error) {
+	return zstd.NewReader(r, zstd.WithDecoderConcurrency(1),
+		zstd.WithDecoderMaxWindow(MaxWindow), zstd.WithDecoderMaxMemory(MaxWindow))
 }
 
 // headerError tells what an age header that did not open means. A corrupt

@@ -230,13 +230,7 @@ func TestBrokenDownloadIsNotABadBackup(t *testing.T) {
 	rand.NewChaCha8([32]byte{1}).Read(plain) // incompressible: the stored stream is large
 	zenc, _ := zstd.NewWriter(nil)
 	compressed := zenc.EncodeAll(plain, nil)
-	id, _ := age.GenerateX25519Identity()
-	rs, _ := crypt.ParseRecipients([]string{id.Recipient().String()})
-	ids, _ := crypt.ParseIdentities(strings.NewReader(id.String()))
-	var sealed bytes.Buffer
-	w, _ := rs.Encrypt(&sealed)
-	w.Write(compressed)
-	w.Close()
+	sealed, ids, enc := sealNew(compressed)
 
 	for _, tc := range []struct {
 		name   string
@@ -244,7 +238,7 @@ func TestBrokenDownloadIsNotABadBackup(t *testing.T) {
 		enc    *catalog.Encryption
 	}{
 		{"dump.pgdump.zst", compressed, nil},
-		{"dump.pgdump.zst.age", sealed.Bytes(), &catalog.Encryption{Scheme: crypt.Scheme, RecipientFingerprints: rs.Fingerprints()}},
+		{"dump.pgdump.zst.age", sealed, enc},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			store, err := local.New(t.TempDir())

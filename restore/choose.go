@@ -99,11 +99,31 @@ func KeyProblem(err error) bool {
 }
 
 // SpoolFirstIntact spools the first copy whose bytes match its manifest into
-// dir, saying in the log when a copy is skipped. It returns the copy used
-// and the spooled file. A corrupt copy is never used; when every copy is
-// corrupt the error satisfies IsBad. progress, when not nil, meters each
-// download.
+// dir, decompressed (Spool), saying in the log when a copy is skipped. It
+// returns the copy used and the spooled file. A corrupt copy is never used;
+// when every copy is corrupt the error satisfies IsBad. progress, when not
+// nil, meters each download.
 func SpoolFirstIntact(ctx context.Context, log *slog.Logger, copies []Copy, ids *crypt.Identities, dir string, progress Progress) (Copy, string, error) {
+	var path string
+	c, err := firstIntact(ctx, log, copies, progress, func(c Copy, w io.Writer) (err error) {
+		path, err = Spool(ctx, c.Source.Store, c.Manifest, c.Manifest.Artifacts[0], ids, dir, w)
+		return err
+	})
+	return c, path, err
+}
+
+// SpoolStoredFirstIntact is SpoolFirstIntact with the stored bytes spooled
+// as they are (SpoolStored), to be decompressed into the restore.
+func SpoolStoredFirstIntact(ctx context.Context, log *slog.Logger, copies []Copy, ids *crypt.Identities, dir string, progress Progress) (Copy, *Spooled, error) {
+	var sp *Spooled
+	c, err := firstIntact(ctx, log, copies, progress, func(c Copy, w io.Writer) (err error) {
+		sp, err = SpoolStored(ctx, c.Source.Store, c.Manifest, c.Manifest.Artifacts[0], ids, dir, w)
+		return err
+	})
+	return c, sp, err
+}
+
+func firstIntact(ctx context.Context, log *slog.Logger, copies []Copy, progress Progress, spool func(Copy, io.Writer) error) (Copy, error) {
 	var errs []error
 	for i, c := range copies {
 		a := c.Manifest.Artifacts[0]
@@ -111,15 +131,18 @@ func SpoolFirstIntact(ctx context.Context, log *slog.Logger, copies []Copy, ids 
 		if progress != nil {
 			w = progress("download from "+c.Source.Name, a.Size)
 		}
-		path, err := Spool(ctx, c.Source.Store, c.Manifest, a, ids, dir, w)
+		var err error
 		if w != nil {
+			err = spool(c, w)
 			w.Close()
+		} else {
+			err = spool(c, nil)
 		}
 		if err == nil {
-			return c, path, nil
+			return c, nil
 		}
 		if ctx.Err() != nil || KeyProblem(err) {
-			return c, "", err // another copy of the same backup needs the same key
+			return c, err // another copy of the same backup needs the same key
 		}
 		errs = append(errs, fmt.Errorf("copy on %s: %w", c.Source.Name, err))
 		if i+1 < len(copies) {
@@ -127,5 +150,5 @@ func SpoolFirstIntact(ctx context.Context, log *slog.Logger, copies []Copy, ids 
 				"destination", c.Source.Name, "next", copies[i+1].Source.Name, "err", err)
 		}
 	}
-	return Copy{}, "", errors.Join(errs...)
+	return Copy{}, errors.Join(errs...)
 }

@@ -42,8 +42,17 @@ type Spec struct {
 // File is a host file to copy into a sandbox.
 type File struct {
 	HostPath string
-	Path     string // absolute path in the sandbox; its directory must exist
-	Mode     int64  // permission bits; 0: 0600
+	// Path is absolute in the sandbox. The root filesystem is read-only: a
+	// directory outside the image's volumes becomes a volume of its own.
+	Path string
+	Mode int64 // permission bits; 0: 0600
+}
+
+// Digester is an Instance that knows the registry digest its image was
+// pulled by ("postgres@sha256:..."): "" for an image built or imported
+// locally, which only its id names.
+type Digester interface {
+	ImageDigest() string
 }
 
 // Provider starts sandboxes.

@@ -1,6 +1,7 @@
 package verify
 
 import (
+	"encoding/json"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -179,5 +180,24 @@ func TestCompareTablesWords(t *testing.T) {
 	observed, problems := compareTables(want, got, config.Tolerance{}, engine.DatabasesKeys)
 	if observed != "2 databases, 4 keys" || strings.Join(problems, "|") != "database redis.db0 has 4 keys, the dump recorded 5|database db1 missing" {
 		t.Errorf("observed %q, problems %q", observed, problems)
+	}
+}
+
+// Records of earlier versions have no image_digest and still read; a digest
+// is written only when the sandbox's image has one.
+func TestRecordImageDigest(t *testing.T) {
+	old := `{"format":1,"target":"orders","outcome":"pass","started":"2026-11-22T02:00:00Z","ended":"2026-11-22T02:01:00Z","duration_seconds":60,"restore_duration_seconds":5,"image":"postgres:15","image_id":"sha256:ab","checks":[]}`
+	var rec Record
+	if err := json.Unmarshal([]byte(old), &rec); err != nil || rec.ImageID != "sha256:ab" || rec.ImageDigest != "" {
+		t.Fatalf("old record: %+v, %v", rec, err)
+	}
+	rec.ImageDigest = "postgres@sha256:cd"
+	data, err := json.Marshal(&rec)
+	if err != nil || !strings.Contains(string(data), `"image_digest":"postgres@sha256:cd"`) {
+		t.Errorf("record with a digest: %s %v", data, err)
+	}
+	rec.ImageDigest = ""
+	if data, _ := json.Marshal(&rec); strings.Contains(string(data), "image_digest") {
+		t.Errorf("record without a digest writes one: %s", data)
 	}
 }

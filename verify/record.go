@@ -36,11 +36,15 @@ type Record struct {
 	DurationSeconds float64    `json:"duration_seconds"`
 	// RestoreSeconds is how long the restore into the sandbox took: the
 	// restore time a real recovery can expect. Zero when it did not run.
-	RestoreSeconds float64       `json:"restore_duration_seconds"`
-	Image          string        `json:"image,omitempty"`
-	ImageID        string        `json:"image_id,omitempty"`
-	Version        string        `json:"backproof_version,omitempty"`
-	Checks         []CheckResult `json:"checks"`
+	RestoreSeconds float64 `json:"restore_duration_seconds"`
+	Image          string  `json:"image,omitempty"`
+	ImageID        string  `json:"image_id,omitempty"`
+	// ImageDigest is the registry digest the image was pulled by
+	// ("postgres@sha256:..."); empty for an image built or imported
+	// locally, and in records of earlier versions.
+	ImageDigest string        `json:"image_digest,omitempty"`
+	Version     string        `json:"backproof_version,omitempty"`
+	Checks      []CheckResult `json:"checks"`
 	// Continuity is what the continuity step compared; nil when it did not
 	// run (continuity.go).
 	Continuity *ContinuityReport `json:"continuity,omitempty"`

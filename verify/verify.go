@@ -13,6 +13,7 @@ import (
 	"math"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/backproof/backproof/catalog"
@@ -86,7 +87,15 @@ func (v *Verifier) Run(ctx context.Context, req Request) *Record {
 	vctx, cancel := context.WithTimeoutCause(ctx, v.Timeout,
 		fmt.Errorf("verification timed out after %s (sandbox.timeout)", v.Timeout))
 	defer cancel()
+	defer r.cleanup() // also when verify panics
 	r.verify(vctx)
+	// The verdict is in: remove the sandbox while the record is written.
+	cleaned := make(chan struct{})
+	go func() {
+		defer close(cleaned)
+		r.cleanup()
+	}()
+	defer func() { <-cleaned }()
 	if r.continuityStep != nil {
 		rec.Checks = append(rec.Checks, *r.continuityStep)
 	}
@@ -127,6 +136,21 @@ type run struct {
 
 	listing        *catalog.Listing // the destination's backups, read by selectBackup
 	continuityStep *CheckResult     // recorded last (continuity.go)
+
+	cleanups  []func() // run once the verdict is in (later)
+	cleanOnce sync.Once
+}
+
+// later runs f once the verdict is in, after the steps, or when verify
+// panics: removing a sandbox takes time no verdict needs to wait for.
+func (r *run) later(f func()) { r.cleanups = append(r.cleanups, f) }
+
+func (r *run) cleanup() {
+	r.cleanOnce.Do(func() {
+		for i := len(r.cleanups) - 1; i >= 0; i-- {
+			r.cleanups[i]()
+		}
+	})
 }
 
 // step records the result of a built-in step.
@@ -183,7 +207,7 @@ func (r *run) verify(ctx context.Context) {
 			defer os.RemoveAll(dir)
 		}
 		if inst != nil {
-			defer r.closeSandbox(ctx, inst)
+			r.later(func() { r.closeSandbox(ctx, inst) })
 		}
 		if loaded {
 			os.RemoveAll(dir)
@@ -220,7 +244,7 @@ func (r *run) verify(ctx context.Context) {
 	}
 	res := <-started
 	if res.inst != nil {
-		defer r.closeSandbox(ctx, res.inst)
+		r.later(func() { r.closeSandbox(ctx, res.inst) })
 	}
 	if spoolFailed {
 		spoolErr, bad := r.judgeSpool(ctx, m, spoolErr)
@@ -234,7 +258,7 @@ func (r *run) verify(ctx context.Context) {
 	a := m.Artifacts[0]
 	r.step(CheckChecksum, spoolStart, Pass, fmt.Sprintf("%s: %d bytes, SHA-256 %s", a.Name, a.Size, a.SHA256), "")
 	inst := res.inst
-	_, r.rec.ImageID = inst.Image()
+	r.recordImage(inst)
 	srv.Host, srv.Port = inst.Addr()
 	r.step(CheckSandbox, res.start, Pass, image, "")
 
@@ -302,7 +326,7 @@ func (r *run) startLoaded(ctx context.Context, m *catalog.Manifest, pre engine.P
 		return nil, dir, false
 	}
 	elapsed := r.v.Now().Sub(start)
-	_, r.rec.ImageID = inst.Image()
+	r.recordImage(inst)
 	srv.Host, srv.Port = inst.Addr()
 	r.step(CheckSandbox, start, Pass, spec.Image, "")
 	r.rec.RestoreSeconds = round(elapsed.Seconds())
@@ -368,6 +392,15 @@ func (r *run) selectBackup(ctx context.Context) (*catalog.Manifest, error) {
 		return nil, err
 	}
 	return m, nil
+}
+
+// recordImage records what the sandbox ran: the image id and, for a pulled
+// image, its registry digest (to tell which build of a tag was trusted).
+func (r *run) recordImage(inst sandbox.Instance) {
+	_, r.rec.ImageID = inst.Image()
+	if d, ok := inst.(sandbox.Digester); ok {
+		r.rec.ImageDigest = d.ImageDigest()
+	}
 }
 
 // image resolves the sandbox image for a backup: "{major}" and "{version}"

@@ -92,7 +92,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader) (err error) {
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		return fmt.Errorf("put %s: lock temporary file: %w", key, err)
 	}
-	if _, err := io.Copy(f, destination.ContextReader(ctx, r)); err != nil {
+	if err := copyToFile(f, destination.ContextReader(ctx, r)); err != nil {
 		return fmt.Errorf("put %s: %w", key, err)
 	}
 	if err := f.Sync(); err != nil {

@@ -40,8 +40,8 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader) error {
 	case err != nil:
 		return s.readError(ctx, key, err)
 	}
-	bufs := newPartBufs(s.partSize, s.concurrency+1)
-	first := bufs.get()
+	bufs := newPartBufs(s.concurrency + 1)
+	first := bufs.get(s.partFor(1))
 	copy(first, small)
 	n, err = readPart(ctx, r, first[len(small):])
 	n += len(small)
@@ -52,7 +52,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader) error {
 		return s.readError(ctx, key, err)
 	}
 	// The first part is full: is there more?
-	second := bufs.get()
+	second := bufs.get(s.partFor(2))
 	m, err := readPart(ctx, r, second)
 	switch {
 	case err == io.EOF && m == 0:
@@ -65,13 +65,16 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader) error {
 }
 
 func (s *Store) putSingle(ctx context.Context, key, obj string, data []byte) error {
-	_, err := s.client.PutObject(ctx, &s3.PutObjectInput{
+	in := &s3.PutObjectInput{
 		Bucket:        &s.bucket,
 		Key:           &obj,
 		Body:          bytes.NewReader(data),
 		ContentLength: aws.Int64(int64(len(data))),
-	})
-	if err != nil {
+	}
+	if err := s.lockPut(ctx, in, data); err != nil {
+		return err
+	}
+	if _, err := s.client.PutObject(ctx, in); err != nil {
 		return s.translate("put", key, err)
 	}
 	return nil
@@ -131,6 +134,9 @@ func (mp *multipart) run(ctx context.Context, first, second []byte, eof bool) er
 		// declared the algorithm.
 		in.ChecksumAlgorithm = types.ChecksumAlgorithmCrc32
 	}
+	if err := s.lockUpload(ctx, in); err != nil {
+		return err
+	}
 	out, err := s.client.CreateMultipartUpload(ctx, in)
 	if err != nil {
 		return s.translate("put", mp.key, err)
@@ -165,6 +171,7 @@ func (mp *multipart) run(ctx context.Context, first, second []byte, eof bool) er
 			if s.checksums {
 				in.ChecksumAlgorithm = types.ChecksumAlgorithmCrc32
 			}
+			s.lockPart(in, buf[:n])
 			out, err := s.client.UploadPart(upCtx, in)
 			if err != nil {
 				mp.fail(s.explain("put", mp.key, fmt.Sprintf("part %d", num), err), cancel)
@@ -184,13 +191,13 @@ func (mp *multipart) run(ctx context.Context, first, second []byte, eof bool) er
 				mp.bufs.put(buf)
 				mp.fail(s.newError("put", mp.key, fmt.Sprintf(
 					"the stream is longer than %d parts of %s (%s): raise part_size",
-					s.maxParts, mib(s.partSize), mib(int64(s.maxParts)*s.partSize)), nil, nil), cancel)
+					s.maxParts, mib(s.partSize), mib(s.capacity())), nil, nil), cancel)
 				break
 			}
 			if !upload(num, buf, n) || eof {
 				break
 			}
-			buf = mp.bufs.get()
+			buf = mp.bufs.get(s.partFor(num + 1))
 			var rerr error
 			n, rerr = readPart(upCtx, mp.r, buf)
 			if rerr == io.EOF && n == 0 {
@@ -253,24 +260,50 @@ func (mp *multipart) abort(ctx context.Context) error {
 		aws.ToString(mp.uploadID)), err)
 }
 
+// partFor is the size of part num (from 1): PartSize for the first
+// growEvery parts, then doubling every growEvery parts up to S3's maximum,
+// so memory stays (Concurrency+1) x PartSize for any object under
+// growEvery x PartSize (2.5 GiB at the default) and an object can still reach
+// S3's 5 TiB limit.
+func (s *Store) partFor(num int32) int64 {
+	size := s.partSize << min((num-1)/growEvery, 20)
+	return min(size, MaxPartSize)
+}
+
+// capacity is the most a multipart upload of maxParts parts can hold.
+func (s *Store) capacity() int64 {
+	var n int64
+	for i := int32(1); i <= int32(s.maxParts); i++ {
+		n += s.partFor(i)
+	}
+	return n
+}
+
+// growEvery is how many parts share one size.
+const growEvery = 500
+
 // partBufs recycles the part buffers of one Put. Buffers are not shared
 // between Puts: an idle store holds no memory, and a Put allocates at most
 // the (Concurrency+1) buffers it has in use at once, whatever the GC does.
 type partBufs struct {
-	size int64
 	free chan []byte
 }
 
-func newPartBufs(size int64, n int) *partBufs {
-	return &partBufs{size: size, free: make(chan []byte, n)}
+func newPartBufs(n int) *partBufs {
+	return &partBufs{free: make(chan []byte, n)}
 }
 
-func (p *partBufs) get() []byte {
-	select {
-	case b := <-p.free:
-		return b[:cap(b)]
-	default:
-		return make([]byte, p.size)
+// get returns a buffer of size bytes; smaller ones (parts grew) are dropped.
+func (p *partBufs) get(size int64) []byte {
+	for {
+		select {
+		case b := <-p.free:
+			if int64(cap(b)) >= size {
+				return b[:size]
+			}
+		default:
+			return make([]byte, size)
+		}
 	}
 }
 

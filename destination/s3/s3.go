@@ -34,8 +34,9 @@ const (
 	MinPartSize = 5 << 20
 	// MaxPartSize is the largest part S3 accepts.
 	MaxPartSize = 5 << 30
-	// DefaultPartSize caps a streamed object at 16 MiB x 10,000 = 156 GiB.
-	DefaultPartSize = 16 << 20
+	// DefaultPartSize keeps a backup to S3 under 64 MiB of RSS: (2+1) x 5 MiB
+	// of part buffers. Parts grow past 500 parts (partFor).
+	DefaultPartSize = MinPartSize
 	// DefaultConcurrency is the number of parts uploaded in parallel.
 	DefaultConcurrency = 2
 	// maxParts is S3's limit on the parts of one multipart upload.
@@ -65,19 +66,22 @@ type Config struct {
 	// Credentials. Empty AccessKeyID and SecretAccessKey select the SDK's
 	// default chain (environment, shared profile, instance or task role).
 	AccessKeyID, SecretAccessKey, SessionToken string
-	// PartSize is the multipart part size, at least 5 MiB (default 16 MiB).
+	// PartSize is the multipart part size, at least 5 MiB (default 5 MiB);
+	// parts double every 500 parts.
 	// A streamed object can be at most 10,000 parts long.
 	PartSize int64
 	// Concurrency is the number of parts uploaded in parallel (default 2).
 	// A Put holds at most (Concurrency+1) x PartSize bytes in memory.
 	Concurrency int
+	// Lock, when its Mode is set, locks every object Put stores.
+	Lock Lock
 }
 
 // String describes the config without its secrets.
 func (c Config) String() string {
-	return fmt.Sprintf("s3{bucket=%q prefix=%q region=%q endpoint=%q path_style=%t access_key_id=%q secret_access_key=%s session_token=%s part_size=%d concurrency=%d}",
+	return fmt.Sprintf("s3{bucket=%q prefix=%q region=%q endpoint=%q path_style=%t access_key_id=%q secret_access_key=%s session_token=%s part_size=%d concurrency=%d object_lock=%s/%d}",
 		c.Bucket, c.Prefix, c.Region, c.Endpoint, c.PathStyle, c.AccessKeyID,
-		redacted(c.SecretAccessKey), redacted(c.SessionToken), c.PartSize, c.Concurrency)
+		redacted(c.SecretAccessKey), redacted(c.SessionToken), c.PartSize, c.Concurrency, c.Lock.Mode, c.Lock.Days)
 }
 
 // GoString keeps %#v from printing the secrets.
@@ -145,6 +149,9 @@ func (c *Config) validate() error {
 	case c.Concurrency < 0:
 		errs = append(errs, fmt.Errorf("concurrency %d: must be at least 1", c.Concurrency))
 	}
+	if err := c.Lock.validate(); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
 
@@ -168,6 +175,9 @@ type Store struct {
 
 	bucketChecked      atomic.Bool // HeadBucket succeeded once
 	conditionalChecked atomic.Bool // the store refused a conditional create once
+
+	lock        Lock
+	lockChecked atomic.Bool // the bucket has Object Lock enabled
 }
 
 var _ destination.Destination = (*Store)(nil)
@@ -214,6 +224,7 @@ func newStore(ctx context.Context, cfg Config, optFns ...func(*s3.Options)) (*St
 		partSize:    cfg.PartSize,
 		concurrency: cfg.Concurrency,
 		maxParts:    maxParts,
+		lock:        cfg.Lock,
 	}
 	if cfg.Prefix != "" {
 		s.prefix = cfg.Prefix + "/"

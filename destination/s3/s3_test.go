@@ -782,3 +782,104 @@ func TestStoreIgnoringConditionalWritesIsRefused(t *testing.T) {
 		t.Error("a store honouring If-None-Match was not marked as checked")
 	}
 }
+
+// Every object Put stores in a locked bucket carries the configured
+// retention, whether it went up in one request or in parts; LockedUntil
+// reads it back, and a bucket without Object Lock is refused by name.
+func TestObjectLock(t *testing.T) {
+	env := testenv.S3(t)
+	ctx := context.Background()
+	cfg := testConfig(env, testenv.NewLockedBucket(t, env))
+	cfg.Lock = Lock{Mode: "governance", Days: 2}
+	s, err := New(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := time.Now()
+	sizes := map[string]int64{"t/1/small": 100, "t/1/large": 2*MinPartSize + 7}
+	for key, n := range sizes {
+		if err := s.Put(ctx, key, newGen(n)); err != nil {
+			t.Fatalf("put %s: %v", key, err)
+		}
+	}
+	if err := s.PutIfAbsent(ctx, "t/lease/1.json", []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	for key := range sizes {
+		out, err := env.Client().GetObjectRetention(ctx, &s3.GetObjectRetentionInput{Bucket: &cfg.Bucket, Key: aws.String(key)})
+		if err != nil {
+			t.Fatalf("retention of %s: %v", key, err)
+		}
+		until := aws.ToTime(out.Retention.RetainUntilDate)
+		if out.Retention.Mode != "GOVERNANCE" || until.Before(before.Add(47*time.Hour)) || until.After(time.Now().Add(49*time.Hour)) {
+			t.Errorf("%s: retention %s until %v, want GOVERNANCE for 2 days", key, out.Retention.Mode, until)
+		}
+		got, err := s.LockedUntil(ctx, key)
+		if err != nil || !got.Equal(until) {
+			t.Errorf("LockedUntil(%s) = %v, %v; want %v", key, got, err, until)
+		}
+	}
+	// Leases come and go: they are never locked.
+	if until, err := s.LockedUntil(ctx, "t/lease/1.json"); err != nil || !until.IsZero() {
+		t.Errorf("lease: LockedUntil = %v, %v; want no lock", until, err)
+	}
+	if until, err := s.LockedUntil(ctx, "t/missing"); err != nil || !until.IsZero() {
+		t.Errorf("missing object: LockedUntil = %v, %v", until, err)
+	}
+	// A governance-locked object cannot lose its data to a plain delete:
+	// the delete only hides it behind a delete marker.
+	if err := s.Delete(ctx, "t/1/small"); err != nil {
+		t.Fatal(err)
+	}
+	vs, err := env.Client().ListObjectVersions(ctx, &s3.ListObjectVersionsInput{Bucket: &cfg.Bucket, Prefix: aws.String("t/1/small")})
+	if err != nil || len(vs.Versions) != 1 || len(vs.DeleteMarkers) != 1 {
+		t.Fatalf("after delete: %d versions, %d delete markers, %v; want the locked version kept", len(vs.Versions), len(vs.DeleteMarkers), err)
+	}
+	_, err = env.Client().DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &cfg.Bucket, Key: aws.String("t/1/small"), VersionId: vs.Versions[0].VersionId})
+	if err == nil {
+		t.Fatal("the locked version was deleted")
+	}
+
+	plain := testConfig(env, testenv.NewBucket(t, env))
+	plain.Lock = cfg.Lock
+	s, err = New(ctx, plain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = s.Put(ctx, "t/1/small", newGen(10))
+	if err == nil || !strings.Contains(err.Error(), "does not have Object Lock enabled") || !strings.Contains(err.Error(), plain.Bucket) {
+		t.Fatalf("put to a bucket without Object Lock: %v", err)
+	}
+	if objs, _ := s.List(ctx, ""); len(objs) != 0 {
+		t.Errorf("objects left behind: %v", objs)
+	}
+}
+
+func TestObjectLockConfig(t *testing.T) {
+	for _, tc := range []struct {
+		lock Lock
+		want string
+	}{
+		{Lock{Mode: "legal"}, `mode "legal": must be governance or compliance`},
+		{Lock{Mode: "compliance"}, "days 0: must be between 1 and 36500"},
+		{Lock{Days: 3}, "days needs a mode"},
+	} {
+		cfg := Config{Bucket: "b", Region: "us-east-1", Lock: tc.lock}
+		if err := cfg.validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: %v, want %q", tc.lock, err, tc.want)
+		}
+	}
+}
+
+// Parts start small, so memory stays (Concurrency+1) x PartSize for
+// backups up to 500 parts, and grow so that an object can still reach
+// S3's 5 TiB limit within 10,000 parts.
+func TestPartsGrow(t *testing.T) {
+	s := &Store{partSize: DefaultPartSize, maxParts: maxParts}
+	if s.partFor(1) != 5<<20 || s.partFor(500) != 5<<20 || s.partFor(501) != 10<<20 || s.partFor(maxParts) > MaxPartSize {
+		t.Errorf("parts 1, 500, 501, 10000: %d %d %d %d", s.partFor(1), s.partFor(500), s.partFor(501), s.partFor(maxParts))
+	}
+	if c := s.capacity(); c < 5<<40 {
+		t.Errorf("capacity at the default part size %d, want at least 5 TiB", c)
+	}
+}

@@ -259,9 +259,4 @@ func splitURI(uri string) (hosts, db string, ok bool) {
 
 // redactURI removes the URI's password from a message, as written and
 // unescaped.
-func redactURI(msg, uri string) string {
-	for _, p := range engine.URLPassword(uri) {
-		msg = strings.ReplaceAll(msg, p, "[REDACTED]")
-	}
-	return msg
-}
+func redactURI(msg, uri string) string { return engine.RedactPassword(msg, uri) }

@@ -3,6 +3,7 @@ package mongodb
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net/url"
@@ -207,7 +208,7 @@ func TestRestoreInto(t *testing.T) {
 
 		// Again: the collections exist; nothing is dropped or changed.
 		err := e.RestoreInto(ctx, dst, path, info, engine.RestoreOptions{})
-		if !errors.Is(err, engine.ErrRestore) || !strings.Contains(err.Error(), "it created nothing on the target") {
+		if !errors.Is(err, engine.ErrRestore) || !strings.Contains(err.Error(), "the target is as it was") {
 			t.Fatalf("second restore: %v", err)
 		}
 		sameDatabase(t, src, dst)
@@ -237,12 +238,30 @@ func TestRestoreInto(t *testing.T) {
 		}
 		dst := testenv.NewMongoDB(t)
 		err = e.RestoreInto(ctx, dst, bad, info, engine.RestoreOptions{})
-		if !errors.Is(err, engine.ErrRestore) || !strings.Contains(err.Error(), "CRC mismatch") || !strings.Contains(err.Error(), "collections it had created were dropped again") {
+		if !errors.Is(err, engine.ErrRestore) || !strings.Contains(err.Error(), "CRC mismatch") || !strings.Contains(err.Error(), "the target is as it was") {
 			t.Fatalf("got %v", err)
 		}
 		names, err := testenv.MongoClient(t, dst).Database(dbOf(t, dst)).ListCollectionNames(ctx, bson.D{})
 		if err != nil || len(names) != 0 {
 			t.Fatalf("target holds %v (%v)", names, err)
+		}
+
+		// --force over a target that holds the collections: the failed
+		// load leaves them exactly as they were, not dropped.
+		if err := e.RestoreInto(ctx, dst, path, info, engine.RestoreOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		db := testenv.MongoClient(t, dst).Database(dbOf(t, dst))
+		if _, err := db.Collection("orders").DeleteMany(ctx, bson.D{{Key: "status", Value: "paid"}}); err != nil {
+			t.Fatal(err)
+		}
+		before := snapshot(t, dst)
+		err = e.RestoreInto(ctx, dst, bad, info, engine.RestoreOptions{Clean: true})
+		if !errors.Is(err, engine.ErrRestore) || !strings.Contains(err.Error(), "the target is as it was") {
+			t.Fatalf("forced restore of a bad archive: %v", err)
+		}
+		if after := snapshot(t, dst); !reflect.DeepEqual(after, before) {
+			t.Fatalf("a failed forced restore changed the target:\nbefore %v\nafter  %v", before, after)
 		}
 	})
 
@@ -333,4 +352,33 @@ func TestAllDatabases(t *testing.T) {
 	if v, err := c.Query(ctx, `{"count": "orders", "$db": "crm"}`); err != nil || v.Text != "100" {
 		t.Errorf("query with $db: %+v %v", v, err)
 	}
+}
+
+// snapshot is every collection of the database at uri with its document
+// count and a digest of its documents in _id order.
+func snapshot(t *testing.T, uri string) map[string]string {
+	t.Helper()
+	ctx := context.Background()
+	db := testenv.MongoClient(t, uri).Database(dbOf(t, uri))
+	names, err := db.ListCollectionNames(ctx, bson.D{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, n := range names {
+		cur, err := db.Collection(n).Find(ctx, bson.D{}, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, docs := sha256.New(), 0
+		for cur.Next(ctx) {
+			h.Write(cur.Current)
+			docs++
+		}
+		if err := cur.Err(); err != nil {
+			t.Fatal(err)
+		}
+		out[n] = fmt.Sprintf("%d %x", docs, h.Sum(nil)[:8])
+	}
+	return out
 }

@@ -211,7 +211,7 @@ func (r *restored) Query(ctx context.Context, query string) (engine.Value, error
 		}
 		db = dbs[0]
 	}
-	res, err := r.client.Database(db).RunCommand(ctx, q.Doc).Raw()
+	res, err := r.client.Database(db).RunCommand(ctx, withMaxTime(q.Doc, engine.QueryTimeout(ctx))).Raw()
 	if err != nil {
 		return engine.Value{}, queryErr(err)
 	}
@@ -223,6 +223,25 @@ func (r *restored) Query(ctx context.Context, query string) (engine.Value, error
 		return toValue(n), nil
 	}
 	return singleField(res)
+}
+
+// withMaxTime sets the command's maxTimeMS to at most d, so the server stops
+// it when the check gives up.
+func withMaxTime(doc bson.D, d time.Duration) bson.D {
+	ms := max(d.Milliseconds(), 1)
+	out := make(bson.D, 0, len(doc)+1)
+	for _, e := range doc {
+		if e.Key == "maxTimeMS" {
+			if n, ok := e.Value.(int64); ok && n > 0 && n < ms {
+				ms = n
+			} else if n, ok := e.Value.(int32); ok && n > 0 && int64(n) < ms {
+				ms = int64(n)
+			}
+			continue
+		}
+		out = append(out, e)
+	}
+	return append(out, bson.E{Key: "maxTimeMS", Value: ms})
 }
 
 // singleField returns the value of a cursor result's only document's only

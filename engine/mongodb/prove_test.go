@@ -170,3 +170,22 @@ func TestToValue(t *testing.T) {
 		}
 	}
 }
+
+// A check's command carries maxTimeMS, the smaller of its own and the
+// engine's bound, so the server stops it when the check gives up.
+func TestWithMaxTime(t *testing.T) {
+	doc := bson.D{{Key: "count", Value: "orders"}}
+	got := withMaxTime(doc, 90*time.Second)
+	want := bson.D{{Key: "count", Value: "orders"}, {Key: "maxTimeMS", Value: int64(90000)}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("withMaxTime = %v, want %v", got, want)
+	}
+	own := bson.D{{Key: "count", Value: "orders"}, {Key: "maxTimeMS", Value: int32(500)}}
+	if got := withMaxTime(own, time.Minute); !reflect.DeepEqual(got[len(got)-1], bson.E{Key: "maxTimeMS", Value: int64(500)}) || len(got) != 2 {
+		t.Errorf("a smaller maxTimeMS of the query's own: %v", got)
+	}
+	big := bson.D{{Key: "count", Value: "orders"}, {Key: "maxTimeMS", Value: int64(1e9)}}
+	if got := withMaxTime(big, time.Minute); !reflect.DeepEqual(got[len(got)-1], bson.E{Key: "maxTimeMS", Value: int64(60000)}) || len(got) != 2 {
+		t.Errorf("a larger maxTimeMS of the query's own: %v", got)
+	}
+}

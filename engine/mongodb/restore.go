@@ -2,6 +2,7 @@ package mongodb
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -33,15 +34,19 @@ func (e *Engine) Restore(ctx context.Context, srv engine.Server, path string, in
 		return fmt.Errorf("connect to sandbox: %w", err)
 	}
 	defer disconnect(ctx, client)
-	_, err = e.restore(ctx, client, path, "", opts.Clean)
+	_, _, err = e.restore(ctx, client, path, "", opts.Clean, "")
 	return err
 }
 
 // RestoreInto restores the archive at path into the deployment at dsn. When
 // dsn names a database, the backup (which must then hold one database) is
-// restored into it; otherwise each database under its own name. MongoDB
-// has no transaction for this: when the restore fails, the collections it
-// created are dropped again, so the target holds nothing of it.
+// restored into it; otherwise each database under its own name.
+//
+// MongoDB has no transaction for this, so collections are loaded under
+// temporary names and renamed into place once every one holds its
+// documents and indexes; with opts.Clean (restore --force) the rename
+// replaces the collection of the same name. A restore that fails before
+// that drops what it loaded and leaves the target as it was.
 func (e *Engine) RestoreInto(ctx context.Context, dsn, path string, info *engine.DumpInfo, opts engine.RestoreOptions) error {
 	_, into, _ := splitURI(dsn)
 	client, err := connect(ctx, dsn)
@@ -49,28 +54,140 @@ func (e *Engine) RestoreInto(ctx context.Context, dsn, path string, info *engine
 		return fmt.Errorf("connect to restore target %s: %w", e.Describe(dsn), err)
 	}
 	defer disconnect(ctx, client)
-	created, err := e.restore(ctx, client, path, into, opts.Clean)
-	if err == nil {
-		return nil
+	staging, err := stagingPrefix()
+	if err != nil {
+		return err
 	}
-	replaced := ""
-	if opts.Clean {
-		replaced = "; the collections of the same names it dropped before are gone"
+	plan, created, err := e.restore(ctx, client, path, into, opts.Clean, staging)
+	if err == nil {
+		return promote(ctx, client, plan, staging, opts.Clean)
 	}
 	if len(created) == 0 {
-		return fmt.Errorf("%w; it created nothing on the target%s", err, replaced)
+		return fmt.Errorf("%w; the target is as it was", err)
 	}
 	if derr := dropAll(context.WithoutCancel(ctx), client, created); derr != nil {
-		return fmt.Errorf("%w; dropping the %d collections it had created failed too, drop them by hand (%s): %v%s",
-			err, len(created), names(created), derr, replaced)
+		return fmt.Errorf("%w; the target's own collections are untouched, but dropping the %d it had loaded under temporary names failed, drop them by hand (%s): %v",
+			err, len(created), names(created), derr)
 	}
-	return fmt.Errorf("%w; the %d collections it had created were dropped again%s", err, len(created), replaced)
+	return fmt.Errorf("%w; the target is as it was (the %d collections loaded under temporary names were dropped)", err, len(created))
+}
+
+// stagingPrefix is the prefix of the temporary names of one restore.
+func stagingPrefix() (string, error) {
+	var b [4]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("backproof_restore_%x_", b), nil
+}
+
+// promote renames the staged collections of plan into place and then
+// creates the views. When clean, what holds a name of the plan is set aside
+// under a temporary name first and dropped only once every collection is
+// in place; if a rename fails, what was set aside is put back. (renameCollection
+// with dropTarget would be shorter, but FerretDB does not implement it.)
+func promote(ctx context.Context, client *mongo.Client, plan []*target, staging string, clean bool) error {
+	var views, staged []*target
+	for _, t := range plan {
+		if t.typ == typeView {
+			views = append(views, t)
+		} else {
+			staged = append(staged, t)
+		}
+	}
+	existing, err := existingNames(ctx, client, plan)
+	if err != nil {
+		return err
+	}
+	rename := func(db, from, to string) error {
+		cmd := bson.D{{Key: "renameCollection", Value: db + "." + from}, {Key: "to", Value: db + "." + to}}
+		if err := client.Database("admin").RunCommand(ctx, cmd).Err(); err != nil {
+			return serverErr(ctx, fmt.Sprintf("rename %s.%s to %s", db, from, to), err)
+		}
+		return nil
+	}
+	var aside, done []*target // set aside (under staging+"old_"+name); renamed into place
+	undo := func(err error) error {
+		bg := context.WithoutCancel(ctx)
+		var errs []error
+		if derr := dropAll(bg, client, done); derr != nil {
+			errs = append(errs, derr)
+		}
+		for _, t := range aside {
+			if rerr := rename(t.db, staging+"old_"+t.final, t.final); rerr != nil {
+				errs = append(errs, rerr)
+			}
+		}
+		if derr := dropAll(bg, client, staged[len(done):]); derr != nil {
+			errs = append(errs, derr)
+		}
+		if len(errs) > 0 {
+			return fmt.Errorf("%w; putting the target back failed too, look for collections named %s*: %w", err, staging, errors.Join(errs...))
+		}
+		return fmt.Errorf("%w; the target is as it was", err)
+	}
+	for _, t := range staged {
+		switch existing[t.db+"."+t.final] {
+		case typeView:
+			return undo(fmt.Errorf("%w: %s is a view on the target and a collection in the backup", engine.ErrRestore, t.db+"."+t.final))
+		case "":
+		default:
+			if !clean {
+				return undo(fmt.Errorf("%w: %s.%s exists on the target", engine.ErrRestore, t.db, t.final))
+			}
+			if err := rename(t.db, t.final, staging+"old_"+t.final); err != nil {
+				return undo(err)
+			}
+			aside = append(aside, &target{db: t.db, name: staging + "old_" + t.final, final: t.final, typ: typeCollection})
+		}
+		if err := rename(t.db, t.name, t.final); err != nil {
+			return undo(err)
+		}
+		t.name = t.final
+		done = append(done, t)
+	}
+	var drop []*target
+	for _, t := range views {
+		if existing[t.db+"."+t.final] == typeView && clean {
+			drop = append(drop, &target{db: t.db, name: t.final, typ: typeView})
+		}
+	}
+	if err := dropAll(ctx, client, append(drop, aside...)); err != nil {
+		return fmt.Errorf("every collection was restored, but dropping what it replaced failed (%s): %w", names(aside), err)
+	}
+	for _, t := range views {
+		if err := create(ctx, client, t); err != nil {
+			return fmt.Errorf("%w; every collection was restored, the views from %s on were not", err, t.ns())
+		}
+	}
+	return nil
+}
+
+// existingNames maps db.name to "collection" or "view" for every name of
+// plan that the target already has.
+func existingNames(ctx context.Context, client *mongo.Client, plan []*target) (map[string]string, error) {
+	byDB := map[string][]string{}
+	for _, t := range plan {
+		byDB[t.db] = append(byDB[t.db], t.final)
+	}
+	out := map[string]string{}
+	for db, want := range byDB {
+		specs, err := client.Database(db).ListCollectionSpecifications(ctx, bson.D{{Key: "name", Value: bson.D{{Key: "$in", Value: want}}}})
+		if err != nil {
+			return nil, serverErr(ctx, "list collections of "+db, err)
+		}
+		for _, c := range specs {
+			out[db+"."+c.Name] = c.Type
+		}
+	}
+	return out, nil
 }
 
 // target is a namespace of the archive and where it is restored.
 type target struct {
 	src      string // db.collection in the archive
 	db, name string
+	final    string // the name it has once restored
 	typ      string
 	options  bson.Raw
 	indexes  []bson.Raw
@@ -105,7 +222,7 @@ func planRestore(prelude []archive.Collection, into string) ([]*target, error) {
 		if err := bson.UnmarshalExtJSON([]byte(c.Metadata), false, &m); err != nil {
 			return nil, fmt.Errorf("%w: metadata of %s: %v", engine.ErrRestore, c.Namespace(), err)
 		}
-		t := &target{src: c.Namespace(), db: c.DB, name: c.Collection, typ: m.Type, options: m.Options, indexes: m.Indexes}
+		t := &target{src: c.Namespace(), db: c.DB, name: c.Collection, final: c.Collection, typ: m.Type, options: m.Options, indexes: m.Indexes}
 		if t.typ == "" {
 			t.typ = c.Type
 		}
@@ -123,26 +240,35 @@ func planRestore(prelude []archive.Collection, into string) ([]*target, error) {
 	return plan, nil
 }
 
-// restore loads the archive at path through client. It returns the
-// namespaces it created, for a caller that wants to undo them.
-func (e *Engine) restore(ctx context.Context, client *mongo.Client, path, into string, clean bool) (created []*target, err error) {
+// restore loads the archive at path through client. With a staging
+// prefix, collections are created under prefixed names and views are left
+// for promote; without, when clean, what has the plan's names is dropped
+// first. It returns the plan and the namespaces it created, for a caller
+// that wants to undo them.
+func (e *Engine) restore(ctx context.Context, client *mongo.Client, path, into string, clean bool, staging string) (plan, created []*target, err error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer f.Close()
 	r, err := archive.NewReader(f)
 	if err != nil {
-		return nil, archiveErr(err)
+		return nil, nil, archiveErr(err)
 	}
-	plan, err := planRestore(r.Prelude, into)
+	plan, err = planRestore(r.Prelude, into)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	start := time.Now()
-	if clean {
+	if staging != "" {
+		for _, t := range plan {
+			if t.typ == typeCollection {
+				t.name = staging + t.final
+			}
+		}
+	} else if clean {
 		if err := dropAll(ctx, client, plan); err != nil {
-			return nil, err
+			return plan, nil, err
 		}
 	}
 	// Collections first, with their options; views once their sources
@@ -150,25 +276,25 @@ func (e *Engine) restore(ctx context.Context, client *mongo.Client, path, into s
 	for _, t := range plan {
 		if t.typ == typeCollection {
 			if err := create(ctx, client, t); err != nil {
-				return created, err
+				return plan, created, err
 			}
 			created = append(created, t)
 		}
 	}
 	if err := e.load(ctx, client, r, plan); err != nil {
-		return created, err
+		return plan, created, err
 	}
 	for _, t := range plan {
 		if t.typ == typeCollection {
 			if err := createIndexes(ctx, client, t); err != nil {
-				return created, err
+				return plan, created, err
 			}
 		}
 	}
 	for _, t := range plan {
-		if t.typ == typeView {
+		if t.typ == typeView && staging == "" {
 			if err := create(ctx, client, t); err != nil {
-				return created, err
+				return plan, created, err
 			}
 			created = append(created, t)
 		}
@@ -178,7 +304,7 @@ func (e *Engine) restore(ctx context.Context, client *mongo.Client, path, into s
 		docs += t.docs
 	}
 	e.log.DebugContext(ctx, "restore finished", "namespaces", len(plan), "documents", docs, "seconds", time.Since(start).Seconds())
-	return created, nil
+	return plan, created, nil
 }
 
 // load inserts every document of the archive, in archive order, in

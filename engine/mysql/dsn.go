@@ -13,6 +13,8 @@ import (
 	"time"
 
 	driver "github.com/go-sql-driver/mysql"
+
+	"github.com/backproof/backproof/engine"
 )
 
 // DefaultPort is the port a DSN without one means.
@@ -31,6 +33,15 @@ type dsn struct {
 // parseDSN parses a mysql:// (or mariadb://) URL. Errors never quote the
 // URL, which holds the password.
 func parseDSN(s string) (*dsn, error) {
+	d, err := parseURL(s)
+	if err != nil {
+		// A parameter or value quoted may be the password itself.
+		return nil, errors.New(engine.RedactPassword(err.Error(), s))
+	}
+	return d, nil
+}
+
+func parseURL(s string) (*dsn, error) {
 	u, err := url.Parse(s)
 	if err != nil {
 		return nil, errors.New("dsn: not a valid URL (want mysql://user:password@host:3306/db)")

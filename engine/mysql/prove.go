@@ -219,14 +219,11 @@ func (r *restored) checkTables(ctx context.Context) (int, error) {
 }
 
 // Query implements engine.Copy. The query runs as an account that may only
-// read, in a read-only transaction, under a statement timeout (the
-// context's deadline, at most 10 minutes), in the copy's database when it
+// read, in a read-only transaction, under a statement timeout
+// (engine.QueryTimeout), in the copy's database when it
 // holds one (otherwise name each table's database).
 func (r *restored) Query(ctx context.Context, query string) (engine.Value, error) {
-	timeout := 10 * time.Minute
-	if dl, ok := ctx.Deadline(); ok {
-		timeout = min(timeout, max(time.Until(dl), time.Second))
-	}
+	timeout := engine.QueryTimeout(ctx)
 	// A copy of one database is the query's default database.
 	dbs, err := r.databases(ctx)
 	if err != nil {

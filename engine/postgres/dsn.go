@@ -11,22 +11,8 @@ import (
 // keyword/value form) so the rest can go on a child's argv while the password
 // travels in its environment only.
 func splitPassword(dsn string) (rest, password string, err error) {
-	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
-		u, err := url.Parse(dsn)
-		if err != nil {
-			return "", "", errors.New("cannot parse the postgres URL in dsn") // url errors echo the input
-		}
-		if u.User != nil {
-			password, _ = u.User.Password()
-			u.User = url.User(u.User.Username())
-		}
-		q := u.Query()
-		if p := q.Get("password"); p != "" {
-			password = p
-			q.Del("password")
-			u.RawQuery = q.Encode()
-		}
-		return u.String(), password, nil
+	if scheme, p, ok := strings.Cut(dsn, "://"); ok && (scheme == "postgres" || scheme == "postgresql") {
+		return splitURI(scheme, p)
 	}
 	pairs, err := parseKeywords(dsn)
 	if err != nil {
@@ -48,12 +34,58 @@ func splitPassword(dsn string) (rest, password string, err error) {
 	return b.String(), password, nil
 }
 
+// splitURI splits the password out of the URI scheme://p as libpq (and
+// pgx) read it, not as net/url would: the userinfo ends at the first '@'
+// before any '/', so a password may hold '#', '?' or '@'-free text that
+// net/url takes for a fragment or a query. A password=... query parameter
+// wins, as in libpq. Only %XX escapes are decoded ('+' stays '+').
+func splitURI(scheme, p string) (rest, password string, err error) {
+	// Errors never quote: the text may be the password.
+	decode := func(s string) (string, error) {
+		s = strings.Trim(s, " ") // libpq drops spaces around a component
+		if strings.Contains(s, " ") {
+			return "", errors.New("dsn: a space inside a postgres URL component (write %20)")
+		}
+		v, err := url.PathUnescape(s)
+		if err != nil || strings.Contains(v, "\x00") {
+			return "", errors.New("dsn: invalid %-escape in the postgres URL")
+		}
+		return v, nil
+	}
+	if i := strings.IndexAny(p, "@/"); i >= 0 && p[i] == '@' {
+		user, pass, _ := strings.Cut(p[:i], ":")
+		if password, err = decode(pass); err != nil {
+			return "", "", err
+		}
+		p = user + "@" + p[i+1:] // the @ stays: what follows is never read as userinfo
+	}
+	base, query, hasQuery := strings.Cut(p, "?")
+	if !hasQuery {
+		return scheme + "://" + base, password, nil
+	}
+	var kept []string
+	for _, kv := range strings.Split(query, "&") {
+		k, v, _ := strings.Cut(kv, "=")
+		if key, err := decode(k); err == nil && key == "password" {
+			if password, err = decode(v); err != nil {
+				return "", "", err
+			}
+			continue
+		}
+		kept = append(kept, kv)
+	}
+	if len(kept) == 0 {
+		return scheme + "://" + base, password, nil
+	}
+	return scheme + "://" + base + "?" + strings.Join(kept, "&"), password, nil
+}
+
 // parseKeywords parses "key=value key2='quoted \' value'" as libpq does.
 func parseKeywords(s string) ([][2]string, error) {
 	var pairs [][2]string
 	i := 0
 	skipSpace := func() {
-		for i < len(s) && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r') {
+		for i < len(s) && isSpace(s[i]) {
 			i++
 		}
 	}
@@ -63,13 +95,13 @@ func parseKeywords(s string) ([][2]string, error) {
 			return pairs, nil
 		}
 		start := i
-		for i < len(s) && s[i] != '=' && s[i] != ' ' && s[i] != '\t' {
+		for i < len(s) && s[i] != '=' && !isSpace(s[i]) {
 			i++
 		}
 		key := s[start:i]
 		skipSpace()
 		if i >= len(s) || s[i] != '=' || key == "" {
-			return nil, fmt.Errorf("dsn: expected key=value near keyword %q", key)
+			return nil, fmt.Errorf("dsn: expected key=value near %s (want postgres://... or key=value pairs)", keyword(key, start))
 		}
 		i++
 		skipSpace()
@@ -93,10 +125,10 @@ func parseKeywords(s string) ([][2]string, error) {
 				i++
 			}
 			if !closed {
-				return nil, fmt.Errorf("dsn: unterminated quoted value for %q", key)
+				return nil, fmt.Errorf("dsn: unterminated quoted value for %s", keyword(key, start))
 			}
 		} else {
-			for i < len(s) && s[i] != ' ' && s[i] != '\t' && s[i] != '\n' && s[i] != '\r' {
+			for i < len(s) && !isSpace(s[i]) {
 				if s[i] == '\\' && i+1 < len(s) {
 					i++
 				}
@@ -108,8 +140,25 @@ func parseKeywords(s string) ([][2]string, error) {
 	}
 }
 
+// isSpace is C's isspace, which libpq uses between keyword=value pairs.
+func isSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'
+}
+
+// keyword quotes key for an error when it looks like a libpq keyword; any
+// other text (a DSN of another form, with a password in it) is only
+// located.
+func keyword(key string, at int) string {
+	for _, c := range key {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_') {
+			return fmt.Sprintf("byte %d", at)
+		}
+	}
+	return fmt.Sprintf("keyword %q", key)
+}
+
 func quoteValue(v string) string {
-	if v != "" && !strings.ContainsAny(v, " \t\n\r'\\") {
+	if v != "" && !strings.ContainsAny(v, " \t\n\r\v\f'\\") {
 		return v
 	}
 	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v) + "'"

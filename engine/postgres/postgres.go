@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"os/exec"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -59,7 +60,7 @@ var archiveMagic = []byte("PGDMP")
 func (e *Engine) Dump(ctx context.Context, w io.Writer) (*engine.DumpInfo, error) {
 	conn, err := pgx.Connect(ctx, e.dsn)
 	if err != nil {
-		return nil, fmt.Errorf("connect to source %s: %w", Describe(e.dsn), err)
+		return nil, connectError("source", e.dsn, err)
 	}
 	defer closeConn(ctx, conn)
 
@@ -101,6 +102,7 @@ func (e *Engine) Dump(ctx context.Context, w io.Writer) (*engine.DumpInfo, error
 	if err != nil {
 		return nil, err
 	}
+	proc.GrowPipe(stdout)
 	e.log.DebugContext(ctx, "starting pg_dump", "path", pgDump.Path, "version", pgDump.Version, "snapshot", snapshot)
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start pg_dump: %w", err)
@@ -111,7 +113,11 @@ func (e *Engine) Dump(ctx context.Context, w io.Writer) (*engine.DumpInfo, error
 	counted := make(chan error, 1)
 	go func() {
 		var err error
-		if objects, err = listObjects(dumpCtx, tx); err == nil {
+		// One backend, no parallel workers: the counts run beside pg_dump
+		// and should take as little of the server's CPU from it as they can.
+		if _, err = tx.Exec(dumpCtx, "SET LOCAL max_parallel_workers_per_gather = 0"); err != nil {
+			err = fmt.Errorf("set up row counts: %w", err)
+		} else if objects, err = listObjects(dumpCtx, tx); err == nil {
 			if err = countRows(dumpCtx, tx, tables); err == nil {
 				migrations, err = e.listMigrations(dumpCtx, tx)
 			}
@@ -120,7 +126,7 @@ func (e *Engine) Dump(ctx context.Context, w io.Writer) (*engine.DumpInfo, error
 	}()
 
 	mw := &magicWriter{w: w}
-	_, copyErr := io.Copy(mw, stdout)
+	_, copyErr := proc.CopyOutput(mw, stdout)
 	if copyErr != nil {
 		cancelDump() // the stream is lost: stop pg_dump and the counting
 	}
@@ -136,7 +142,11 @@ func (e *Engine) Dump(ctx context.Context, w io.Writer) (*engine.DumpInfo, error
 	case copyErr != nil:
 		return nil, fmt.Errorf("write dump stream: %w", copyErr)
 	case waitErr != nil:
-		return nil, fmt.Errorf("pg_dump failed (%v): %s", waitErr, proc.Redact(stderr.String(), password))
+		out := proc.Redact(stderr.String(), password)
+		if authFailed(out) {
+			return nil, fmt.Errorf("pg_dump could not log in to %s: authentication failed (%v): %s", Describe(e.dsn), waitErr, out)
+		}
+		return nil, fmt.Errorf("pg_dump failed (%v): %s", waitErr, out)
 	case countErr != nil:
 		return nil, countErr
 	}
@@ -187,9 +197,39 @@ func countRows(ctx context.Context, q querier, tables []engine.TableStats) error
 	return nil
 }
 
-// command runs a PostgreSQL tool with the password in PGPASSWORD only.
+// command runs a PostgreSQL tool with the DSN's password in PGPASSWORD only.
+// The child keeps libpq's own settings (PG*: PGPASSWORD, PGPASSFILE,
+// PGSSLMODE...) and HOME for ~/.pgpass, exactly what pgx read for the same
+// DSN, so a DSN without a password works for the tool as it did for pgx.
 func command(ctx context.Context, path, password string, args ...string) *exec.Cmd {
-	return proc.Command(ctx, path, []string{"PGPASSWORD=" + password}, args...)
+	env := []string{"PG*"}
+	if password != "" {
+		env = append(env, "PGPASSWORD="+password)
+	}
+	return proc.Command(ctx, path, env, args...)
+}
+
+// connectError says whether a connection to the server at dsn was refused
+// for its credentials or never reached it. pgx's errors name host and user,
+// never the password.
+func connectError(role, dsn string, err error) error {
+	if authFailed(err.Error()) {
+		return fmt.Errorf("connect to %s %s: authentication failed (check the user and the password in the DSN, PGPASSWORD or ~/.pgpass): %w", role, Describe(dsn), err)
+	}
+	return fmt.Errorf("connect to %s %s: could not reach the server: %w", role, Describe(dsn), err)
+}
+
+// authFailed reports whether libpq's or pgx's message is about credentials:
+// a rejected password (SQLSTATE 28P01), a role or method the server refuses
+// (28000), or no password to offer.
+func authFailed(msg string) bool {
+	for _, s := range []string{"authentication failed", "no password supplied", "password is required",
+		"SQLSTATE 28P01", "SQLSTATE 28000", "no pg_hba.conf entry", "does not exist (SQLSTATE 28000)"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
 }
 
 func closeConn(ctx context.Context, conn *pgx.Conn) {

@@ -20,6 +20,10 @@ func TestSplitPassword(t *testing.T) {
 		{"postgres://app:s3cr%40t@db:5432/orders?sslmode=require", "postgres://app@db:5432/orders?sslmode=require", "s3cr@t"},
 		{"postgresql://app@db/orders?password=pw1&sslmode=disable", "postgresql://app@db/orders?sslmode=disable", "pw1"},
 		{"postgres://db/orders", "postgres://db/orders", ""},
+		// libpq's reading: the userinfo ends at the first '@' before a '/',
+		// so '#' and '?' belong to the password (net/url would cut there).
+		{"postgres://app:pa#ss?w@db/orders", "postgres://app@db/orders", "pa#ss?w"},
+		{"postgres://:a+b@db/o?password=x%2By&password=z", "postgres://@db/o", "z"},
 		{"host=db user=app password=pw2 dbname=orders", "host=db user=app dbname=orders", "pw2"},
 		{"host=db password='it''s' dbname=o", "", ""}, // libpq has no '' escape: rejected below
 		{`host=db password='p w\'x' dbname='my db'`, `host=db dbname='my db'`, `p w'x`},
@@ -55,9 +59,13 @@ func TestPickTool(t *testing.T) {
 	}
 }
 
-// The password reaches pg_dump only through its environment, never argv.
+// The password reaches pg_dump only through its environment, never argv, and
+// pg_dump sees none of backproof's other secrets (other targets' DSNs, keys).
 func TestPasswordNotOnArgv(t *testing.T) {
 	const sentinel = "ArgvSentinel-71c"
+	const other = "OtherTargetSentinel-0b3"
+	t.Setenv("BILLING_DSN", "postgres://app:"+other+"@db/billing")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", other)
 	admin := testenv.NewPostgresDB(t)
 	ctx := context.Background()
 	if err := sample.Seed(ctx, admin, 100); err != nil {
@@ -86,8 +94,8 @@ func TestPasswordNotOnArgv(t *testing.T) {
 	// A pg_dump that records its argv and PGPASSWORD, then runs the real one.
 	dir := t.TempDir()
 	record := filepath.Join(dir, "record")
-	script := fmt.Sprintf("#!/bin/sh\nprintf '%%s\\n' \"$@\" > %s.argv\nprintf '%%s' \"$PGPASSWORD\" > %s.env\nexec %s \"$@\"\n",
-		record, record, filepath.Join(testenv.PostgresBin(t), "pg_dump"))
+	script := fmt.Sprintf("#!/bin/sh\nprintf '%%s\\n' \"$@\" > %s.argv\nprintf '%%s' \"$PGPASSWORD\" > %s.env\nenv > %s.all\nexec %s \"$@\"\n",
+		record, record, record, filepath.Join(testenv.PostgresBin(t), "pg_dump"))
 	if err := os.WriteFile(filepath.Join(dir, "pg_dump"), []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -107,6 +115,9 @@ func TestPasswordNotOnArgv(t *testing.T) {
 	}
 	if string(env) != sentinel {
 		t.Errorf("PGPASSWORD in pg_dump's environment = %q, want the password", env)
+	}
+	if all, _ := os.ReadFile(record + ".all"); len(all) == 0 || strings.Contains(string(all), other) {
+		t.Errorf("pg_dump's environment holds another target's secret or was not recorded:\n%s", all)
 	}
 }
 

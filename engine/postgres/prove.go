@@ -72,7 +72,7 @@ func ConnString(srv engine.Server) string {
 // Roles and grants of the source do not exist in a sandbox, so ownership and
 // privileges are not restored.
 func (e *Engine) Restore(ctx context.Context, srv engine.Server, path string, info *engine.DumpInfo, opts engine.RestoreOptions) error {
-	return e.restore(ctx, ConnString(srv), path, info, opts)
+	return e.restoreFile(ctx, ConnString(srv), path, info, opts)
 }
 
 // RestoreInto restores the archive at path into the database at dsn, with a
@@ -80,14 +80,41 @@ func (e *Engine) Restore(ctx context.Context, srv engine.Server, path string, in
 // With one job it is one transaction, and its error says the target is
 // unchanged.
 func (e *Engine) RestoreInto(ctx context.Context, dsn, path string, info *engine.DumpInfo, opts engine.RestoreOptions) error {
-	err := e.restore(ctx, dsn, path, info, opts)
+	err := e.restoreFile(ctx, dsn, path, info, opts)
 	if err != nil && opts.Jobs <= 1 {
 		return fmt.Errorf("%w; rolled back (one transaction): the target is as it was before", err)
 	}
 	return err
 }
 
-func (e *Engine) restore(ctx context.Context, dsn, path string, info *engine.DumpInfo, opts engine.RestoreOptions) error {
+// restoreFile restores the archive at path: parallel jobs read the file,
+// one job reads it front to back, as from pg_dump's pipe (fed from here so
+// that Progress counts what has been restored).
+func (e *Engine) restoreFile(ctx context.Context, dsn, path string, info *engine.DumpInfo, opts engine.RestoreOptions) error {
+	if opts.Jobs > 1 {
+		return e.restore(ctx, dsn, path, nil, info, opts)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return e.restore(ctx, dsn, "", f, info, opts)
+}
+
+// RestoreStream implements engine.StreamRestorer: pg_restore reads the
+// archive from r, in one transaction.
+func (e *Engine) RestoreStream(ctx context.Context, dsn string, r io.Reader, info *engine.DumpInfo, opts engine.RestoreOptions) error {
+	opts.Jobs = 1
+	if err := e.restore(ctx, dsn, "", r, info, opts); err != nil {
+		return fmt.Errorf("%w; rolled back (one transaction): the target is as it was before", err)
+	}
+	return nil
+}
+
+// restore runs pg_restore: with opts.Jobs > 1 on the file at path, else on
+// in, in one transaction.
+func (e *Engine) restore(ctx context.Context, dsn, path string, in io.Reader, info *engine.DumpInfo, opts engine.RestoreOptions) error {
 	tool, err := pickTool("pg_restore", findTools(ctx, "pg_restore", e.binDirs), DumpMajor(info))
 	if err != nil {
 		return err
@@ -104,16 +131,9 @@ func (e *Engine) restore(ctx context.Context, dsn, path string, info *engine.Dum
 	if opts.Jobs > 1 {
 		args = append(args, "--jobs="+strconv.Itoa(opts.Jobs), "--", path)
 	} else {
-		// One job reads the archive front to back, as from pg_dump's pipe;
-		// feeding it here lets Progress count what has been restored.
-		f, err := os.Open(path)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		stdin = f
+		stdin = in
 		if opts.Progress != nil {
-			stdin = io.TeeReader(f, opts.Progress)
+			stdin = io.TeeReader(in, opts.Progress)
 		}
 		args = append(args, "--single-transaction")
 	}
@@ -131,6 +151,8 @@ func (e *Engine) restore(ctx context.Context, dsn, path string, info *engine.Dum
 		switch {
 		case ctx.Err() != nil:
 			return fmt.Errorf("restore cancelled: %w", context.Cause(ctx))
+		case authFailed(out):
+			return fmt.Errorf("pg_restore could not log in to %s: authentication failed (check the user and the password in the DSN, PGPASSWORD or ~/.pgpass) (%v): %s", Describe(dsn), err, out)
 		case strings.Contains(out, "connection to server") || strings.Contains(out, "could not connect"):
 			return fmt.Errorf("pg_restore could not reach %s (%v): %s", Describe(dsn), err, out)
 		}
@@ -252,13 +274,18 @@ ORDER BY 2`)
 }
 
 // Query implements engine.Copy. The query runs in a read-only transaction
-// so a check cannot change what later checks see.
+// so a check cannot change what later checks see, under a statement_timeout
+// (engine.QueryTimeout) so the server stops it when the check gives up.
 func (r *restored) Query(ctx context.Context, query string) (engine.Value, error) {
 	tx, err := r.conn.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
 	if err != nil {
 		return engine.Value{}, err
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read-only
+	timeout := engine.QueryTimeout(ctx)
+	if _, err := tx.Exec(ctx, fmt.Sprintf("SET LOCAL statement_timeout = %d", timeout.Milliseconds())); err != nil {
+		return engine.Value{}, fmt.Errorf("set statement_timeout: %w", err)
+	}
 	rows, err := tx.Query(ctx, query)
 	if err != nil {
 		return engine.Value{}, queryError(err)
@@ -289,6 +316,10 @@ func (r *restored) Query(ctx context.Context, query string) (engine.Value, error
 // queryError marks errors the server reported about the query as ErrQuery;
 // anything else (a lost connection) stays an operational error.
 func queryError(err error) error {
+	if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok && pgErr.Code == "57014" {
+		// Stopped by statement_timeout or a cancel: says nothing of the backup.
+		return fmt.Errorf("check query stopped before it ended (statement_timeout or cancelled): %s", pgErr.Message)
+	}
 	if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok {
 		return fmt.Errorf("%w: %s (SQLSTATE %s)", engine.ErrQuery, pgErr.Message, pgErr.Code)
 	}
@@ -345,7 +376,7 @@ func numericText(n pgtype.Numeric) string {
 func (e *Engine) Objects(ctx context.Context, dsn string) (int, error) {
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
-		return 0, fmt.Errorf("connect to restore target %s: %w", Describe(dsn), err)
+		return 0, connectError("restore target", dsn, err)
 	}
 	defer closeConn(ctx, conn)
 	objects, err := listObjects(ctx, conn)

@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
@@ -178,6 +179,39 @@ func TestQuery(t *testing.T) {
 		if err != nil || v.Text != tc.text || v.Null != tc.null || (v.Time != nil) != tc.time {
 			t.Errorf("%s: %+v %v, want %q null=%v time=%v", tc.sql, v, err, tc.text, tc.null, tc.time)
 		}
+	}
+}
+
+// A check query runs under a statement_timeout: the server stops it when its
+// check gives up, and a stopped query is no verdict on the backup.
+func TestQueryStatementTimeout(t *testing.T) {
+	ctx := context.Background()
+	c, err := New("").Open(ctx, serverOf(t, testenv.NewPostgresDB(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	v, err := c.Query(ctx, "SELECT current_setting('statement_timeout')")
+	if err != nil || v.Text != "10min" {
+		t.Errorf("statement_timeout of a check: %q %v, want 10min (engine.MaxQueryTime)", v.Text, err)
+	}
+	dctx, cancel := context.WithTimeout(ctx, time.Hour)
+	defer cancel()
+	v, err = c.Query(dctx, "SELECT current_setting('statement_timeout')")
+	if err != nil || v.Text != "10min" {
+		t.Errorf("statement_timeout under a later deadline: %q %v, want 10min", v.Text, err)
+	}
+	dctx, cancel = context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	v, err = c.Query(dctx, "SELECT current_setting('statement_timeout', true)::interval < interval '29.5s'")
+	if err != nil || v.Text != "true" {
+		t.Errorf("statement_timeout under a 30s deadline below 29.5s: %q %v", v.Text, err)
+	}
+	// A query the server stopped (57014, as statement_timeout does) is an
+	// error, not a failed check.
+	_, err = c.Query(ctx, "SELECT pg_cancel_backend(pg_backend_pid())")
+	if err == nil || errors.Is(err, engine.ErrQuery) || !strings.Contains(err.Error(), "stopped") {
+		t.Errorf("a stopped query: %v, want an error that is not ErrQuery", err)
 	}
 }
 

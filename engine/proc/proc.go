@@ -23,34 +23,59 @@ import (
 // killed and its pipes are closed.
 const WaitDelay = 10 * time.Second
 
-// Command builds a child process running path with args. env holds the
-// variables only this child gets, such as "PGPASSWORD=..." or
-// "MYSQL_PWD=...": they replace any inherited variable of the same name, so a
-// secret never reaches argv and the parent's environment never leaks one.
+// Command builds a child process running path with args. The child does not
+// inherit backproof's environment, which holds other targets' DSNs and the
+// storage keys: it gets the variables of [Allowed] that are set, and env.
+// An env entry "KEY=VALUE" sets KEY (a secret such as "PGPASSWORD=..." goes
+// here, never on argv) and replaces any inherited KEY; "KEY=" removes it; an
+// entry "KEY" passes the inherited KEY through, and "PREFIX*" every inherited
+// variable whose name starts with PREFIX (a tool's own settings: "PG*").
 // Cancelling ctx sends SIGTERM; WaitDelay later the child is killed.
 func Command(ctx context.Context, path string, env []string, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, path, args...)
-	own := make(map[string]bool, len(env))
-	for _, kv := range env {
-		k, _, _ := strings.Cut(kv, "=")
-		own[k] = true
-	}
-	inherited := os.Environ()
-	out := make([]string, 0, len(inherited)+len(env))
-	for _, kv := range inherited {
-		if k, _, _ := strings.Cut(kv, "="); !own[k] {
-			out = append(out, kv)
-		}
-	}
-	for _, kv := range env {
-		if _, v, _ := strings.Cut(kv, "="); v != "" {
-			out = append(out, kv)
-		}
-	}
-	cmd.Env = out
+	cmd.Env = Environ(os.Environ(), env)
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = WaitDelay
 	return cmd
+}
+
+// Allowed are the inherited variables every child gets: where to find
+// programs and the user's files (~/.pgpass), the locale and the time zone.
+var Allowed = []string{"PATH", "HOME", "USER", "LOGNAME", "TZ", "TMPDIR", "LANG", "LANGUAGE", "LC_*"}
+
+// Environ is the environment Command gives a child, from the parent's
+// environment inherited and the child's own entries env (see Command).
+func Environ(inherited, env []string) []string {
+	pass := append([]string(nil), Allowed...)
+	own := map[string]bool{}
+	var set []string
+	for _, kv := range env {
+		k, v, hasValue := strings.Cut(kv, "=")
+		switch {
+		case !hasValue:
+			pass = append(pass, k)
+		case v == "":
+			own[k] = true // removes the inherited one, sets none
+		default:
+			own[k] = true
+			set = append(set, kv)
+		}
+	}
+	allowed := func(k string) bool {
+		for _, p := range pass {
+			if p == k || strings.HasSuffix(p, "*") && strings.HasPrefix(k, strings.TrimSuffix(p, "*")) {
+				return true
+			}
+		}
+		return false
+	}
+	out := make([]string, 0, len(pass)+len(set))
+	for _, kv := range inherited {
+		if k, _, _ := strings.Cut(kv, "="); k != "" && !own[k] && allowed(k) {
+			out = append(out, kv)
+		}
+	}
+	return append(out, set...)
 }
 
 // Tail keeps the last Max bytes written to it (a child's stderr), for the
@@ -102,7 +127,9 @@ type Tool struct {
 // group is the major version and whose second, optional, the rest (".18").
 // flavor names the expected product in the error when re does not match.
 func Probe(ctx context.Context, path string, re *regexp.Regexp, flavor string) (Tool, error) {
-	out, err := exec.CommandContext(ctx, path, "--version").Output()
+	cmd := exec.CommandContext(ctx, path, "--version")
+	cmd.Env = Environ(os.Environ(), nil)
+	out, err := cmd.Output()
 	if err != nil {
 		return Tool{}, fmt.Errorf("%s --version: %w", path, err)
 	}

@@ -15,7 +15,6 @@ const sentinel = "Sntl-proc-9c2e71"
 // inherited variable of the same name; argv never holds it.
 func TestCommandSecretInEnvOnly(t *testing.T) {
 	t.Setenv("BP_TEST_PWD", "inherited")
-	t.Setenv("BP_TEST_OTHER", "kept")
 	cmd := Command(context.Background(), "/usr/bin/env", []string{"BP_TEST_PWD=" + sentinel})
 	out, err := cmd.Output()
 	if err != nil {
@@ -28,9 +27,6 @@ func TestCommandSecretInEnvOnly(t *testing.T) {
 	if strings.Count(env, "BP_TEST_PWD=") != 1 || !strings.Contains(env, "BP_TEST_PWD="+sentinel+"\n") {
 		t.Errorf("child env: want BP_TEST_PWD=%s once, got:\n%s", sentinel, env)
 	}
-	if !strings.Contains(env, "BP_TEST_OTHER=kept\n") {
-		t.Error("inherited variables dropped")
-	}
 
 	// An empty secret removes the inherited one and sets none.
 	out, err = Command(context.Background(), "/usr/bin/env", []string{"BP_TEST_PWD="}).Output()
@@ -39,6 +35,36 @@ func TestCommandSecretInEnvOnly(t *testing.T) {
 	}
 	if strings.Contains(string(out), "BP_TEST_PWD") {
 		t.Errorf("empty secret: child still sees BP_TEST_PWD")
+	}
+}
+
+// A child sees the allow-listed variables and those its caller passes, never
+// the rest of backproof's environment: other targets' DSNs, storage keys.
+func TestCommandAllowListedEnv(t *testing.T) {
+	const other = "Sntl-other-target-4f1d"
+	t.Setenv("ORDERS_DSN", "postgres://app:"+other+"@db/orders")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", other)
+	t.Setenv("S3_SECRET_ACCESS_KEY", other)
+	t.Setenv("HOME", "/home/bp-test")
+	t.Setenv("LC_TIME", "C.UTF-8")
+	t.Setenv("TZ", "UTC")
+	t.Setenv("PGPASSFILE", "/home/bp-test/pgpass")
+	t.Setenv("PGPASSWORD", "inherited-pw")
+	t.Setenv("BP_TEST_ONE", "one")
+
+	out, err := Command(context.Background(), "/usr/bin/env", []string{"PG*", "BP_TEST_ONE", "OWN=set"}).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := string(out)
+	if strings.Contains(env, other) {
+		t.Errorf("child sees another target's secret:\n%s", env)
+	}
+	for _, want := range []string{"PATH=", "HOME=/home/bp-test\n", "LC_TIME=C.UTF-8\n", "TZ=UTC\n",
+		"PGPASSFILE=/home/bp-test/pgpass\n", "PGPASSWORD=inherited-pw\n", "BP_TEST_ONE=one\n", "OWN=set\n"} {
+		if !strings.Contains(env, want) {
+			t.Errorf("child env lacks %q:\n%s", want, env)
+		}
 	}
 }
 

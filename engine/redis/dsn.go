@@ -10,6 +10,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
+
+	"github.com/backproof/backproof/engine"
 )
 
 // dsn is a parsed redis:// or rediss:// URL:
@@ -33,6 +35,15 @@ const defaultPort = "6379"
 
 // parseDSN parses s. Its errors never quote s: it may hold a password.
 func parseDSN(s string) (*dsn, error) {
+	d, err := parseURL(s)
+	if err != nil {
+		// A parameter or value quoted may be the password itself.
+		return nil, errors.New(engine.RedactPassword(err.Error(), s))
+	}
+	return d, nil
+}
+
+func parseURL(s string) (*dsn, error) {
 	u, err := url.Parse(s)
 	if err != nil {
 		return nil, errors.New("invalid redis DSN: not a URL (want redis://[user:password@]host[:port])")

@@ -275,3 +275,18 @@ func TestMarkReader(t *testing.T) {
 		}
 	}
 }
+
+// Commands that run code a backup brought, block, or walk the keyspace are
+// refused at config load, and by the copy.
+func TestRefusedChecks(t *testing.T) {
+	for _, q := range []string{"EVAL_RO 'return 1' 0", "fcall_ro lib 0", "KEYS *", "db1: EVALSHA_RO abc 0", "XREAD BLOCK 0 STREAMS s $", "SCRIPT LOAD x"} {
+		if err := Kind.CheckQuery(q); err == nil {
+			t.Errorf("CheckQuery(%q) accepted it", q)
+		}
+	}
+	for _, q := range []string{"DBSIZE", "db2: HLEN sessions", `GET "user:1 name"`} {
+		if err := Kind.CheckQuery(q); err != nil {
+			t.Errorf("CheckQuery(%q) = %v", q, err)
+		}
+	}
+}

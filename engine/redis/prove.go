@@ -235,8 +235,33 @@ func (r *restored) Query(ctx context.Context, query string) (engine.Value, error
 	return toValue(v), nil
 }
 
+// refusedCommands may be flagged read-only, yet run code a backup brought
+// (scripts, function libraries), block, or walk the whole keyspace in one
+// call; the rest are writes no check needs, refused before any server sees
+// them (the server's read-only flag decides every other command).
+var refusedCommands = map[string]string{
+	"eval": "runs a script", "eval_ro": "runs a script", "evalsha": "runs a script", "evalsha_ro": "runs a script",
+	"fcall": "runs a function library's code", "fcall_ro": "runs a function library's code",
+	"script": "manages scripts", "function": "manages function libraries",
+	"keys":  "walks the whole keyspace in one call (count keys with DBSIZE)",
+	"xread": "may block", "xreadgroup": "may block", "subscribe": "blocks", "psubscribe": "blocks",
+	"ssubscribe": "blocks", "monitor": "blocks",
+	"del": "writes", "unlink": "writes", "set": "writes", "flushall": "writes", "flushdb": "writes",
+	"config": "changes the server", "debug": "changes the server", "shutdown": "stops the server",
+	"migrate": "connects to another server", "replicaof": "connects to another server", "slaveof": "connects to another server",
+}
+
+// refusedCheck explains why a check may not run the command name, or is nil.
+func refusedCheck(name string) error {
+	if why, ok := refusedCommands[strings.ToLower(name)]; ok {
+		return fmt.Errorf("%s %s: checks run only plain read-only commands (GET, HLEN, DBSIZE...)", strings.ToUpper(name), why)
+	}
+	return nil
+}
+
 // readOnly refuses commands the server does not flag read-only, so a check
-// cannot change what later checks see or stop the sandbox.
+// cannot change what later checks see or stop the sandbox, and those
+// refused names.
 func (r *restored) readOnly(args []string) error {
 	name := strings.ToLower(args[0])
 	var info value
@@ -255,6 +280,9 @@ func (r *restored) readOnly(args []string) error {
 	}
 	for _, f := range info.array[0].array[2].array {
 		if f.str == "readonly" {
+			if err := refusedCheck(args[0]); err != nil {
+				return fmt.Errorf("%w: %v", engine.ErrQuery, err)
+			}
 			return nil
 		}
 	}

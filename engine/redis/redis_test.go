@@ -308,6 +308,8 @@ func TestQuery(t *testing.T) {
 		"SHUTDOWN":                 "not a read-only command",
 		"CONFIG SET save 1":        "not a read-only command",
 		"FROB x":                   "unknown command",
+		"KEYS *":                   "KEYS walks the whole keyspace",
+		"EVAL_RO 'return 1' 0":     "EVAL_RO",
 		"db0: LRANGE list:big 0 1": "returned 2 values",
 		"HLEN":                     "wrong number of arguments",
 		`GET "x`:                   "unbalanced quotes",

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/backproof/backproof/internal/readn"
 )
 
 // ServerError is an error reply of the server, e.g. "NOPERM ...".
@@ -188,9 +190,12 @@ func (c *conn) read(depth int) (value, error) {
 			v.null = true
 			return v, nil
 		}
-		buf := make([]byte, n+2)
-		if _, err := io.ReadFull(c.r, buf); err != nil {
+		buf, err := readn.Append(nil, c.r, int(n)+2) // grows as the bytes arrive
+		if err != nil {
 			return value{}, err
+		}
+		if string(buf[n:]) != "\r\n" {
+			return value{}, fmt.Errorf("protocol error: bulk string of %d bytes not ended by CRLF", n)
 		}
 		v.str = string(buf[:n])
 	case '*':

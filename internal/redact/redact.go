@@ -24,6 +24,8 @@ type Redactor struct {
 	r   atomic.Pointer[strings.Replacer]
 }
 
+var userinfoPassword = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9+.-]*://[^/?#@:]*:([^/]*)@`)
+
 var kvPassword = regexp.MustCompile(`(?:^|\s)password\s*=\s*('(?:[^'\\]|\\.)*'|\S+)`)
 
 // New returns a redactor for the given secrets. A secret that is a
@@ -58,6 +60,15 @@ func (r *Redactor) Add(secrets ...string) {
 				add(p)
 			}
 		}
+		// By position too, as libpq reads a URL (the userinfo ends at an @
+		// before any /): url.Parse refuses userinfo with " < > \ in it and
+		// cuts at # or ?, which drivers and servers may accept and echo.
+		if m := userinfoPassword.FindStringSubmatch(s); m != nil {
+			add(m[1])
+			if p, err := url.PathUnescape(m[1]); err == nil {
+				add(p)
+			}
+		}
 		for _, m := range kvPassword.FindAllStringSubmatch(s, -1) {
 			add(strings.Trim(m[1], "'"))
 		}
@@ -75,15 +86,41 @@ func (r *Redactor) Add(secrets ...string) {
 	r.r.Store(strings.NewReplacer(pairs...))
 }
 
-// String masks every secret in s.
+// String masks every secret in s: the known ones wherever they appear, and
+// any password by its place in a connection string (URL userinfo,
+// user:password@tcp(...), password=...), known or not and however short.
 func (r *Redactor) String(s string) string {
-	if r == nil {
+	if r != nil {
+		if rep := r.r.Load(); rep != nil {
+			s = rep.Replace(s)
+		}
+	}
+	return Structure(s)
+}
+
+// Passwords by their place in a connection string.
+var (
+	urlPassword   = regexp.MustCompile(`([A-Za-z][A-Za-z0-9+.-]*://[^\s/?#@:]*:)[^\s/]*@`)
+	mysqlPassword = regexp.MustCompile(`((?:^|[\s"'(])[^\s"'(:/@]+:)[^\s@]*@(tcp|unix)\(`)
+	passwordPair  = regexp.MustCompile(`((?:^|[\s?&;,])password\s*=\s*)('(?:[^'\\]|\\.)*'?|[^\s&;,]*)`)
+)
+
+// Structure masks the passwords of connection strings in s, found by where
+// they stand rather than by value, so a short or unknown password is masked
+// too.
+func Structure(s string) string {
+	if !strings.Contains(s, "@") && !strings.Contains(s, "password") {
 		return s
 	}
-	if rep := r.r.Load(); rep != nil {
-		return rep.Replace(s)
-	}
-	return s
+	s = urlPassword.ReplaceAllString(s, "${1}"+Mask+"@")
+	s = mysqlPassword.ReplaceAllString(s, "${1}"+Mask+"@${2}(")
+	return passwordPair.ReplaceAllStringFunc(s, func(m string) string {
+		sub := passwordPair.FindStringSubmatch(m)
+		if sub[2] == Mask || sub[2] == "" {
+			return m
+		}
+		return sub[1] + Mask
+	})
 }
 
 // Handler wraps h so that every message and string-valued attribute is

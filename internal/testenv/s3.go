@@ -60,11 +60,27 @@ func (env S3Env) Client() *s3.Client {
 // unfinished multipart uploads) and deleted.
 func NewBucket(t testing.TB, env S3Env) string {
 	t.Helper()
+	return newBucket(t, env, false)
+}
+
+// NewLockedBucket is NewBucket with S3 Object Lock enabled (and so
+// versioning); its cleanup bypasses governance-mode retention.
+func NewLockedBucket(t testing.TB, env S3Env) string {
+	t.Helper()
+	return newBucket(t, env, true)
+}
+
+func newBucket(t testing.TB, env S3Env, locked bool) string {
+	t.Helper()
 	name := uniqueName(t, "bp-", '-', 63)
 	client := env.Client()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := client.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(name)}); err != nil {
+	in := &s3.CreateBucketInput{Bucket: aws.String(name)}
+	if locked {
+		in.ObjectLockEnabledForBucket = aws.Bool(true)
+	}
+	if _, err := client.CreateBucket(ctx, in); err != nil {
 		t.Fatalf("testenv: create bucket %s at %s: %v", name, env.Endpoint, err)
 	}
 	if env.private {

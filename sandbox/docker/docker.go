@@ -1,9 +1,10 @@
 // Package docker runs sandboxes as Docker containers through
 // testcontainers-go. Every container carries labels naming its owner process
-// and deadline, so a later run removes what a crashed one left behind;
-// ports are published on 127.0.0.1 only and containers run unprivileged,
-// with no new privileges and only the capabilities database images need to
-// drop to their own user.
+// and deadline, so a later run removes what a crashed one left behind.
+// Containers have no network (the server is reached through the engine,
+// tunnel.go), a read-only root filesystem (the image's volumes and tmpfs on
+// /tmp and /run are writable), and run unprivileged, with no new privileges
+// and only the capabilities database images need to drop to their own user.
 package docker
 
 import (
@@ -13,9 +14,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/netip"
 	"os"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,6 +24,8 @@ import (
 
 	"github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/image"
+	"github.com/moby/moby/api/types/mount"
 	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
 	"github.com/testcontainers/testcontainers-go"
@@ -140,13 +143,18 @@ func (d *Docker) Close() error { return d.cli.Close() }
 
 // Start implements sandbox.Provider.
 func (d *Docker) Start(ctx context.Context, spec sandbox.Spec) (sandbox.Instance, error) {
-	imageID, err := d.ensureImage(ctx, spec.Image)
+	img, err := d.ensureImage(ctx, spec.Image)
 	if err != nil {
 		return nil, err
 	}
+	var imgVolumes map[string]struct{}
+	var relayLabel string
+	if img.Config != nil {
+		imgVolumes, relayLabel = img.Config.Volumes, img.Config.Labels[LabelRelay]
+	}
 	port, err := network.ParsePort(spec.Port)
-	if err != nil {
-		return nil, fmt.Errorf("sandbox port %q: %w", spec.Port, err)
+	if err != nil || port.Proto() != network.TCP {
+		return nil, fmt.Errorf("sandbox port %q: not a TCP port", spec.Port)
 	}
 	labels := map[string]string{
 		LabelSandbox:  "1",
@@ -167,7 +175,6 @@ func (d *Docker) Start(ctx context.Context, spec sandbox.Spec) (sandbox.Instance
 		testcontainers.WithLogger(slogPrintf{d.log}),
 		testcontainers.WithEnv(spec.Env),
 		testcontainers.WithLabels(labels),
-		testcontainers.WithExposedPorts(spec.Port),
 		testcontainers.WithWaitStrategy(ready),
 		testcontainers.WithHostConfigModifier(func(hc *container.HostConfig) {
 			hc.Privileged = false
@@ -179,7 +186,20 @@ func (d *Docker) Start(ctx context.Context, spec sandbox.Spec) (sandbox.Instance
 			hc.NanoCPUs = int64(spec.CPUs * 1e9)
 			pids := int64(512)
 			hc.PidsLimit = &pids
-			hc.PortBindings = network.PortMap{port: {{HostIP: netip.AddrFrom4([4]byte{127, 0, 0, 1}), HostPort: "0"}}}
+			// No route out: loopback only (tunnel.go).
+			// (testcontainers-go still lists the image's ports as bindings,
+			// which a container without a network cannot publish.)
+			hc.NetworkMode = "none"
+			hc.PublishAllPorts = false
+			hc.ReadonlyRootfs = true
+			// Sockets and pid files; data goes to the image's volumes, which
+			// stay writable and on disk.
+			hc.Tmpfs = map[string]string{"/tmp": "rw,noexec,nosuid,nodev", "/run": "rw,noexec,nosuid,nodev"}
+			// Files go in before the start, when only volumes take them.
+			for _, dir := range fileDirs(spec.Files, imgVolumes) {
+				delete(hc.Tmpfs, dir)
+				hc.Mounts = append(hc.Mounts, mount.Mount{Type: mount.TypeVolume, Target: dir})
+			}
 		}),
 	}
 	if spec.Cmd != nil {
@@ -203,16 +223,13 @@ func (d *Docker) Start(ctx context.Context, spec sandbox.Spec) (sandbox.Instance
 		}
 		return nil, fmt.Errorf("%w: start sandbox %s: %s", sandbox.ErrUnavailable, spec.Image, msg)
 	}
-	// The port is published on the engine host's loopback only, so the
-	// engine must be local and 127.0.0.1 is the one address to use
-	// (testcontainers' own guess is the default gateway inside a container).
-	inst := &instance{ctr: ctr, cli: d.cli, created: created, ref: spec.Image, imageID: imageID, log: d.log, host: "127.0.0.1"}
-	p, err := ctr.MappedPort(ctx, spec.Port)
-	inst.port = int(p.Num())
+	inst := &instance{ctr: ctr, cli: d.cli, created: created, ref: spec.Image, imageID: img.ID, digest: repoDigest(img.RepoDigests), log: d.log, host: "127.0.0.1"}
+	inst.tunnel, err = newTunnel(d.cli.Client, ctr.GetContainerID(), relayCommand(relayLabel, int(port.Num())), d.log)
 	if err != nil {
 		inst.Close(context.WithoutCancel(ctx))
-		return nil, fmt.Errorf("%w: sandbox %s: mapped port: %v", sandbox.ErrUnavailable, spec.Image, err)
+		return nil, fmt.Errorf("%w: sandbox %s: %v", sandbox.ErrUnavailable, spec.Image, err)
 	}
+	inst.port = inst.tunnel.port()
 	d.log.DebugContext(ctx, "sandbox ready", "image", spec.Image, "container", shortID(ctr.GetContainerID()), "port", inst.port)
 	return inst, nil
 }
@@ -246,23 +263,57 @@ func run(ctx context.Context, image string, opts []testcontainers.ContainerCusto
 	return ctr, ctr.Start(ctx)
 }
 
+// fileDirs lists the directories of files that no image volume holds: each
+// gets an anonymous volume of its own (removed with the container), since
+// the root filesystem is read-only.
+func fileDirs(files []sandbox.File, volumes map[string]struct{}) []string {
+	var dirs []string
+	for _, f := range files {
+		dir := path.Dir(path.Clean("/" + f.Path))
+		inVolume := false
+		for v := range volumes {
+			if dir == v || strings.HasPrefix(dir, strings.TrimSuffix(v, "/")+"/") {
+				inVolume = true
+			}
+		}
+		if !inVolume && !slices.Contains(dirs, dir) {
+			dirs = append(dirs, dir)
+		}
+	}
+	return dirs
+}
+
 // copyFiles copies files into a created container. The tar archive the
 // engine takes is written as it is sent, so a large file never sits in
 // memory (testcontainers-go's own Files read each file whole).
 func (d *Docker) copyFiles(ctx context.Context, id string, files []sandbox.File) error {
-	if len(files) == 0 {
-		return nil
+	// One copy per directory: the engine lets a copy into a read-only
+	// root through only when its destination is in a volume.
+	var dirs []string
+	for _, f := range files {
+		if dir := path.Dir(path.Clean("/" + f.Path)); !slices.Contains(dirs, dir) {
+			dirs = append(dirs, dir)
+		}
 	}
-	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(writeTar(pw, files)) }()
-	_, err := d.cli.CopyToContainer(ctx, id, client.CopyToContainerOptions{DestinationPath: "/", Content: pr})
-	pr.CloseWithError(errors.New("copy ended")) // unblocks the writer if the engine stopped reading
-	if err != nil {
-		return fmt.Errorf("copy files into the sandbox: %w", err)
+	for _, dir := range dirs {
+		var in []sandbox.File
+		for _, f := range files {
+			if path.Dir(path.Clean("/"+f.Path)) == dir {
+				in = append(in, f)
+			}
+		}
+		pr, pw := io.Pipe()
+		go func() { pw.CloseWithError(writeTar(pw, in)) }()
+		_, err := d.cli.CopyToContainer(ctx, id, client.CopyToContainerOptions{DestinationPath: dir, Content: pr})
+		pr.CloseWithError(errors.New("copy ended")) // unblocks the writer if the engine stopped reading
+		if err != nil {
+			return fmt.Errorf("copy files into the sandbox: %w", err)
+		}
 	}
 	return nil
 }
 
+// writeTar writes files into a tar archive by their base names.
 func writeTar(w io.Writer, files []sandbox.File) error {
 	tw := tar.NewWriter(w)
 	for _, f := range files {
@@ -289,7 +340,7 @@ func addFile(tw *tar.Writer, f sandbox.File) error {
 	}
 	hdr := &tar.Header{
 		Typeflag: tar.TypeReg,
-		Name:     strings.TrimPrefix(path.Clean(f.Path), "/"),
+		Name:     path.Base(path.Clean("/" + f.Path)),
 		Size:     fi.Size(),
 		Mode:     mode,
 		ModTime:  fi.ModTime(),
@@ -319,29 +370,38 @@ func (d *Docker) Pull(ctx context.Context, ref string) error {
 	return resp.Wait(ctx)
 }
 
-// ensureImage returns the local image id of ref, pulling it once (no retry
-// loop) when it is missing, so an air-gapped site gets a clear error at once.
-func (d *Docker) ensureImage(ctx context.Context, ref string) (string, error) {
-	img, err := d.cli.ImageInspect(ctx, ref)
+// ensureImage inspects ref, pulling it once (no retry loop) when it is
+// missing, so an air-gapped site gets a clear error at once.
+func (d *Docker) ensureImage(ctx context.Context, ref string) (image.InspectResponse, error) {
+	res, err := d.cli.ImageInspect(ctx, ref)
 	if err == nil {
-		return img.ID, nil
+		return res.InspectResponse, nil
 	}
 	if ctx.Err() != nil {
-		return "", fmt.Errorf("start sandbox %s: %w", ref, context.Cause(ctx))
+		return image.InspectResponse{}, fmt.Errorf("start sandbox %s: %w", ref, context.Cause(ctx))
 	}
 	d.log.InfoContext(ctx, "pulling sandbox image", "image", ref)
 	pctx, cancel := context.WithTimeout(ctx, d.PullTimeout)
 	defer cancel()
 	err = d.Pull(pctx, ref)
 	if err == nil {
-		if img, err = d.cli.ImageInspect(ctx, ref); err == nil {
-			return img.ID, nil
+		if res, err = d.cli.ImageInspect(ctx, ref); err == nil {
+			return res.InspectResponse, nil
 		}
 	}
 	if ctx.Err() != nil {
-		return "", fmt.Errorf("pull sandbox image %s: %w", ref, context.Cause(ctx))
+		return image.InspectResponse{}, fmt.Errorf("pull sandbox image %s: %w", ref, context.Cause(ctx))
 	}
-	return "", fmt.Errorf("%w: sandbox image %s is not present locally and could not be pulled: %v", sandbox.ErrUnavailable, ref, err)
+	return image.InspectResponse{}, fmt.Errorf("%w: sandbox image %s is not present locally and could not be pulled: %v", sandbox.ErrUnavailable, ref, err)
+}
+
+// repoDigest is the registry digest the image was pulled by
+// ("postgres@sha256:..."), or "" for an image built or imported locally.
+func repoDigest(digests []string) string {
+	if len(digests) == 0 {
+		return ""
+	}
+	return digests[0]
 }
 
 // Sweep removes sandboxes past their deadline and those whose owner was a
@@ -449,6 +509,8 @@ type instance struct {
 	created    time.Time
 	ref        string
 	imageID    string
+	digest     string
+	tunnel     *tunnel
 	host       string
 	port       int
 	log        *slog.Logger
@@ -458,6 +520,9 @@ type instance struct {
 
 func (i *instance) Addr() (string, int)     { return i.host, i.port }
 func (i *instance) Image() (string, string) { return i.ref, i.imageID }
+
+// ImageDigest implements sandbox.Digester.
+func (i *instance) ImageDigest() string { return i.digest }
 
 func (i *instance) Check(ctx context.Context) error {
 	st, err := i.ctr.State(ctx)
@@ -503,7 +568,12 @@ func (i *instance) oomKilled(ctx context.Context) bool {
 func (i *instance) Logs(ctx context.Context) string { return containerLogs(ctx, i.ctr) }
 
 func (i *instance) Close(ctx context.Context) error {
-	i.closeOnce.Do(func() { i.closeError = terminate(ctx, i.ctr, i.log) })
+	i.closeOnce.Do(func() {
+		if i.tunnel != nil {
+			i.tunnel.Close()
+		}
+		i.closeError = terminate(ctx, i.ctr, i.log)
+	})
 	return i.closeError
 }
 

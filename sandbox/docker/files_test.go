@@ -27,10 +27,10 @@ func TestStartWithFiles(t *testing.T) {
 	sum := sha256.Sum256(data)
 
 	spec, _ := e.spec(t)
-	spec.Files = []sandbox.File{{HostPath: host, Path: "/tmp/blob", Mode: 0o640}}
+	spec.Files = []sandbox.File{{HostPath: host, Path: "/srv/blob", Mode: 0o640}}
 	inst := e.start(t, spec)
 	id := e.the(t)
-	execIn(t, e.cli, id, "sh", "-c", "echo '"+hex.EncodeToString(sum[:])+"  /tmp/blob' | sha256sum -c - && test \"$(stat -c %a /tmp/blob)\" = 640")
+	execIn(t, e.cli, id, "sh", "-c", "echo '"+hex.EncodeToString(sum[:])+"  /srv/blob' | sha256sum -c - && test \"$(stat -c %a /srv/blob)\" = 640")
 	inst.Close(context.Background())
 
 	spec.Files = []sandbox.File{{HostPath: filepath.Join(dir, "missing"), Path: "/tmp/missing"}}

@@ -21,6 +21,8 @@ import (
 	"strings"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/backproof/backproof/internal/readn"
 )
 
 // Magic starts every archive (stored little-endian: 6d e2 99 81).
@@ -392,12 +394,11 @@ func (a *Reader) next() (doc []byte, term bool, err error) {
 	if n < 5 || n > MaxDocumentSize {
 		return nil, false, formatErr("%d is neither a BSON document length nor a terminator", n)
 	}
-	if cap(a.buf) < int(n) {
-		a.buf = make([]byte, n)
-	}
-	doc = a.buf[:n]
-	copy(doc, lenb[:])
-	if _, err := io.ReadFull(a.r, doc[4:]); err != nil {
+	// The buffer grows with the bytes that arrive, not with the length
+	// the input claims.
+	doc, err = readn.Append(append(a.buf[:0], lenb[:]...), a.r, int(n)-4)
+	a.buf = doc[:0]
+	if err != nil {
 		return nil, false, truncated(err)
 	}
 	if doc[n-1] != 0 {

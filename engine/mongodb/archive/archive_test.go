@@ -2,6 +2,7 @@ package archive
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -11,10 +12,11 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/backproof/backproof/engine/mongodb/internal/spec"
+	"github.com/backproof/backproof/internal/readn/readntest"
 )
 
 // doc marshals a test document.
-func doc(t *testing.T, d bson.D) []byte {
+func doc(t testing.TB, d bson.D) []byte {
 	t.Helper()
 	b, err := bson.Marshal(d)
 	if err != nil {
@@ -25,7 +27,7 @@ func doc(t *testing.T, d bson.D) []byte {
 
 // sample is an archive of three namespaces: one with documents of many
 // BSON types (Decimal128 among them), an empty collection and a view.
-func sample(t *testing.T) (data []byte, docs [][]byte) {
+func sample(t testing.TB) (data []byte, docs [][]byte) {
 	t.Helper()
 	dec, _ := bson.ParseDecimal128("12345.6789")
 	for i := range 5 {
@@ -241,4 +243,61 @@ func TestWriterRefusesBadDocuments(t *testing.T) {
 			t.Errorf("% x accepted", bad)
 		}
 	}
+}
+
+// A document length of 16 MiB followed by a few bytes fails as truncated
+// without allocating 16 MiB.
+func TestReaderClaimBoundedByInput(t *testing.T) {
+	in := []byte{0x6d, 0xe2, 0x99, 0x81, 0x00, 0x00, 0x00, 0x01, 'a', 'b'}
+	var err error
+	n := readntest.Allocated(func() { _, err = NewReader(bytes.NewReader(in)) })
+	if !errors.Is(err, ErrFormat) || !strings.Contains(err.Error(), "truncated") {
+		t.Fatalf("%x: %v, want a truncated archive", in, err)
+	}
+	if n > 1<<20 {
+		t.Fatalf("a %d-byte archive allocated %d bytes", len(in), n)
+	}
+}
+
+// FuzzReader: whatever the bytes, the reader ends with io.EOF or an error
+// (ErrFormat for anything malformed), never a panic, in memory bounded by
+// the input; and a namespace's end counts exactly the documents returned.
+func FuzzReader(f *testing.F) {
+	data, _ := sample(f)
+	f.Add(data)
+	f.Add(data[:len(data)/2])
+	f.Add(data[:4])
+	f.Fuzz(func(t *testing.T, in []byte) {
+		r, err := NewReader(bytes.NewReader(in))
+		if err != nil {
+			if !errors.Is(err, ErrFormat) {
+				t.Fatalf("NewReader: %v, want ErrFormat", err)
+			}
+			return
+		}
+		docs := map[string]int64{}
+		for {
+			it, err := r.Next()
+			if err == io.EOF {
+				return
+			}
+			if err != nil {
+				if !errors.Is(err, ErrFormat) {
+					t.Fatalf("Next: %v, want ErrFormat", err)
+				}
+				return
+			}
+			ns := it.DB + "." + it.Collection
+			if it.EOF {
+				if it.Docs != docs[ns] {
+					t.Fatalf("%s ends with %d documents, %d were returned", ns, it.Docs, docs[ns])
+				}
+				continue
+			}
+			if len(it.Doc) < 5 || int(binary.LittleEndian.Uint32(it.Doc)) != len(it.Doc) {
+				t.Fatalf("document of %d bytes does not carry its length", len(it.Doc))
+			}
+			docs[ns]++
+		}
+	})
 }

@@ -1,12 +1,23 @@
 package rdb
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 var errLZF = errors.New("invalid LZF data")
 
+// maxLZFRatio bounds how much LZF can expand: its longest back reference
+// takes 3 bytes and yields 264.
+const maxLZFRatio = 88
+
 // lzfDecompress expands LZF data (the compression Redis uses for strings
-// in RDB files) that decompresses to exactly n bytes.
+// in RDB files) that decompresses to exactly n bytes. A length LZF cannot
+// reach from len(in) bytes is refused before anything is allocated.
 func lzfDecompress(in []byte, n int) ([]byte, error) {
+	if n > len(in)*maxLZFRatio {
+		return nil, fmt.Errorf("%d bytes cannot expand to %d: %w", len(in), n, errLZF)
+	}
 	out := make([]byte, 0, n)
 	for i := 0; i < len(in); {
 		ctrl := int(in[i])

