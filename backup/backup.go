@@ -31,7 +31,13 @@ const DefaultDebrisGrace = catalog.DebrisGrace
 type Destination struct {
 	Name string
 	destination.Destination
+	// StallTimeout fails the destination when it takes no bytes of the
+	// stream for this long (0: never); the others go on and commit.
+	StallTimeout time.Duration
 }
+
+// ErrStalled says a destination took no bytes for its stall timeout.
+var ErrStalled = errors.New("destination stalled")
 
 // Target is what to back up and where to.
 type Target struct {
@@ -125,28 +131,57 @@ func (r *Runner) run(ctx context.Context, t Target, res *Result, log *slog.Logge
 	}
 	key := catalog.Key(t.Name, res.ID, artifact)
 
-	// One pipe per destination; each Put runs until the stream ends.
-	var wg sync.WaitGroup
-	writers := make([]*io.PipeWriter, len(t.Destinations))
+	// One pipe per destination; each Put runs until the stream ends. A
+	// destination that stops taking bytes is cut loose: its pipe fails, its
+	// Put is cancelled, and nobody waits for it any more (a write stuck in
+	// the kernel may never return).
+	n := len(t.Destinations)
+	writers := make([]*io.PipeWriter, n)
+	stalls := make([]func(), n)
+	done := make([]chan error, n)
+	stalled := make([]chan struct{}, n)
+	stallErrs := make([]error, n) // set before stalled[i] closes
 	for i, d := range t.Destinations {
 		pr, pw := io.Pipe()
 		writers[i] = pw
-		wg.Add(1)
+		done[i], stalled[i] = make(chan error, 1), make(chan struct{})
+		pctx, cancel := context.WithCancelCause(ctx)
+		defer cancel(nil)
+		var once sync.Once
+		if d.StallTimeout > 0 {
+			stalls[i] = func() {
+				once.Do(func() {
+					err := fmt.Errorf("%w: no bytes taken for %s (stall_timeout)", ErrStalled, d.StallTimeout)
+					stallErrs[i] = err
+					pr.CloseWithError(err)
+					cancel(err)
+					close(stalled[i])
+				})
+			}
+		}
 		go func() {
-			defer wg.Done()
-			err := d.Put(ctx, key, pr)
+			err := d.Put(pctx, key, pr)
 			if err != nil {
 				err = fmt.Errorf("destination %s: %w", d.Name, err)
 			}
-			res.Destinations[i].err = err
 			pr.CloseWithError(orEOFReader(err))
+			done[i] <- err
 		}()
 	}
-	fan := newFanout(writers)
+	fan := newFanout(writers, stalls)
+	for i, d := range t.Destinations {
+		fan.sinks[i].stall = d.StallTimeout
+	}
 	hw := &hashWriter{w: fan, h: sha256.New()}
 	info, err := dump(ctx, t.Engine, t.Encrypt, hw)
 	fan.close(err)
-	wg.Wait()
+	for i := range t.Destinations {
+		select {
+		case res.Destinations[i].err = <-done[i]:
+		case <-stalled[i]:
+			res.Destinations[i].err = fmt.Errorf("destination %s: %w", t.Destinations[i].Name, stallErrs[i])
+		}
+	}
 	if err != nil {
 		for i := range res.Destinations {
 			dr := &res.Destinations[i]
@@ -181,6 +216,7 @@ func (r *Runner) run(ctx context.Context, t Target, res *Result, log *slog.Logge
 	res.Manifest = m
 
 	// Commit every destination whose artifact landed, independently.
+	var wg sync.WaitGroup
 	for i, d := range t.Destinations {
 		if res.Destinations[i].err != nil {
 			continue

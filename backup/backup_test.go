@@ -167,10 +167,13 @@ func TestBackupToLocalAndS3(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(l.Backups) != 1 || l.Backups[0].Manifest == nil || len(l.Debris) != 0 {
+		if len(l.Backups) != 1 || len(l.Debris) != 0 {
 			t.Fatalf("%s: listing %+v", d.Name, l)
 		}
-		m := l.Backups[0].Manifest
+		m, err := catalog.ReadManifest(context.Background(), d, "orders", l.Backups[0].ID)
+		if err != nil {
+			t.Fatal(err)
+		}
 		if m.ServerVersion == "" || m.Tools["pg_dump"] == "" || m.Engine != "postgres" || m.Compression != "zstd" {
 			t.Errorf("%s: manifest lacks versions: %+v", d.Name, m)
 		}

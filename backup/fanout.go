@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"sync"
+	"time"
 )
 
 // fanout writes one stream to several pipes at once. Every write waits for
@@ -17,14 +18,26 @@ type fanout struct {
 type sink struct {
 	w   *io.PipeWriter
 	err error // set once the destination stopped reading
+	// A write the destination does not take within stall calls onStall,
+	// which fails the pipe (and so the write).
+	stall   time.Duration
+	onStall func()
 }
 
-func newFanout(ws []*io.PipeWriter) *fanout {
+func newFanout(ws []*io.PipeWriter, onStall []func()) *fanout {
 	f := &fanout{}
-	for _, w := range ws {
-		f.sinks = append(f.sinks, &sink{w: w})
+	for i, w := range ws {
+		f.sinks = append(f.sinks, &sink{w: w, onStall: onStall[i]})
 	}
 	return f
+}
+
+func (s *sink) write(p []byte) {
+	if s.stall > 0 && s.onStall != nil {
+		t := time.AfterFunc(s.stall, s.onStall)
+		defer t.Stop()
+	}
+	_, s.err = s.w.Write(p)
 }
 
 func (f *fanout) Write(p []byte) (int, error) {
@@ -40,13 +53,13 @@ func (f *fanout) Write(p []byte) (int, error) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				_, s.err = s.w.Write(p)
+				s.write(p)
 			}()
 		}
-		_, live[0].err = live[0].w.Write(p)
+		live[0].write(p)
 		wg.Wait()
 	} else if len(live) == 1 {
-		_, live[0].err = live[0].w.Write(p)
+		live[0].write(p)
 	}
 	var errs []error
 	for _, s := range f.sinks {

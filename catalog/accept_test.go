@@ -39,8 +39,9 @@ func TestAcceptance(t *testing.T) {
 		t.Fatalf("List: %+v, %v", l, err)
 	}
 	b := l.Backups[0]
-	if b.Manifest == nil || b.Manifest.Source.Migrations != nil || b.Manifest.Source.Tables[0].Rows != 5 {
-		t.Fatalf("old manifest: %+v (%s)", b.Manifest, b.Invalid)
+	m, err := ReadManifest(ctx, store, "orders", b.ID)
+	if err != nil || m.Source.Migrations != nil || m.Source.Tables[0].Rows != 5 {
+		t.Fatalf("old manifest: %+v (%v)", m, err)
 	}
 	if want := []string{"accept-20261203T093000Z.json", "accept-20261203T093100Z.json"}; !slices.Equal(b.Acceptances, want) || len(b.Records) != 1 {
 		t.Errorf("acceptances %v, records %v", b.Acceptances, b.Records)

@@ -15,10 +15,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"sort"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/backproof/backproof/destination"
 	"github.com/backproof/backproof/engine"
@@ -32,8 +32,9 @@ const FormatVersion = 1
 
 const idTimeLayout = "20060102T150405Z"
 
-// maxManifestSize bounds what List reads of a manifest.
-const maxManifestSize = 16 << 20
+// MaxManifestSize bounds what is read of a manifest or record: a bigger
+// one is invalid, whatever it holds.
+const MaxManifestSize = 16 << 20
 
 // NewID returns a backup id that sorts by time: 20261122T020000Z-<random>.
 func NewID(t time.Time) string {
@@ -44,10 +45,12 @@ func NewID(t time.Time) string {
 	return t.UTC().Format(idTimeLayout) + "-" + strings.ToLower(base32.StdEncoding.EncodeToString(b[:]))
 }
 
-// IDTime returns the time encoded in a backup id.
+// IDTime returns the time encoded in a backup id, and an error for any name
+// that is not a backup id: ids are read back from storage, where anyone with
+// write access may have put anything.
 func IDTime(id string) (time.Time, error) {
 	ts, suffix, ok := strings.Cut(id, "-")
-	if !ok || suffix == "" || strings.ContainsAny(suffix, "/.") {
+	if !ok || !validIDSuffix(suffix) {
 		return time.Time{}, fmt.Errorf("malformed backup id %q", id)
 	}
 	t, err := time.Parse(idTimeLayout, ts)
@@ -55,6 +58,21 @@ func IDTime(id string) (time.Time, error) {
 		return time.Time{}, fmt.Errorf("malformed backup id %q", id)
 	}
 	return t, nil
+}
+
+// validIDSuffix accepts 1 to 32 lower-case letters and digits: what NewID
+// writes, with room for older or hand-made ids, and never a dot, slash or
+// control character.
+func validIDSuffix(s string) bool {
+	if len(s) == 0 || len(s) > 32 {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
 }
 
 // Key returns the object key of a file in a backup.
@@ -100,30 +118,74 @@ func (m *Manifest) StoredSize() int64 {
 
 // Validate checks a manifest read from a destination against where it lies.
 func (m *Manifest) Validate(target, id string) error {
+	return validateHead(m.Format, m.ID, m.Target, id, target, m.Artifacts, len(m.Source.Tables))
+}
+
+// validateHead checks what a manifest says about itself and its artifacts.
+func validateHead(format int, mid, mtarget, id, target string, artifacts []Artifact, tables int) error {
 	switch {
-	case m.Format != FormatVersion:
-		return fmt.Errorf("manifest format %d, this build reads %d", m.Format, FormatVersion)
-	case m.ID != id:
-		return fmt.Errorf("manifest names backup %q but lies under %q", m.ID, id)
-	case m.Target != target:
-		return fmt.Errorf("manifest names target %q but lies under %q", m.Target, target)
-	case len(m.Artifacts) == 0:
+	case format != FormatVersion:
+		return fmt.Errorf("manifest format %d, this build reads %d", format, FormatVersion)
+	case mid != id:
+		return fmt.Errorf("manifest names backup %q but lies under %q", mid, id)
+	case mtarget != target:
+		return fmt.Errorf("manifest names target %q but lies under %q", mtarget, target)
+	case len(artifacts) == 0:
 		return errors.New("manifest lists no artifacts")
+	case len(artifacts) > MaxArtifacts:
+		return fmt.Errorf("manifest lists %d artifacts, at most %d are allowed", len(artifacts), MaxArtifacts)
+	case tables > MaxTables:
+		return fmt.Errorf("manifest lists %d tables, at most %d are allowed", tables, MaxTables)
 	}
-	for _, a := range m.Artifacts {
-		if a.Name == "" || strings.Contains(a.Name, "/") || a.Name == ManifestName || len(a.SHA256) != 64 || a.Size < 0 {
+	for _, a := range artifacts {
+		if err := ValidArtifactName(a.Name); err != nil || len(a.SHA256) != 64 || a.Size < 0 {
 			return fmt.Errorf("manifest has a malformed artifact entry %q", a.Name)
 		}
 	}
 	return nil
 }
 
-// Backup is a backup id found on a destination.
+// MaxArtifacts and MaxTables bound what a manifest may list.
+const (
+	MaxArtifacts = 64
+	MaxTables    = 1 << 20
+)
+
+// ValidArtifactName rejects artifact names that are not plain file names of
+// a backup: empty, "." or "..", with slashes, backslashes or control
+// characters, longer than 255 bytes, or the name of one of the backup's own
+// documents (manifest, verification records, holds, acceptances).
+func ValidArtifactName(name string) error {
+	switch {
+	case name == "" || name == "." || name == ".." || len(name) > 255 ||
+		strings.ContainsAny(name, "/\\") || strings.HasPrefix(name, "."):
+		return fmt.Errorf("invalid artifact name %q", name)
+	case name == ManifestName || strings.HasPrefix(name, recordPrefix) ||
+		strings.HasPrefix(name, holdPrefix) || strings.HasPrefix(name, acceptPrefix):
+		return fmt.Errorf("artifact name %q is reserved for the backup's own documents", name)
+	}
+	for _, c := range name {
+		if c < 0x20 || c == 0x7f || c == utf8.RuneError {
+			return fmt.Errorf("invalid artifact name %q", name)
+		}
+	}
+	return nil
+}
+
+// Backup is a backup id found on a destination. List fills in what a
+// listing tells; Load reads the manifest's Summary.
 type Backup struct {
-	ID       string
-	Manifest *Manifest // nil when Invalid is set
-	// Invalid says why a manifest exists but cannot be used: unreadable,
-	// malformed, or naming another backup. Such a backup is never restored.
+	ID string
+	// Object is the manifest as listed: key, size, modification time and,
+	// where the store has one, ETag.
+	Object destination.Object
+	// Summary is what list, retention and scheduling need of the manifest;
+	// nil until loaded, and when Invalid is set.
+	Summary *Summary
+	// Invalid says why a manifest exists but cannot be used: malformed,
+	// too large, not authentic, or naming another backup. Such a backup is
+	// never restored. A manifest that could not be read (the store failed)
+	// is never Invalid: loading it returns an error instead.
 	Invalid string
 	// Err is the error behind Invalid, for callers that tell kinds apart
 	// (a manifest that is not authentic, see package sign).
@@ -144,38 +206,36 @@ type Debris struct {
 
 // Listing is what one destination holds for one target.
 type Listing struct {
+	Target  string
 	Backups []Backup // sorted by id, oldest first
 	Debris  []Debris
 }
 
-// List reads a target's backups on d. A failed listing is an error, never an
-// empty result.
+// List reads a target's backups on d from one listing; it reads no manifest
+// (Load does). A failed listing is an error, never an empty result.
 func List(ctx context.Context, d destination.Destination, target string) (*Listing, error) {
 	objs, err := d.List(ctx, target+"/")
 	if err != nil {
 		return nil, err
 	}
-	byID := map[string][]destination.Object{}
-	var ids []string
-	for _, o := range objs {
-		rest := strings.TrimPrefix(o.Key, target+"/")
-		id, _, ok := strings.Cut(rest, "/")
-		if !ok {
-			continue
+	l := &Listing{Target: target}
+	// objs is sorted by key, so each backup's objects are adjacent.
+	for i := 0; i < len(objs); {
+		id, ok := backupOf(objs[i].Key, target)
+		j := i + 1
+		for j < len(objs) {
+			if next, _ := backupOf(objs[j].Key, target); next != id {
+				break
+			}
+			j++
 		}
-		if _, err := IDTime(id); err != nil {
+		group := objs[i:j:j]
+		i = j
+		if !ok {
 			continue // not ours
 		}
-		if _, seen := byID[id]; !seen {
-			ids = append(ids, id)
-		}
-		byID[id] = append(byID[id], o)
-	}
-	sort.Strings(ids)
-	l := &Listing{}
-	for _, id := range ids {
-		group := byID[id]
-		if !hasManifest(group, target, id) {
+		mo, committed := manifestOf(group, target, id)
+		if !committed {
 			dbr := Debris{ID: id, Objects: group}
 			for _, o := range group {
 				if o.ModTime.After(dbr.Newest) {
@@ -185,18 +245,27 @@ func List(ctx context.Context, d destination.Destination, target string) (*Listi
 			l.Debris = append(l.Debris, dbr)
 			continue
 		}
-		m, err := ReadManifest(ctx, d, target, id)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
-			l.Backups = append(l.Backups, Backup{ID: id, Invalid: err.Error(), Err: err})
-			continue
-		}
-		l.Backups = append(l.Backups, Backup{ID: id, Manifest: m, Records: records(group, target, id),
+		l.Backups = append(l.Backups, Backup{ID: id, Object: mo, Records: records(group, target, id),
 			Acceptances: acceptances(group, target, id)})
 	}
 	return l, nil
+}
+
+// backupOf returns the backup id of a key under target/, and false for keys
+// that are not in a backup's folder.
+func backupOf(key, target string) (string, bool) {
+	rest, ok := strings.CutPrefix(key, target+"/")
+	if !ok {
+		return "", false
+	}
+	id, _, ok := strings.Cut(rest, "/")
+	if !ok {
+		return id, false
+	}
+	if _, err := IDTime(id); err != nil {
+		return id, false
+	}
+	return id, true
 }
 
 // records returns the verification record names among a backup's objects.
@@ -222,54 +291,13 @@ func WriteRecord(ctx context.Context, d destination.Destination, target, id, nam
 	return d.Put(ctx, Key(target, id, name), strings.NewReader(string(data)+"\n"))
 }
 
-// ReadRecord reads a verification record into record.
-func ReadRecord(ctx context.Context, d destination.Destination, target, id, name string, record any) error {
-	rc, err := d.Get(ctx, Key(target, id, name))
-	if err != nil {
-		return err
-	}
-	defer rc.Close()
-	data, err := io.ReadAll(io.LimitReader(rc, maxManifestSize+1))
-	if err != nil {
-		return fmt.Errorf("read %s of %s/%s: %w", name, target, id, err)
-	}
-	if err := json.Unmarshal(data, record); err != nil {
-		return fmt.Errorf("%s of %s/%s: %w", name, target, id, err)
-	}
-	return nil
-}
-
-func hasManifest(objs []destination.Object, target, id string) bool {
+func manifestOf(objs []destination.Object, target, id string) (destination.Object, bool) {
 	for _, o := range objs {
 		if o.Key == Key(target, id, ManifestName) {
-			return true
+			return o, true
 		}
 	}
-	return false
-}
-
-// ReadManifest reads and validates one backup's manifest.
-func ReadManifest(ctx context.Context, d destination.Destination, target, id string) (*Manifest, error) {
-	rc, err := d.Get(ctx, Key(target, id, ManifestName))
-	if err != nil {
-		return nil, err
-	}
-	defer rc.Close()
-	data, err := io.ReadAll(io.LimitReader(rc, maxManifestSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("read manifest of %s/%s: %w", target, id, err)
-	}
-	if len(data) > maxManifestSize {
-		return nil, fmt.Errorf("manifest of %s/%s is larger than %d bytes", target, id, maxManifestSize)
-	}
-	var m Manifest
-	if err := json.Unmarshal(data, &m); err != nil {
-		return nil, fmt.Errorf("manifest of %s/%s: %w", target, id, err)
-	}
-	if err := m.Validate(target, id); err != nil {
-		return nil, fmt.Errorf("manifest of %s/%s: %w", target, id, err)
-	}
-	return &m, nil
+	return destination.Object{}, false
 }
 
 // WriteManifest commits a backup on d. Call it only after every artifact is

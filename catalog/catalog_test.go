@@ -2,6 +2,7 @@ package catalog
 
 import (
 	"context"
+	"errors"
 	"regexp"
 	"sort"
 	"strings"
@@ -27,7 +28,8 @@ func TestID(t *testing.T) {
 	if sorted[0] != ids[2] || sorted[2] != ids[0] {
 		t.Errorf("ids do not sort by time: %v", sorted)
 	}
-	for _, bad := range []string{"", "20261122T010000Z", "20261122T010000Z-", "2026-11-22-abc", "20261122T010000Z-a/b"} {
+	for _, bad := range []string{"", "20261122T010000Z", "20261122T010000Z-", "2026-11-22-abc", "20261122T010000Z-a/b",
+		"20261122T010000Z-..", "20261122T010000Z-a\nb", "20261122T010000Z-a\x1bb", "20261122T010000Z-A.B", "20261122T010000Z-" + strings.Repeat("a", 33)} {
 		if _, err := IDTime(bad); err == nil {
 			t.Errorf("IDTime(%q) accepted", bad)
 		}
@@ -64,15 +66,15 @@ func TestListSeparatesBackupsDebrisAndInvalid(t *testing.T) {
 	put("orders/not-an-id/file", "x")
 	put(Key("payments", NewID(now), ManifestName), "{}")
 
-	l, err := List(ctx, store, "orders")
+	l, err := Read(ctx, store, "orders", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(l.Backups) != 3 || l.Backups[0].ID != good || l.Backups[0].Manifest == nil {
+	if len(l.Backups) != 3 || l.Backups[0].ID != good || l.Backups[0].Summary == nil {
 		t.Fatalf("backups: %+v", l.Backups)
 	}
 	for _, b := range l.Backups[1:] {
-		if b.Manifest != nil || b.Invalid == "" {
+		if b.Summary != nil || b.Invalid == "" || !errors.Is(b.Err, ErrInvalid) {
 			t.Errorf("%s should be invalid: %+v", b.ID, b)
 		}
 	}
@@ -101,6 +103,16 @@ func TestManifestValidate(t *testing.T) {
 		"no artifacts":   func(m *Manifest) { m.Artifacts = nil },
 		"artifact path":  func(m *Manifest) { m.Artifacts[0].Name = "../x" },
 		"short checksum": func(m *Manifest) { m.Artifacts[0].SHA256 = "abc" },
+		"dot":            func(m *Manifest) { m.Artifacts[0].Name = "." },
+		"dotdot":         func(m *Manifest) { m.Artifacts[0].Name = ".." },
+		"hidden":         func(m *Manifest) { m.Artifacts[0].Name = ".tmp" },
+		"control char":   func(m *Manifest) { m.Artifacts[0].Name = "dump\x1b[2J.zst" },
+		"newline":        func(m *Manifest) { m.Artifacts[0].Name = "dump\n.zst" },
+		"backslash":      func(m *Manifest) { m.Artifacts[0].Name = "..\\x" },
+		"record":         func(m *Manifest) { m.Artifacts[0].Name = "verify-20261122T020000Z.json" },
+		"hold":           func(m *Manifest) { m.Artifacts[0].Name = "hold-20261122T020000Z-aaaaaaaa.json" },
+		"acceptance":     func(m *Manifest) { m.Artifacts[0].Name = "accept-20261122T020000Z.json" },
+		"manifest":       func(m *Manifest) { m.Artifacts[0].Name = ManifestName },
 	}
 	if err := validManifest(id).Validate("orders", id); err != nil {
 		t.Fatalf("valid manifest: %v", err)

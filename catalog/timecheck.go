@@ -23,7 +23,7 @@ func TimeProblem(b Backup, now time.Time) string {
 	if t.After(limit) {
 		return fmt.Sprintf("dated %s, %s ahead of this machine's clock", t.Format(time.RFC3339), t.Sub(now).Round(time.Second))
 	}
-	m := b.Manifest
+	m := b.Summary
 	if m == nil {
 		return ""
 	}

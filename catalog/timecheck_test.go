@@ -10,7 +10,7 @@ func TestTimeProblem(t *testing.T) {
 	now := time.Date(2026, 11, 22, 2, 0, 0, 0, time.UTC)
 	backup := func(id time.Time, start, end time.Duration) Backup {
 		b := Backup{ID: NewID(id)}
-		b.Manifest = &Manifest{ID: b.ID, Start: id.Add(start), End: id.Add(end)}
+		b.Summary = &Summary{Start: id.Add(start), End: id.Add(end)}
 		return b
 	}
 	for _, tc := range []struct {

@@ -13,6 +13,7 @@ import (
 	"github.com/backproof/backproof/catalog"
 	"github.com/backproof/backproof/config"
 	"github.com/backproof/backproof/continuity"
+	"github.com/backproof/backproof/destination"
 )
 
 func (e *env) acceptCommand() *cobra.Command {
@@ -43,16 +44,11 @@ continuity step when verified again.`,
 			var on []string
 			var errs []error
 			for _, d := range openDestinations(e.ctx, cfg, t.Destinations) {
-				l, err := catalog.List(e.ctx, d, t.Name)
-				if err != nil {
-					errs = append(errs, fmt.Errorf("destination %s: %w", d.Name, err))
-					continue
-				}
-				found := false
-				for _, b := range l.Backups {
-					found = found || (b.ID == backupID && b.Manifest != nil)
-				}
-				if !found {
+				// One manifest, read whole: the backup must be committed and valid here.
+				if _, err := catalog.ReadManifest(e.ctx, d, t.Name, backupID); err != nil {
+					if !errors.Is(err, destination.ErrNotFound) && !errors.Is(err, catalog.ErrInvalid) {
+						errs = append(errs, fmt.Errorf("destination %s: %w", d.Name, err))
+					}
 					continue
 				}
 				if err := catalog.WriteAcceptance(e.ctx, d, a); err != nil {
@@ -101,5 +97,5 @@ func continuityPolicy(t *config.Target) *continuity.Policy {
 		return nil
 	}
 	return &continuity.Policy{MaxDrop: p.MaxDrop, MinRows: p.MinRows, Ignore: p.Ignore,
-		MissingIsEmpty: t.Engine == config.EngineRedis}
+		MissingIsEmpty: t.IsRedis()}
 }

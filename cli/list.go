@@ -1,15 +1,21 @@
 package cli
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
+	"sync"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/backproof/backproof/catalog"
+	"github.com/backproof/backproof/config"
 	"github.com/backproof/backproof/continuity"
 	"github.com/backproof/backproof/destination"
 	"github.com/backproof/backproof/engine"
@@ -66,26 +72,40 @@ func (e *env) listCommand() *cobra.Command {
 			}
 			entries := []listEntry{}
 			failures := []listFailure{}
+			caches := listCaches{}
+			defer caches.save()
 			for _, t := range targets {
 				for _, d := range openDestinations(e.ctx, cfg, t.Destinations) {
 					if only != "" && d.Name != only {
 						continue
 					}
-					l, err := catalog.List(e.ctx, d, t.Name)
+					cache := caches.get(cfg, d.Name)
+					l, err := catalog.Read(e.ctx, d, t.Name, cache)
 					if err != nil {
 						failures = append(failures, listFailure{t.Name, d.Name, e.redactor.String(err.Error())})
 						continue
 					}
-					for _, b := range l.Backups {
-						le := newListEntry(t.Name, d.Name, b)
-						le.Verification = e.lastVerification(d, t.Name, b)
-						if a, err := catalog.ReadAcceptance(e.ctx, d, t.Name, b); err != nil {
-							le.Problem = e.redactor.String("unreadable acceptance: " + err.Error())
-						} else {
-							le.Accepted = a
-						}
-						entries = append(entries, le)
+					// Records and acceptances: read in parallel, bounded.
+					les := make([]listEntry, len(l.Backups))
+					var wg sync.WaitGroup
+					sem := make(chan struct{}, catalog.Parallel)
+					for i, b := range l.Backups {
+						wg.Add(1)
+						sem <- struct{}{}
+						go func() {
+							defer func() { <-sem; wg.Done() }()
+							le := newListEntry(t.Name, d.Name, b)
+							le.Verification = e.lastVerification(d, t.Name, b, cache)
+							if a, err := catalog.ReadAcceptance(e.ctx, d, t.Name, b); err != nil {
+								le.Problem = e.redactor.String("unreadable acceptance: " + err.Error())
+							} else {
+								le.Accepted = a
+							}
+							les[i] = le
+						}()
 					}
+					wg.Wait()
+					entries = append(entries, les...)
 				}
 			}
 			slices.SortStableFunc(entries, func(a, b listEntry) int {
@@ -119,31 +139,32 @@ func (e *env) listCommand() *cobra.Command {
 func newListEntry(target, dest string, b catalog.Backup) listEntry {
 	le := listEntry{Target: target, Destination: dest, ID: b.ID, State: "committed"}
 	le.Created, _ = catalog.IDTime(b.ID)
-	if b.Manifest == nil {
+	if b.Summary == nil {
 		le.State, le.Problem = "invalid", b.Invalid
 		if errors.Is(b.Err, sign.ErrNotAuthentic) {
 			le.State = "untrusted" // for a person to look at; never used
 		}
 		return le
 	}
-	le.Created, le.End = b.Manifest.Start, b.Manifest.End
-	le.Size = b.Manifest.StoredSize()
-	le.Engine = b.Manifest.Engine
-	le.Encryption = b.Manifest.Encryption
-	le.Migrations = b.Manifest.Source.Migrations
-	le.Schema = continuity.SchemaVersion(&b.Manifest.Source)
+	s := b.Summary
+	le.Created, le.End = s.Start, s.End
+	le.Size = s.Size
+	le.Engine = s.Engine
+	le.Encryption = s.Encryption
+	le.Migrations = s.Migrations
+	le.Schema = continuity.SchemaVersion(&engine.SourceStats{Migrations: s.Migrations})
 	return le
 }
 
 // lastVerification reads a backup's newest verification record. One that
 // cannot be read is reported as such rather than hiding the backup.
-func (e *env) lastVerification(d destination.Destination, target string, b catalog.Backup) *lastVerification {
+func (e *env) lastVerification(d destination.Destination, target string, b catalog.Backup, cache *catalog.Cache) *lastVerification {
 	if len(b.Records) == 0 {
 		return nil
 	}
 	name := b.Records[len(b.Records)-1]
-	var rec verify.Record
-	if err := catalog.ReadRecord(e.ctx, d, target, b.ID, name, &rec); err != nil {
+	rec, err := catalog.ReadRecordCached[verify.Record](e.ctx, cache, d, target, b.ID, name)
+	if err != nil {
 		return &lastVerification{Outcome: verify.Error, Reason: e.redactor.String("unreadable record: " + err.Error()), Record: name}
 	}
 	return &lastVerification{Outcome: rec.Outcome, At: rec.Ended, Reason: rec.Reason, Record: name}
@@ -192,4 +213,47 @@ func compare(a, b string) int {
 		return 1
 	}
 	return 0
+}
+
+// listCaches keeps what list read of each destination's manifests and
+// records on disk, so that the next list reads only what changed: a
+// manifest is read again when its listed size, time or ETag differ. The
+// file is named by the destination's place and the trust policy, so a
+// change of either starts afresh. Without a cache folder, list reads all.
+type listCaches map[string]*listCache
+
+type listCache struct {
+	path  string
+	cache *catalog.Cache
+}
+
+func (lc listCaches) get(cfg *config.Config, dest string) *catalog.Cache {
+	if c, ok := lc[dest]; ok {
+		return c.cache
+	}
+	dir, err := os.UserCacheDir()
+	d := cfg.Destinations[dest]
+	if err != nil || d == nil {
+		lc[dest] = &listCache{}
+		return nil
+	}
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%s\x00%s\x00%s\x00%v", d.Type, d.Path, d.Endpoint, d.Region, d.Bucket, d.Prefix, cfg.Encryption != nil)
+	if cfg.Signing != nil {
+		for _, k := range cfg.Signing.TrustedKeys {
+			fmt.Fprintf(h, "\x00%s", k)
+		}
+	}
+	path := filepath.Join(dir, "backproof", "catalog-"+hex.EncodeToString(h.Sum(nil))[:32]+".json")
+	c := &listCache{path: path, cache: catalog.LoadCacheFile(path)}
+	lc[dest] = c
+	return c.cache
+}
+
+func (lc listCaches) save() {
+	for _, c := range lc {
+		if c.cache != nil {
+			c.cache.Save(c.path) //nolint:errcheck // a cache that cannot be written only costs reads
+		}
+	}
 }

@@ -25,7 +25,7 @@ import (
 var kinds = []engine.Kind{
 	postgres.Kind,
 	mongodb.Kind,
-	redis.Kind,
+	redis.Kind, redis.ValkeyKind,
 	mysql.Kind, mysql.MariaDBKind,
 }
 
@@ -109,6 +109,7 @@ func openDestination(ctx context.Context, d *config.Destination) (destination.De
 			PartSize:        int64(d.PartSize),
 			Concurrency:     d.Concurrency,
 			Lock:            lock,
+			StallTimeout:    d.StallTimeout,
 		})
 	default:
 		return nil, fmt.Errorf("unknown destination type %q", d.Type)
@@ -135,7 +136,11 @@ func openDestinations(ctx context.Context, cfg *config.Config, names []string) [
 		} else {
 			d = &sign.Store{Destination: d, Name: n, Policy: policy}
 		}
-		out = append(out, backup.Destination{Name: n, Destination: d})
+		stall := config.DefaultStallTimeout
+		if c := cfg.Destinations[n]; c != nil && c.StallTimeout != 0 {
+			stall = c.StallTimeout
+		}
+		out = append(out, backup.Destination{Name: n, Destination: d, StallTimeout: stall})
 	}
 	return out
 }

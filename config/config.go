@@ -41,6 +41,7 @@ const (
 	DefaultS3Region       = "us-east-1"
 	DefaultS3PartSize     = 5 * MiB
 	DefaultS3Concurrency  = 2
+	DefaultStallTimeout   = 5 * time.Minute
 )
 
 // Engines.
@@ -48,6 +49,7 @@ const (
 	EnginePostgres = "postgres"
 	EngineMongoDB  = "mongodb"
 	EngineRedis    = "redis"
+	EngineValkey   = "valkey" // Valkey, Redis's fork: the redis engine's code, its own images and RDB versions
 	EngineMySQL    = "mysql"
 	EngineMariaDB  = "mariadb"
 )
@@ -165,6 +167,10 @@ type Destination struct {
 	PartSize        ByteSize    `yaml:"part_size"`   // multipart part size; 0 in the file: DefaultS3PartSize
 	Concurrency     int         `yaml:"concurrency"` // parts in flight; 0 in the file: DefaultS3Concurrency
 	ObjectLock      *ObjectLock `yaml:"object_lock"` // nil: objects are not locked
+
+	// StallTimeout fails the destination when it takes no bytes for this
+	// long; 0 in the file: DefaultStallTimeout.
+	StallTimeout time.Duration `yaml:"stall_timeout"`
 }
 
 // ObjectLock is an S3 Object Lock retention written with every object.
@@ -372,7 +378,8 @@ func defaults() *Config {
 			Images: map[string]string{
 				EnginePostgres: "postgres:{major}",
 				EngineMongoDB:  "mongo:7",
-				EngineRedis:    "redis:7",
+				EngineRedis:    "redis:{major}",
+				EngineValkey:   "valkey/valkey:{major}",
 				EngineMySQL:    "mysql:{version}",
 				EngineMariaDB:  "mariadb:{version}",
 			},
@@ -388,6 +395,9 @@ func defaults() *Config {
 func (c *Config) finish(dir string) {
 	for name, d := range c.Destinations {
 		d.Name = name
+		if d.StallTimeout == 0 {
+			d.StallTimeout = DefaultStallTimeout
+		}
 		switch d.Type {
 		case DestinationLocal:
 			if d.Path != "" && !strings.HasPrefix(d.Path, "~") {

@@ -348,7 +348,7 @@ sandbox:
   timeout: -5m
 `) + okTail,
 			want: []string{
-				"/cfg/bp.yaml:2: sandbox.images.oracle: unknown engine (want postgres, mongodb, redis, mysql or mariadb)",
+				"/cfg/bp.yaml:2: sandbox.images.oracle: unknown engine (want postgres, mongodb, redis, valkey, mysql or mariadb)",
 				"/cfg/bp.yaml:2: sandbox.images.postgres: empty image",
 				"/cfg/bp.yaml:3: sandbox.memory: must be positive",
 				"/cfg/bp.yaml:4: sandbox.cpus: must be positive",
@@ -533,11 +533,11 @@ targets:
   c/d: {engine: redis, dsn: x, destinations: [local], schedule: "0 0 30 2 *"}
 `),
 			want: []string{
-				"/cfg/bp.yaml:5: targets.a.engine: required (postgres, mongodb, redis, mysql or mariadb)",
+				"/cfg/bp.yaml:5: targets.a.engine: required (postgres, mongodb, redis, valkey, mysql or mariadb)",
 				"/cfg/bp.yaml:5: targets.a.dsn: required (set dsn or dsn_file)",
 				"/cfg/bp.yaml:5: targets.a.destinations: at least one destination is required",
 				`/cfg/bp.yaml:6: targets.a.schedule: invalid schedule "61 * * * *": end of range (61) above maximum (59): 61`,
-				`/cfg/bp.yaml:8: targets.b.engine: unknown engine "postgresql" (want postgres, mongodb, redis, mysql or mariadb)`,
+				`/cfg/bp.yaml:8: targets.b.engine: unknown engine "postgresql" (want postgres, mongodb, redis, valkey, mysql or mariadb)`,
 				`/cfg/bp.yaml:10: targets.b.schedule: invalid schedule "CRON_TZ=Mars/Olympus 0 2 * * *": provided bad location Mars/Olympus: unknown time zone Mars/Olympus`,
 				`/cfg/bp.yaml:11: targets.b.destinations[1]: unknown destination "ofsite" (defined: local, offsite)`,
 				`/cfg/bp.yaml:11: targets.b.destinations[2]: duplicate destination "local"`,
@@ -653,8 +653,8 @@ targets:
           max_age: 26h
 `),
 			want: []string{
-				`/cfg/bp.yaml:11: targets.shop.verify.checks[0].query: not an Extended JSON command document such as {"count": "orders"}: invalid JSON input`,
-				"/cfg/bp.yaml:14: targets.shop.verify.checks[1].query: aggregate: stage $out writes; checks only read",
+				`/cfg/bp.yaml:11: targets.shop.verify.checks[0].query: not an Extended JSON command document such as {"count": "orders"}: invalid JSON input (check "sql")`,
+				"/cfg/bp.yaml:14: targets.shop.verify.checks[1].query: aggregate: stage $out writes; checks only read (check \"writes\")",
 			},
 		},
 	}
@@ -723,7 +723,7 @@ targets:
 	if c.Encryption != nil {
 		t.Errorf("Encryption = %+v, want nil", c.Encryption)
 	}
-	wantImages := map[string]string{"postgres": "postgres:{major}", "mongodb": "mongo:7", "redis": "redis:7", "mysql": "mysql:{version}", "mariadb": "mariadb:{version}"}
+	wantImages := map[string]string{"postgres": "postgres:{major}", "mongodb": "mongo:7", "redis": "redis:{major}", "valkey": "valkey/valkey:{major}", "mysql": "mysql:{version}", "mariadb": "mariadb:{version}"}
 	if !reflect.DeepEqual(c.Sandbox.Images, wantImages) {
 		t.Errorf("images = %v", c.Sandbox.Images)
 	}
@@ -786,7 +786,7 @@ targets:
 	if c.Listen != ":9000" || c.Log != (Log{Level: "debug", Format: "json"}) {
 		t.Errorf("listen/log = %q %+v", c.Listen, c.Log)
 	}
-	if c.Sandbox.Images["postgres"] != "registry.local/postgres:{major}" || c.Sandbox.Images["redis"] != "redis:7" {
+	if c.Sandbox.Images["postgres"] != "registry.local/postgres:{major}" || c.Sandbox.Images["redis"] != "redis:{major}" {
 		t.Errorf("images = %v (want postgres overridden, the rest default)", c.Sandbox.Images)
 	}
 	if c.Sandbox.Memory != 512*MiB || c.Sandbox.CPUs != 2.5 || c.Sandbox.Timeout != 90*time.Minute {

@@ -34,11 +34,14 @@ type ContinuityPolicy struct {
 	Ignore  []string
 }
 
+// IsRedis reports whether the target is Redis or Valkey (one engine's code).
+func (t *Target) IsRedis() bool { return t.Engine == EngineRedis || t.Engine == EngineValkey }
+
 // ContinuityPolicy returns the target's continuity settings, defaults
 // applied.
 func (t *Target) ContinuityPolicy() ContinuityPolicy {
 	p := ContinuityPolicy{Enabled: true, MaxDrop: DefaultContinuityMaxDrop, MinRows: DefaultContinuityMinRows}
-	if t.Engine == EngineRedis {
+	if t.IsRedis() {
 		p.MaxDrop, p.MinRows = DefaultRedisContinuityMaxDrop, DefaultRedisContinuityMinRows
 	}
 	if t.Verify == nil || t.Verify.Continuity == nil {

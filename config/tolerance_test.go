@@ -35,7 +35,7 @@ func TestKeyTolerance(t *testing.T) {
 	}
 
 	_, err := Parse([]byte(okTail+"    verify: {key_tolerance: 10}\n"), testFile, envFunc(nil))
-	if lines := problemLines(t, err); len(lines) != 1 || !strings.Contains(lines[0], ":8: targets.db.verify.key_tolerance: only for redis targets") {
+	if lines := problemLines(t, err); len(lines) != 1 || !strings.Contains(lines[0], ":8: targets.db.verify.key_tolerance: only for redis and valkey targets") {
 		t.Errorf("postgres target: %v", lines)
 	}
 	_, err = Parse([]byte(strings.Replace(redis, "2%", "lots", 1)), testFile, envFunc(nil))

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"filippo.io/age"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -374,6 +375,7 @@ func (v *validator) local(p string, d *Destination) {
 	case strings.HasPrefix(d.Path, "~"):
 		v.addf(p+".path", "~ is not expanded; use an absolute path or ${HOME}")
 	}
+	v.stall(p, d)
 	v.notApplicable(p, "local", map[string]bool{
 		"bucket":            d.Bucket != "",
 		"prefix":            d.Prefix != "",
@@ -390,6 +392,7 @@ func (v *validator) local(p string, d *Destination) {
 }
 
 func (v *validator) s3(p string, d *Destination) {
+	v.stall(p, d)
 	v.notApplicable(p, "s3", map[string]bool{"path": d.Path != ""})
 	switch {
 	case d.Bucket == "":
@@ -443,6 +446,12 @@ func (v *validator) s3(p string, d *Destination) {
 	}
 }
 
+func (v *validator) stall(p string, d *Destination) {
+	if d.StallTimeout != 0 && d.StallTimeout < time.Second {
+		v.addf(p+".stall_timeout", "must be at least 1s, got %s", d.StallTimeout)
+	}
+}
+
 // notApplicable reports keys that do not belong to destinations of type typ:
 // those the file set, and those set in code.
 func (v *validator) notApplicable(p, typ string, set map[string]bool) {
@@ -486,8 +495,8 @@ func (v *validator) targets() {
 		}
 		if t.Verify != nil {
 			v.verify(p+".verify", t.Verify, t.Engine)
-			if v.c.has(p+".verify.key_tolerance") && t.Engine != EngineRedis {
-				v.addf(p+".verify.key_tolerance", "only for redis targets (the other engines record exact counts)")
+			if v.c.has(p+".verify.key_tolerance") && !t.IsRedis() {
+				v.addf(p+".verify.key_tolerance", "only for redis and valkey targets (the other engines record exact counts)")
 			}
 			if t.Verify.Continuity != nil {
 				v.continuity(p+".verify.continuity", t.Verify.Continuity)
@@ -621,12 +630,12 @@ func isCheckName(s string) bool {
 
 func isEngine(s string) bool {
 	switch s {
-	case EnginePostgres, EngineMongoDB, EngineRedis, EngineMySQL, EngineMariaDB:
+	case EnginePostgres, EngineMongoDB, EngineRedis, EngineValkey, EngineMySQL, EngineMariaDB:
 		return true
 	}
 	return false
 }
 
 func enginesList() string {
-	return EnginePostgres + ", " + EngineMongoDB + ", " + EngineRedis + ", " + EngineMySQL + " or " + EngineMariaDB
+	return EnginePostgres + ", " + EngineMongoDB + ", " + EngineRedis + ", " + EngineValkey + ", " + EngineMySQL + " or " + EngineMariaDB
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/backproof/backproof/backup"
+	"github.com/backproof/backproof/catalog"
 	"github.com/backproof/backproof/config"
 	"github.com/backproof/backproof/internal/clock"
 	"github.com/backproof/backproof/lease"
@@ -69,9 +70,31 @@ type Daemon struct {
 	backupSem chan struct{}
 	verifySem chan struct{}
 	reloadErr string
-	replicas  *replicaSet        // nil: this daemon runs every target
-	replicasC *config.Replicas   // what replicas was made from
-	stopReps  context.CancelFunc // ends replicas' heartbeats
+	caches    map[string]*catalog.Cache // manifest summaries by destination, for this config
+	scanCtx   context.Context           // Serve's: done at the stop
+	replicas  *replicaSet               // nil: this daemon runs every target
+	replicasC *config.Replicas          // what replicas was made from
+	stopReps  context.CancelFunc        // ends replicas' heartbeats
+}
+
+// newHTTPServer serves h with timeouts: a client that sends or reads
+// slowly, or keeps a connection open, holds nothing for long. The pages are
+// small.
+func newHTTPServer(h http.Handler) *http.Server {
+	return &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: time.Minute, IdleTimeout: 2 * time.Minute}
+}
+
+// cache returns the manifest cache of a destination under the current config.
+func (d *Daemon) cache(dest string) *catalog.Cache {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	c := d.caches[dest]
+	if c == nil {
+		c = catalog.NewCache()
+		d.caches[dest] = c
+	}
+	return c
 }
 
 // targetState is what the daemon knows about a target. It outlives
@@ -122,7 +145,10 @@ func (d *Daemon) Serve(ctx context.Context, ln net.Listener, cfg *config.Config,
 	d.started = d.now()
 	d.targets = map[string]*targetState{}
 
-	srv := &http.Server{Handler: d.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	// A scan reads storage, which may hang: it ends with ctx (SIGTERM),
+	// so a slow destination never holds the stop past its deadline.
+	d.scanCtx = ctx
+	srv := newHTTPServer(d.Handler())
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	d.Log.Info("daemon started", "listen", ln.Addr().String(), "version", d.Version)
@@ -212,6 +238,7 @@ func (d *Daemon) apply(cfg *config.Config) {
 		d.verifySem = make(chan struct{}, cfg.Concurrency.MaxVerifications())
 	}
 	d.cfg = cfg
+	d.caches = map[string]*catalog.Cache{} // a new config may read the stores under new policies
 	d.applyReplicas(cfg)
 	schedCtx, stopSched := context.WithCancel(d.ctx)
 	d.stopSched = stopSched
@@ -511,14 +538,14 @@ func (d *Daemon) verify(cfg *config.Config, t *config.Target, ts *targetState) b
 
 // rescan reads the target's catalog and derives the state metrics from it.
 func (d *Daemon) rescan(cfg *config.Config, t *config.Target, ts *targetState) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(d.ctx), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(d.scanCtx, 2*time.Minute)
 	defer cancel()
 	ts.scanMu.Lock()
 	defer ts.scanMu.Unlock()
 	ts.mu.Lock()
 	prev := ts.catalog
 	ts.mu.Unlock()
-	c := scan(ctx, d.now, t.Name, d.Jobs.Destinations(ctx, cfg, t), prev)
+	c := scan(ctx, d.now, t.Name, d.Jobs.Destinations(ctx, cfg, t), prev, d.cache)
 	for _, ds := range c.Destinations {
 		if ds.Error != "" {
 			d.Log.Error("listing a destination failed", "target", t.Name, "destination", ds.Name, "err", ds.Error)

@@ -8,6 +8,7 @@ import (
 	"github.com/backproof/backproof/backup"
 	"github.com/backproof/backproof/catalog"
 	"github.com/backproof/backproof/continuity"
+	"github.com/backproof/backproof/engine"
 	"github.com/backproof/backproof/verify"
 )
 
@@ -62,18 +63,21 @@ type Catalog struct {
 	History           []Point          `json:"history"` // oldest first
 }
 
-// scan reads a target's catalog from its destinations. A destination whose
-// listing fails keeps its state from prev, marked with the error.
-func scan(ctx context.Context, now func() time.Time, target string, dests []backup.Destination, prev *Catalog) *Catalog {
+// scan reads a target's catalog from its destinations, through each
+// destination's cache (cache may return nil). A destination whose listing
+// fails keeps its state from prev, marked with the error.
+func scan(ctx context.Context, now func() time.Time, target string, dests []backup.Destination, prev *Catalog, cache func(dest string) *catalog.Cache) *Catalog {
 	c := &Catalog{}
 	type found struct {
-		b    catalog.Backup
-		dest backup.Destination
+		b     catalog.Backup
+		dest  backup.Destination
+		cache *catalog.Cache
 	}
 	byID := map[string][]found{}
 	for _, d := range dests {
 		ds := DestState{Name: d.Name, Scanned: now(), ids: map[string]bool{}}
-		l, err := catalog.List(ctx, d, target)
+		dc := cache(d.Name)
+		l, err := catalog.Read(ctx, d, target, dc)
 		if err != nil {
 			if p := prev.dest(d.Name); p != nil {
 				ds = *p
@@ -83,14 +87,14 @@ func scan(ctx context.Context, now func() time.Time, target string, dests []back
 			continue
 		}
 		for _, b := range l.Backups {
-			if b.Manifest == nil || catalog.TimeProblem(b, ds.Scanned) != "" {
+			if b.Summary == nil || catalog.TimeProblem(b, ds.Scanned) != "" {
 				ds.Suspect++
 				continue
 			}
 			ds.Backups++
 			ds.ids[b.ID] = true
 			ds.Newest = info(b)
-			byID[b.ID] = append(byID[b.ID], found{b, d})
+			byID[b.ID] = append(byID[b.ID], found{b, d, dc})
 		}
 		c.Destinations = append(c.Destinations, ds)
 	}
@@ -126,9 +130,9 @@ func scan(ctx context.Context, now func() time.Time, target string, dests []back
 			if len(f.b.Records) == 0 {
 				continue
 			}
-			var rec verify.Record
 			name := f.b.Records[len(f.b.Records)-1]
-			if err := catalog.ReadRecord(ctx, f.dest, target, f.b.ID, name, &rec); err != nil {
+			rec, err := catalog.ReadRecordCached[verify.Record](ctx, f.cache, f.dest, target, f.b.ID, name)
+			if err != nil {
 				rec = verify.Record{Target: target, Destination: f.dest.Name, BackupID: f.b.ID, Outcome: verify.Error,
 					Reason: "unreadable record " + name + ": " + err.Error()}
 			}
@@ -144,7 +148,7 @@ func scan(ctx context.Context, now func() time.Time, target string, dests []back
 		}
 		if len(ids)-i <= historyLen {
 			b := byID[ids[i]][0].b
-			p := Point{ID: b.ID, Created: b.Manifest.Start, Size: b.Manifest.StoredSize(), Accepted: accepted}
+			p := Point{ID: b.ID, Created: b.Summary.Start, Size: b.Summary.Size, Accepted: accepted}
 			if newest != nil {
 				p.Verified, p.RestoreSeconds = newest.Outcome, newest.RestoreSeconds
 			}
@@ -161,8 +165,8 @@ func scan(ctx context.Context, now func() time.Time, target string, dests []back
 }
 
 func info(b catalog.Backup) *BackupInfo {
-	return &BackupInfo{ID: b.ID, Created: b.Manifest.Start, End: b.Manifest.End, Size: b.Manifest.StoredSize(),
-		Schema: continuity.SchemaVersion(&b.Manifest.Source)}
+	return &BackupInfo{ID: b.ID, Created: b.Summary.Start, End: b.Summary.End, Size: b.Summary.Size,
+		Schema: continuity.SchemaVersion(&engine.SourceStats{Migrations: b.Summary.Migrations})}
 }
 
 func (c *Catalog) dest(name string) *DestState {

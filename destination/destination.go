@@ -24,6 +24,9 @@ type Object struct {
 	Key     string
 	Size    int64
 	ModTime time.Time
+	// ETag is the store's version tag of the content, "" where the store
+	// has none (local). Caches compare it with Size and ModTime.
+	ETag string
 }
 
 // Destination stores objects. Every method must be safe for concurrent use.
@@ -60,12 +63,12 @@ type Locker interface {
 
 // ValidateKey rejects keys that could escape a destination's root or that
 // stores treat differently: empty, absolute, with empty, "." or ".."
-// segments, backslashes or NUL bytes.
+// segments, backslashes or control characters (NUL included).
 func ValidateKey(key string) error {
 	if key == "" {
 		return errors.New("empty object key")
 	}
-	if strings.ContainsAny(key, "\\\x00") || strings.HasPrefix(key, "/") || strings.HasSuffix(key, "/") {
+	if hasControl(key) || strings.Contains(key, "\\") || strings.HasPrefix(key, "/") || strings.HasSuffix(key, "/") {
 		return &KeyError{Key: key}
 	}
 	for _, seg := range strings.Split(key, "/") {
@@ -77,6 +80,34 @@ func ValidateKey(key string) error {
 		return &KeyError{Key: key}
 	}
 	return nil
+}
+
+// ValidatePrefix rejects List prefixes that could name something outside
+// the destination: those ValidateKey refuses, except that the prefix may be
+// empty, end in "/" or stop inside its last segment.
+func ValidatePrefix(prefix string) error {
+	if prefix == "" {
+		return nil
+	}
+	if hasControl(prefix) || strings.Contains(prefix, "\\") || strings.HasPrefix(prefix, "/") {
+		return &KeyError{Key: prefix}
+	}
+	segs := strings.Split(prefix, "/")
+	for i, seg := range segs {
+		if seg == "." || seg == ".." || seg == "" && i < len(segs)-1 {
+			return &KeyError{Key: prefix}
+		}
+	}
+	return nil
+}
+
+func hasControl(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] == 0x7f {
+			return true
+		}
+	}
+	return false
 }
 
 // KeyError reports an object key a destination refuses.

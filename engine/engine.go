@@ -234,6 +234,15 @@ type Preloader interface {
 	LoadFailed(err error) error
 }
 
+// PreloadChooser is a Prover that loads some backups at start: Preloader
+// returns the Preloader for such a backup, nil for the others, which are
+// restored into the running sandbox (PostgreSQL loads at start only when
+// this host's pg_restore is older than the backup's pg_dump: then the
+// sandbox image's own pg_restore restores it).
+type PreloadChooser interface {
+	Preloader(ctx context.Context, info *DumpInfo) Preloader
+}
+
 // RestoreOptions tune a restore.
 type RestoreOptions struct {
 	Jobs int // parallel restore jobs where the format allows; <= 1: one, in a single transaction

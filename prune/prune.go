@@ -116,6 +116,7 @@ type pruner struct {
 	held   *lease.Lease
 	now    time.Time
 	dryRun bool
+	cache  *catalog.Cache // nil: read every manifest
 }
 
 func (p *pruner) run(ctx context.Context, policy *config.Retention, dr *DestinationReport) error {
@@ -127,6 +128,11 @@ func (p *pruner) run(ctx context.Context, policy *config.Retention, dr *Destinat
 	l, err := catalog.List(ctx, p.d, p.target)
 	if err != nil {
 		return fmt.Errorf("listing failed, nothing pruned: %w", err)
+	}
+	// Retention judges every backup's dates: their summaries, never their
+	// whole manifests. One that cannot be read stops the run.
+	if err := l.Load(ctx, p.d, p.cache); err != nil {
+		return fmt.Errorf("reading manifests failed, nothing pruned: %w", err)
 	}
 	plan, err := p.plan(ctx, l, policy)
 	if err != nil {
@@ -188,7 +194,7 @@ func (p *pruner) plan(ctx context.Context, l *catalog.Listing, policy *config.Re
 		if err != nil {
 			return nil, err // List returns only well-formed ids
 		}
-		bs = append(bs, retention.Backup{ID: b.ID, Time: t, Invalid: b.Manifest == nil, Suspect: catalog.TimeProblem(b, p.now)})
+		bs = append(bs, retention.Backup{ID: b.ID, Time: t, Invalid: b.Summary == nil, Suspect: catalog.TimeProblem(b, p.now)})
 	}
 	if policy == nil {
 		out := make([]retention.Decision, 0, len(bs))
@@ -201,7 +207,7 @@ func (p *pruner) plan(ctx context.Context, l *catalog.Listing, policy *config.Re
 	// from the newest backup down until one passed.
 	for i := len(l.Backups) - 1; i >= 0; i-- {
 		b := l.Backups[i]
-		if b.Manifest == nil || bs[i].Suspect != "" {
+		if b.Summary == nil || bs[i].Suspect != "" {
 			continue
 		}
 		ok, err := p.verified(ctx, b)

@@ -116,10 +116,11 @@ func listed(t *testing.T, d destination.Destination) []string {
 	}
 	var ids []string
 	for _, b := range l.Backups {
-		if b.Manifest == nil {
-			t.Fatalf("%s listed with an invalid manifest: %s", b.ID, b.Invalid)
+		m, err := catalog.ReadManifest(ctx, d, target, b.ID)
+		if err != nil {
+			t.Fatalf("%s listed with an invalid manifest: %v", b.ID, err)
 		}
-		for _, a := range b.Manifest.Artifacts {
+		for _, a := range m.Artifacts {
 			obj, err := d.Stat(ctx, catalog.Key(target, b.ID, a.Name))
 			if err != nil || obj.Size != a.Size {
 				t.Fatalf("%s is listed as a backup but its artifact %s is %v, %v", b.ID, a.Name, obj, err)

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/backproof/backproof/catalog"
@@ -29,57 +31,83 @@ type Copy struct {
 // is empty. It returns every destination's intact-looking copy of it, in
 // the order of sources; the first is where the backup was chosen. With
 // several sources and no id, the latest is the newest id on any of them.
+// With an id it reads one manifest per source and lists nothing.
 func Find(ctx context.Context, sources []Source, target, id string) ([]Copy, error) {
-	type listing struct {
-		src Source
-		l   *catalog.Listing
-	}
-	var listings []listing
 	var errs []error
+	if id == "" {
+		var err error
+		if id, errs, err = latest(ctx, sources, target); err != nil {
+			return nil, err
+		}
+	}
+	var copies []Copy
+	var invalid []error
+	for _, s := range sources {
+		m, err := catalog.ReadManifest(ctx, s.Store, target, id)
+		switch {
+		case err == nil:
+			copies = append(copies, Copy{Source: s, Manifest: m})
+		case errors.Is(err, destination.ErrNotFound):
+		case errors.Is(err, catalog.ErrInvalid):
+			invalid = append(invalid, fmt.Errorf("%s: %w: %v", s.Name, ErrChecksumMismatch, err))
+		default:
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			errs = append(errs, fmt.Errorf("%s: %w", s.Name, err))
+		}
+	}
+	if len(copies) == 0 {
+		if len(invalid) > 0 && len(errs) == 0 {
+			return nil, fmt.Errorf("backup %s of %s: no readable manifest: %w", id, target, errors.Join(invalid...))
+		}
+		return nil, errors.Join(append([]error{fmt.Errorf("backup %s of %s not found", id, target)}, append(errs, invalid...)...)...)
+	}
+	return copies, nil
+}
+
+// latest returns the newest backup id on any source whose manifest is valid
+// and whose dates can be believed, reading manifests newest first until one
+// is. Sources that could not be read are returned as errs; none usable is
+// an error.
+func latest(ctx context.Context, sources []Source, target string) (id string, errs []error, err error) {
+	type cand struct {
+		src Source
+		b   *catalog.Backup
+	}
+	var cands []cand
 	for _, s := range sources {
 		l, err := catalog.List(ctx, s.Store, target)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("list %s on %s: %w", target, s.Name, err))
 			continue
 		}
-		listings = append(listings, listing{s, l})
+		for i := range l.Backups {
+			cands = append(cands, cand{s, &l.Backups[i]})
+		}
 	}
-	if id == "" {
-		now := time.Now()
-		for _, li := range listings {
-			for _, b := range li.l.Backups {
-				// A backup dated in the future or whose manifest disagrees
-				// with its id is never the latest: name it with --backup.
-				if b.Manifest != nil && b.ID > id && catalog.TimeProblem(b, now) == "" {
-					id = b.ID
-				}
+	slices.SortStableFunc(cands, func(a, b cand) int { return strings.Compare(b.b.ID, a.b.ID) })
+	now := time.Now()
+	failed := map[string]bool{} // sources that could not be read: skipped
+	for _, c := range cands {
+		if failed[c.src.Name] {
+			continue
+		}
+		if err := c.b.Load(ctx, c.src.Store, target); err != nil {
+			if ctx.Err() != nil {
+				return "", nil, ctx.Err()
 			}
+			errs = append(errs, fmt.Errorf("%s: %w", c.src.Name, err))
+			failed[c.src.Name] = true
+			continue
 		}
-		if id == "" {
-			return nil, errors.Join(append([]error{fmt.Errorf("no committed backup of %s found", target)}, errs...)...)
-		}
-	}
-	var copies []Copy
-	var invalid []error
-	for _, li := range listings {
-		for _, b := range li.l.Backups {
-			if b.ID != id {
-				continue
-			}
-			if b.Manifest == nil {
-				invalid = append(invalid, fmt.Errorf("%s: %w: %s", li.src.Name, ErrChecksumMismatch, b.Invalid))
-				continue
-			}
-			copies = append(copies, Copy{Source: li.src, Manifest: b.Manifest})
+		// A backup dated in the future or whose manifest disagrees with
+		// its id is never the latest: name it with --backup.
+		if c.b.Summary != nil && catalog.TimeProblem(*c.b, now) == "" {
+			return c.b.ID, errs, nil
 		}
 	}
-	if len(copies) == 0 {
-		if len(invalid) > 0 {
-			return nil, fmt.Errorf("backup %s of %s: no readable manifest: %w", id, target, errors.Join(invalid...))
-		}
-		return nil, errors.Join(append([]error{fmt.Errorf("backup %s of %s not found", id, target)}, errs...)...)
-	}
-	return copies, nil
+	return "", nil, errors.Join(append([]error{fmt.Errorf("no committed backup of %s found", target)}, errs...)...)
 }
 
 // Progress starts metering a transfer of total bytes, described by what.

@@ -4,14 +4,15 @@
 #
 #   scripts/image.sh [--tag NAME] [--base IMAGE] [--force]
 #
-# --tag: the image name (default backproof:latest). --base: a Debian bookworm image to
-# build FROM (default backproof-sandbox/base:bookworm, made by scripts/sandbox-images.sh
+# --tag: the image name (default backproof:latest). --base: a Debian sid image to
+# build FROM (default backproof-sandbox/base:sid-pg, made by scripts/sandbox-images.sh
 # from Debian packages when missing: no registry needed). --force: build even if up to date.
 #
 # The binary is built here (CGO_ENABLED=0, version from git describe) and copied in,
 # as release tooling does. The image carries the label org.backproof.image.hash of the
 # binary, the Dockerfile and the base image's id, and is kept when that matches. The
-# Dockerfile's apt-get needs a Debian mirror, once: later builds reuse that layer.
+# default base has pg_dump 18 already; another base needs a Debian mirror for apt-get,
+# once: later builds reuse that layer.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -43,10 +44,10 @@ docker info >/dev/null 2>&1 ||
   die "no docker engine answers (docker info failed); start dockerd first, e.g. with scripts/testenv.sh up"
 
 if [[ -z $BASE ]]; then
-  BASE=backproof-sandbox/base:bookworm
+  BASE=backproof-sandbox/base:sid-pg
   if ! docker image inspect "$BASE" >/dev/null 2>&1; then
     say "$BASE is missing: building it with scripts/sandbox-images.sh"
-    bash "$REPO/scripts/sandbox-images.sh" postgres >&2
+    bash "$REPO/scripts/sandbox-images.sh" postgres-18 >&2
   fi
 fi
 base_id=$(docker image inspect -f '{{.Id}}' "$BASE" 2>/dev/null) ||

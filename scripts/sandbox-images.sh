@@ -13,6 +13,7 @@
 #
 #   scripts/sandbox-images.sh [--prefix NAME] [--log FILE] [--force] [ENGINE]...
 #   ENGINE: postgres redis ferretdb mariadb-10.11 mariadb-11.8 mysql-9.7
+#           postgres-17 postgres-18 redis-8 valkey-8 valkey-9
 #
 # No engine named: all of them. --prefix: image name prefix (default backproof-sandbox).
 # --log FILE: build output goes to FILE instead of stderr (only progress lines and
@@ -32,19 +33,32 @@ IMAGES_DIR=$REPO/sandbox/images
 # Debootstrapped roots: name -> suite and packages. setpriv (entrypoints) is in
 # util-linux, which minbase has. MariaDB 10.11 has a bookworm root of its own, so the
 # PostgreSQL/Redis base (and the backproof image built FROM it) stays as it was.
-declare -A ROOT_SUITE=([bookworm]=bookworm [mariadb-bookworm]=bookworm [trixie]=trixie [sid]=sid)
+# PostgreSQL 17/18, Redis 8 and Valkey 8/9 have roots of their own too (trixie-pg,
+# sid-pg), so the MariaDB/MySQL roots of those suites stay as they were.
+declare -A ROOT_SUITE=([bookworm]=bookworm [mariadb-bookworm]=bookworm [trixie]=trixie [sid]=sid
+  [trixie-pg]=trixie [sid-pg]=sid)
 declare -A INCLUDES=(
   [bookworm]=postgresql-15,redis-server
   [mariadb-bookworm]=mariadb-server
   [trixie]=mariadb-server
   [sid]=mysql-server
+  [trixie-pg]=postgresql-17,redis-server,valkey-server
+  [sid-pg]=postgresql-18,valkey-server,ca-certificates,curl
 )
+# root -> the cleanup of what its packages' scripts made (part of its hash).
+declare -A ROOT_CLEAN=([mariadb-bookworm]=clean_mysql_rootfs [trixie]=clean_mysql_rootfs
+  [sid]=clean_mysql_rootfs [trixie-pg]=clean_server_rootfs [sid-pg]=clean_server_rootfs)
 LABEL_KEY=org.backproof.sandbox.hash
 IMAGE_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-# engine -> image tag ("" for the packaged server's version), suite, image directory, package.
-declare -A TAGS=([postgres]=15 [redis]=7 [ferretdb]=1.24 [mariadb-10.11]='' [mariadb-11.8]='' [mysql-9.7]='')
-declare -A ROOTS=([postgres]=bookworm [redis]=bookworm [mariadb-10.11]=mariadb-bookworm [mariadb-11.8]=trixie [mysql-9.7]=sid)
-declare -A DIRS=([postgres]=postgres [redis]=redis [mariadb-10.11]=mysql [mariadb-11.8]=mysql [mysql-9.7]=mysql)
+# engine -> image tag ("" for the packaged server's version), suite, image directory,
+# build arguments, package.
+declare -A TAGS=([postgres]=15 [redis]=7 [ferretdb]=1.24 [mariadb-10.11]='' [mariadb-11.8]='' [mysql-9.7]=''
+  [postgres-17]=17 [postgres-18]=18 [redis-8]=8 [valkey-8]=8 [valkey-9]=9)
+declare -A ROOTS=([postgres]=bookworm [redis]=bookworm [mariadb-10.11]=mariadb-bookworm [mariadb-11.8]=trixie [mysql-9.7]=sid
+  [postgres-17]=trixie-pg [postgres-18]=sid-pg [redis-8]=trixie-pg [valkey-8]=trixie-pg [valkey-9]=sid-pg)
+declare -A DIRS=([postgres]=postgres [redis]=redis [mariadb-10.11]=mysql [mariadb-11.8]=mysql [mysql-9.7]=mysql
+  [postgres-17]=postgres [postgres-18]=postgres [redis-8]=redis [valkey-8]=redis [valkey-9]=redis)
+declare -A BUILD_ARGS=([postgres-17]=PG_MAJOR=17 [postgres-18]=PG_MAJOR=18 [valkey-8]=SERVER=valkey [valkey-9]=SERVER=valkey)
 declare -A PACKAGES=([mariadb-10.11]=mariadb-server-core [mariadb-11.8]=mariadb-server-core [mysql-9.7]=mysql-server-core)
 FERRETDB_VERSION=v1.24.0
 
@@ -90,7 +104,8 @@ while (($#)); do
       ENGINES+=("$1"); shift ;;
   esac
 done
-((${#ENGINES[@]})) || ENGINES=(postgres redis ferretdb mariadb-10.11 mariadb-11.8 mysql-9.7)
+((${#ENGINES[@]})) || ENGINES=(postgres redis ferretdb mariadb-10.11 mariadb-11.8 mysql-9.7
+  postgres-17 postgres-18 redis-8 valkey-8 valkey-9)
 [[ $PREFIX =~ ^[a-z0-9]+([._/-][a-z0-9]+)*$ ]] || die "--prefix '$PREFIX' is not a valid image name"
 if [[ -n $LOG ]]; then
   { mkdir -p "$(dirname "$LOG")" && : >>"$LOG"; } || die "cannot write --log $LOG"
@@ -217,6 +232,11 @@ clean_mysql_rootfs() {
   rm -rf "$1"/var/lib/mysql "$1"/var/log/mysql/*
 }
 
+# A PostgreSQL/Redis/Valkey root: no cluster, no dump files of the package scripts.
+clean_server_rootfs() {
+  rm -rf "$1"/etc/postgresql/*/main "$1"/var/lib/postgresql/* "$1"/var/lib/redis/* "$1"/var/lib/valkey/*
+}
+
 # base_hash ROOT: the hash of a root's recipe (bookworm's as it always was).
 base_hash() {
   local SUITE=${ROOT_SUITE[$1]} INCLUDE=${INCLUDES[$1]}
@@ -225,7 +245,7 @@ base_hash() {
     declare -f build_rootfs
     if [[ $1 != bookworm ]]; then
       echo "$1"
-      declare -f clean_mysql_rootfs
+      declare -f "${ROOT_CLEAN[$1]}"
     fi
   } | sha256sum | cut -c1-16
 }
@@ -241,7 +261,7 @@ make_tarball() {
   chmod 755 "$dir"
   say "debootstrap $SUITE from $mirror (1-5 min)"
   build_rootfs "$dir" "$mirror"
-  [[ $root == bookworm ]] || clean_mysql_rootfs "$dir"
+  [[ $root == bookworm ]] || "${ROOT_CLEAN[$root]}" "$dir"
   note "packing the rootfs into $tarball"
   tar --numeric-owner -C "$dir" -cf "$tarball.tmp" .
   mv -f "$tarball.tmp" "$tarball"
@@ -292,12 +312,15 @@ server_version() {
 
 ensure_engine() {
   local dir=$IMAGES_DIR/${DIRS[$1]} base=$PREFIX/base:${ROOTS[$1]} name=${1%%-*} tag=${TAGS[$1]} image hash old
+  local -a args=(--build-arg "BASE=$base")
+  [[ -z ${BUILD_ARGS[$1]:-} ]] || args+=(--build-arg "${BUILD_ARGS[$1]}")
   [[ -f $dir/Dockerfile ]] || die "missing $dir/Dockerfile"
   [[ -n $tag ]] || tag=$(server_version "$1" "$base")
   image=$PREFIX/$name:$tag
   # The base image's id, and every file of the build context with its mode.
   hash=$({
     id_of "$base"
+    [[ -z ${BUILD_ARGS[$1]:-} ]] || echo "${BUILD_ARGS[$1]}"
     cd "$dir"
     find . -type f -printf '%m %p\n' | LC_ALL=C sort
     find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum
@@ -307,8 +330,7 @@ ensure_engine() {
   else
     say "building $image"
     old=$(id_of "$image")
-    quietly docker build ${FORCE:+--no-cache} \
-      --build-arg "BASE=$base" \
+    quietly docker build ${FORCE:+--no-cache} "${args[@]}" \
       --label "$LABEL_KEY=$hash" \
       -t "$image" "$dir"
     drop_old "$old" "$image"

@@ -2,7 +2,8 @@
 # Test servers for backproof's integration tests, all on 127.0.0.1:
 #   PostgreSQL 15, MinIO and FerretDB (MongoDB's wire protocol on SQLite) (private to
 #   this run, random ports and passwords), Debian's redis-server (tests start their
-#   own servers with it), MariaDB 10.11 and 11.8 and MySQL 9.7 (containers of the
+#   own servers with it, and Redis 8 and Valkey 8 and 9 from the sandbox images),
+#   PostgreSQL 17 and 18, MariaDB 10.11 and 11.8 and MySQL 9.7 (containers of the
 #   sandbox images, binlog on, private to this run), plus a Docker engine for
 #   testcontainers (left running by `down`) and the sandbox images
 #   (scripts/sandbox-images.sh, which also builds the FerretDB binary).
@@ -34,6 +35,13 @@ REDIS_IMAGE=$SANDBOX_PREFIX/redis:7
 REDIS_SERVER=/usr/bin/redis-server
 MONGO_IMAGE=$SANDBOX_PREFIX/ferretdb:1.24
 MYSQL_DIR=$STATE/mysql
+PGC_DIR=$STATE/pg-containers
+# major, env var: the PostgreSQL servers run as containers of the sandbox images
+# (internal/testenv.PostgresServers; 15 is the host's, above).
+PG_SERVERS=(
+  "17 BACKPROOF_TEST_PG17_DSN"
+  "18 BACKPROOF_TEST_PG18_DSN"
+)
 # name, image, env var: the MySQL/MariaDB test servers (internal/testenv.MySQLServers).
 # Each runs twice: the twin's DSN is in the env var with _B appended (the engine
 # conformance suite restores into a database of the same name on another server).
@@ -281,11 +289,19 @@ start_mysql() {
     MYSQL_ENV+="export $var='mysql://root:$pass@127.0.0.1:$port/'"$'\n'
   done
   # Ready: the real server logs its TCP port (the init step logs none).
-  local c ok
-  for c in "${names[@]}"; do
+  wait_logged 'port: 3306  ' 1 480 "${names[@]}"
+}
+
+# wait_logged PATTERN COUNT TRIES CONTAINER...: wait until each container has logged a
+# line matching PATTERN COUNT times, polling every 0.25 s at most TRIES times; die with
+# its log when it stops or runs out of tries.
+wait_logged() {
+  local pattern=$1 count=$2 tries=$3 c ok i
+  shift 3
+  for c; do
     ok=
-    for _ in {1..480}; do
-      if docker logs "$c" 2>&1 | grep -q 'port: 3306  '; then ok=1; break; fi
+    for ((i = 0; i < tries; i++)); do
+      if (($(docker logs "$c" 2>&1 | grep -c -- "$pattern") >= count)); then ok=1; break; fi
       [[ $(docker inspect -f '{{.State.Running}}' "$c" 2>/dev/null) == true ]] || break
       sleep 0.25
     done
@@ -295,6 +311,34 @@ start_mysql() {
       die "$c did not become ready (log: $LOGS/$c.log)"
     fi
   done
+}
+
+# PostgreSQL 17 and 18: containers of the sandbox images (Debian trixie's and sid's
+# packages), started together, each with a random password given to docker through
+# its environment only. Tests make their own databases on them.
+PGC_ENV=''
+start_pg_containers() {
+  rm -rf "$PGC_DIR"
+  mkdir -p "$PGC_DIR"
+  local spec major var port pass cname
+  local -a names=()
+  for spec in "${PG_SERVERS[@]}"; do
+    read -r major var <<<"$spec"
+    port=$(free_port) pass=$(rand_hex 16) cname=backproof-testenv-pg$major-$(rand_hex 4)
+    if ! POSTGRES_PASSWORD=$pass docker run -d --name "$cname" \
+      --label org.backproof.testenv="$STATE" -e POSTGRES_PASSWORD \
+      -p "127.0.0.1:$port:5432" "$SANDBOX_PREFIX/postgres:$major" \
+      -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 \
+      >>"$LOGS/pg-containers.log" 2>&1; then
+      tail -n 20 "$LOGS/pg-containers.log" >&2
+      die "could not start PostgreSQL $major (log: $LOGS/pg-containers.log)"
+    fi
+    echo "$cname" >>"$PGC_DIR/containers"
+    names+=("$cname")
+    PGC_ENV+="export $var='postgres://postgres:$pass@127.0.0.1:$port/postgres?sslmode=disable'"$'\n'
+  done
+  # Ready: the real server's ready line (the init server logs one before it).
+  wait_logged 'database system is ready to accept connections' 2 240 "${names[@]}"
 }
 
 write_env() {
@@ -315,7 +359,10 @@ export BACKPROOF_TEST_CHROMIUM='$(command -v chromium)'
 export BACKPROOF_TEST_MONGO_URI='mongodb://root:$MONGO_PASS@127.0.0.1:$MONGO_PORT/?authSource=admin'
 export BACKPROOF_TEST_MONGO_IMAGE='$MONGO_IMAGE'
 export BACKPROOF_TEST_FERRETDB_BIN='$FERRETDB_BIN'
-${MYSQL_ENV}export BACKPROOF_TEST_MARIADB_IMAGE='$SANDBOX_PREFIX/mariadb:{version}'
+${PGC_ENV}${MYSQL_ENV}export BACKPROOF_TEST_REDIS8_IMAGE='$SANDBOX_PREFIX/redis:8'
+export BACKPROOF_TEST_VALKEY8_IMAGE='$SANDBOX_PREFIX/valkey:8'
+export BACKPROOF_TEST_VALKEY9_IMAGE='$SANDBOX_PREFIX/valkey:9'
+export BACKPROOF_TEST_MARIADB_IMAGE='$SANDBOX_PREFIX/mariadb:{version}'
 export BACKPROOF_TEST_MYSQL_IMAGE='$SANDBOX_PREFIX/mysql:{version}'
 export TESTCONTAINERS_HOST_OVERRIDE=127.0.0.1
 export TESTCONTAINERS_RYUK_DISABLED=true
@@ -339,6 +386,9 @@ still_up() {
       [[ -n ${BACKPROOF_TEST_MYSQL_DSN:-} && -f $MYSQL_DIR/containers ]] &&
       # shellcheck disable=SC2046 # one name per line
       [[ $(docker inspect -f '{{.State.Running}}' $(<"$MYSQL_DIR/containers") 2>/dev/null | grep -c true) == $((2 * ${#MYSQL_SERVERS[@]})) ]] &&
+      [[ -n ${BACKPROOF_TEST_PG18_DSN:-} && -n ${BACKPROOF_TEST_VALKEY9_IMAGE:-} && -f $PGC_DIR/containers ]] &&
+      # shellcheck disable=SC2046 # one name per line
+      [[ $(docker inspect -f '{{.State.Running}}' $(<"$PGC_DIR/containers") 2>/dev/null | grep -c true) == "${#PG_SERVERS[@]}" ]] &&
       "$PG_BIN/psql" "$BACKPROOF_TEST_PG_DSN" -XAtqc 'SELECT 1' >/dev/null 2>&1 &&
       curl -fsS --noproxy '*' -o /dev/null -m 2 "$BACKPROOF_TEST_S3_ENDPOINT/minio/health/ready"
   )
@@ -367,6 +417,7 @@ up() {
   start_minio
   start_ferretdb
   start_mysql
+  start_pg_containers
   write_env
 }
 
@@ -402,7 +453,7 @@ down() {
   ids=$(docker ps -aq --filter "label=org.backproof.testenv=$STATE" 2>/dev/null) || true
   # shellcheck disable=SC2086 # one id per line
   [[ -z $ids ]] || docker rm -f -v $ids >/dev/null 2>&1 || true
-  rm -rf "$PG_DIR" "$MINIO_DIR" "$MONGO_DIR" "$MYSQL_DIR"
+  rm -rf "$PG_DIR" "$MINIO_DIR" "$MONGO_DIR" "$MYSQL_DIR" "$PGC_DIR"
 }
 
 case ${1:-} in

@@ -106,11 +106,13 @@ func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Refusals are verdicts on the content (catalog.ErrInvalid); a read
+	// that failed above is the store's problem, and is retried.
 	if len(doc) > maxDoc {
-		return nil, fmt.Errorf("%s: larger than %d bytes", key, maxDoc)
+		return nil, catalog.Invalid(fmt.Errorf("%s: larger than %d bytes", key, maxDoc))
 	}
 	if err := s.check(doc, k, target, id, name); err != nil {
-		return nil, fmt.Errorf("%s on %s: %w", key, s.Name, err)
+		return nil, catalog.Invalid(fmt.Errorf("%s on %s: %w", key, s.Name, err))
 	}
 	return io.NopCloser(bytes.NewReader(doc)), nil
 }

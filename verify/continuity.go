@@ -58,13 +58,13 @@ func (r *run) continuity(ctx context.Context, m *catalog.Manifest) {
 		return
 	}
 	rep.Accepted = acc
-	base, baseAcc, err := r.baseline(ctx, idx)
+	base, baseM, baseAcc, err := r.baseline(ctx, idx)
 	if err != nil {
 		res.Outcome, res.Message = Error, err.Error()
 		return
 	}
 	r.rec.Continuity = rep
-	if base == nil || base.Manifest.Engine != m.Engine {
+	if base == nil || baseM.Engine != m.Engine {
 		res.Outcome, res.Observed = Pass, "no baseline: no earlier backup passed verification on "+r.req.Destination
 		return
 	}
@@ -73,7 +73,7 @@ func (r *run) continuity(ctx context.Context, m *catalog.Manifest) {
 	if pol.Words == (engine.Words{}) {
 		pol.Words = r.req.Words
 	}
-	rep.Result = continuity.Compare(base.Manifest, m, pol)
+	rep.Result = continuity.Compare(baseM, m, pol)
 	res.Observed = fmt.Sprintf("%d %s, %d objects since %s", rep.Tables, pol.Words.Or().Containers, rep.Objects, base.ID)
 	if baseAcc != nil {
 		res.Observed += " (accepted)"
@@ -98,29 +98,36 @@ func (r *run) continuity(ctx context.Context, m *catalog.Manifest) {
 
 // baseline finds the newest backup before Backups[idx] on the destination
 // that a person accepted or whose newest verification with a verdict
-// passed: the last known good state.
-func (r *run) baseline(ctx context.Context, idx int) (*catalog.Backup, *catalog.Acceptance, error) {
+// passed: the last known good state. It reads that one manifest whole.
+func (r *run) baseline(ctx context.Context, idx int) (*catalog.Backup, *catalog.Manifest, *catalog.Acceptance, error) {
 	for i := idx - 1; i >= 0; i-- {
 		b := &r.listing.Backups[i]
-		if b.Manifest == nil {
+		if b.Invalid != "" {
 			continue
 		}
 		acc, err := catalog.ReadAcceptance(ctx, r.req.Store, r.req.Target, *b)
 		if err != nil {
-			return nil, nil, fmt.Errorf("read the acceptance of %s: %w", b.ID, err)
+			return nil, nil, nil, fmt.Errorf("read the acceptance of %s: %w", b.ID, err)
 		}
-		if acc != nil {
-			return b, acc, nil
+		if acc == nil {
+			o, err := LastVerdict(ctx, r.req.Store, r.req.Target, *b)
+			if err != nil {
+				return nil, nil, nil, fmt.Errorf("cannot tell whether %s passed verification: %w", b.ID, err)
+			}
+			if o != Pass {
+				continue
+			}
 		}
-		o, err := LastVerdict(ctx, r.req.Store, r.req.Target, *b)
-		if err != nil {
-			return nil, nil, fmt.Errorf("cannot tell whether %s passed verification: %w", b.ID, err)
+		m, err := catalog.ReadManifest(ctx, r.req.Store, r.req.Target, b.ID)
+		switch {
+		case errors.Is(err, catalog.ErrInvalid) || errors.Is(err, destination.ErrNotFound):
+			continue
+		case err != nil:
+			return nil, nil, nil, fmt.Errorf("read the manifest of %s: %w", b.ID, err)
 		}
-		if o == Pass {
-			return b, nil, nil
-		}
+		return b, m, acc, nil
 	}
-	return nil, nil, nil
+	return nil, nil, nil, nil
 }
 
 // LastVerdict is the outcome of b's newest verification on d that reached a

@@ -18,8 +18,8 @@ func TestLatestSkipsTimeTravel(t *testing.T) {
 	replay := catalog.NewID(now.Add(-time.Hour))
 	future := "99991231T235959Z-aaaaaaaa"
 	backups := []catalog.Backup{
-		{ID: good, Manifest: &catalog.Manifest{Start: now.Add(-2 * time.Hour), End: now.Add(-2 * time.Hour)}},
-		{ID: replay, Manifest: &catalog.Manifest{Start: now.Add(-48 * time.Hour), End: now.Add(-48 * time.Hour)}},
+		{ID: good, Summary: &catalog.Summary{Start: now.Add(-2 * time.Hour), End: now.Add(-2 * time.Hour)}},
+		{ID: replay, Summary: &catalog.Summary{Start: now.Add(-48 * time.Hour), End: now.Add(-48 * time.Hour)}},
 		{ID: future, Invalid: "not authentic: unsigned"},
 	}
 	if b := Latest(backups, now); b == nil || b.ID != good {

@@ -60,7 +60,9 @@ type Request struct {
 	// BackupID selects a backup; empty: the one Pick chooses.
 	BackupID string
 	Pick     Picker
-	Checks   []config.Check
+	// Cache, when set, keeps manifest summaries between runs (a daemon's).
+	Cache  *catalog.Cache
+	Checks []config.Check
 	// Integrity runs the engine's integrity check (Copy.Integrity): nil
 	// when the sandbox can, true always (unsupported is an error), false never.
 	Integrity *bool
@@ -201,7 +203,7 @@ func (r *run) verify(ctx context.Context) {
 	}
 	spec.Labels = map[string]string{"io.backproof.target": r.req.Target, "io.backproof.backup": m.ID}
 	// A server that loads the backup as it starts needs it spooled first.
-	if pre, ok := r.req.Prover.(engine.Preloader); ok {
+	if pre := preloader(ctx, r.req.Prover, m); pre != nil {
 		inst, dir, loaded := r.startLoaded(ctx, m, pre, spec, &srv)
 		if dir != "" {
 			defer os.RemoveAll(dir)
@@ -334,6 +336,18 @@ func (r *run) startLoaded(ctx context.Context, m *catalog.Manifest, pre engine.P
 	return inst, dir, true
 }
 
+// preloader returns the Preloader that loads this backup as the sandbox
+// starts, or nil when it is restored into a running sandbox.
+func preloader(ctx context.Context, p engine.Prover, m *catalog.Manifest) engine.Preloader {
+	if pre, ok := p.(engine.Preloader); ok {
+		return pre
+	}
+	if c, ok := p.(engine.PreloadChooser); ok {
+		return c.Preloader(ctx, &engine.DumpInfo{ServerVersion: m.ServerVersion, Tools: m.Tools, Source: m.Source})
+	}
+	return nil
+}
+
 type startResult struct {
 	inst  sandbox.Instance
 	err   error
@@ -363,6 +377,11 @@ func (r *run) selectBackup(ctx context.Context) (*catalog.Manifest, error) {
 			return nil, fmt.Errorf("backup %s of %s is not on destination %s", r.req.BackupID, r.req.Target, r.req.Destination)
 		}
 	} else {
+		// Picking needs every backup's dates: their summaries, not their
+		// whole manifests.
+		if err := l.Load(ctx, r.req.Store, r.req.Cache); err != nil {
+			return nil, fmt.Errorf("read manifests: %w", err)
+		}
 		pick := r.req.Pick
 		if pick == nil {
 			pick = Latest
@@ -378,7 +397,17 @@ func (r *run) selectBackup(ctx context.Context) (*catalog.Manifest, error) {
 	if b.Invalid != "" {
 		return nil, fmt.Errorf("%w: %s", errInvalidManifest, b.Invalid)
 	}
-	m := b.Manifest
+	// The one backup verified is read whole. A manifest that cannot be
+	// read is an error (the store failed), never a verdict.
+	m, err := catalog.ReadManifest(ctx, r.req.Store, r.req.Target, b.ID)
+	switch {
+	case errors.Is(err, catalog.ErrInvalid):
+		return nil, fmt.Errorf("%w: %v", errInvalidManifest, err)
+	case errors.Is(err, destination.ErrNotFound):
+		return nil, fmt.Errorf("backup %s of %s: %w", b.ID, r.req.Target, catalog.ErrPruned)
+	case err != nil:
+		return nil, fmt.Errorf("read the manifest: %w", err)
+	}
 	r.rec.BackupCreated = &m.Start
 	switch {
 	case m.Engine != r.req.Engine:

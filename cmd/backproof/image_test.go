@@ -60,10 +60,11 @@ func TestImage(t *testing.T) {
 		t.Errorf("version %q is not of HEAD %s", version, head)
 	}
 	for _, tool := range []string{"pg_dump", "pg_restore"} {
-		if v := docker("run", "--rm", "--network", "none", "--entrypoint", tool, tag, "--version"); !strings.Contains(v, "(PostgreSQL) 15") {
+		if v := docker("run", "--rm", "--network", "none", "--entrypoint", tool, tag, "--version"); !strings.Contains(v, "(PostgreSQL) 18.") {
 			t.Errorf("%s --version: %q", tool, v)
 		}
 	}
+	imageBacksUpPG18(t, ctx, tag)
 
 	var img []struct {
 		Config struct {
@@ -121,5 +122,65 @@ targets:
 			t.Fatalf("container %s, logs:\n%s", state, docker("logs", id))
 		}
 		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// imageBacksUpPG18: the image's backproof backs up a PostgreSQL 18 server
+// with its own pg_dump (this host's is older). The container shares the
+// host's network only to reach the test server on 127.0.0.1.
+func imageBacksUpPG18(t *testing.T, ctx context.Context, tag string) {
+	t.Helper()
+	dsn := testenv.PostgresServers[2].NewDB(t)
+	testenv.Exec(t, dsn, "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 42)")
+	dir := t.TempDir()
+	store := filepath.Join(dir, "store")
+	cfg := `destinations:
+  local: {type: local, path: /var/lib/backproof/store}
+targets:
+  pg18:
+    engine: postgres
+    dsn: ${PG18_DSN}
+    destinations: [local]
+`
+	if err := os.WriteFile(filepath.Join(dir, "backproof.yaml"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(store, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{dir, store} {
+		if err := os.Chmod(p, 0o777); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The DSN reaches docker through its environment only (-e NAME).
+	t.Setenv("PG18_DSN", dsn)
+	var stderr bytes.Buffer
+	run := exec.CommandContext(ctx, "docker", "run", "--rm", "--network", "host", "--label", "io.backproof.test=image", "-e", "PG18_DSN",
+		"-v", dir+":/var/lib/backproof", tag, "backup", "-c", "/var/lib/backproof/backproof.yaml", "--json")
+	run.Stderr = &stderr
+	out, err := run.Output()
+	if err != nil {
+		t.Fatalf("backup in the image: %v\n%s", err, tail(stderr.String(), 20))
+	}
+	var doc struct {
+		Backups []struct {
+			ID           string
+			Destinations []struct{ Committed bool }
+		}
+	}
+	if err := json.Unmarshal(out, &doc); err != nil || len(doc.Backups) != 1 || len(doc.Backups[0].Destinations) != 1 || !doc.Backups[0].Destinations[0].Committed {
+		t.Fatalf("backup in the image: %v\n%s", err, out)
+	}
+	manifest, err := os.ReadFile(filepath.Join(store, "pg18", doc.Backups[0].ID, "manifest.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m struct {
+		ServerVersion string            `json:"server_version"`
+		Tools         map[string]string `json:"tools"`
+	}
+	if err := json.Unmarshal(manifest, &m); err != nil || !strings.HasPrefix(m.ServerVersion, "18.") || !strings.HasPrefix(m.Tools["pg_dump"], "18.") {
+		t.Errorf("manifest of the image's backup: server %q, tools %v (%v)", m.ServerVersion, m.Tools, err)
 	}
 }

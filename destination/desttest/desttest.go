@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/backproof/backproof/destination"
@@ -45,6 +46,8 @@ func Run(t *testing.T, newDest func(t *testing.T) destination.Destination, opts 
 		{"FailingReaderKeepsOldObject", testFailingReaderKeepsOld},
 		{"CancelledPutLeavesNothing", testCancelledPut},
 		{"InvalidKeys", testInvalidKeys},
+		{"InvalidPrefixes", testInvalidPrefixes},
+		{"ListContainment", testListContainment},
 		{"ConcurrentPuts", testConcurrent},
 		{"PutIfAbsentCreates", testCreate},
 		{"PutIfAbsentKeepsExisting", testCreateExisting},
@@ -160,20 +163,7 @@ func testList(t *testing.T, d destination.Destination, _ Options) {
 		"zz/":   nil,
 	}
 	for prefix, want := range cases {
-		objs, err := d.List(context.Background(), prefix)
-		if err != nil {
-			t.Fatalf("List %q: %v", prefix, err)
-		}
-		var got []string
-		for _, o := range objs {
-			got = append(got, o.Key)
-			if o.Size != int64(len(o.Key)) {
-				t.Errorf("List %q: %s has size %d, want %d", prefix, o.Key, o.Size, len(o.Key))
-			}
-		}
-		if fmt.Sprint(got) != fmt.Sprint(want) {
-			t.Errorf("List %q = %v, want %v", prefix, got, want)
-		}
+		assertList(t, d, prefix, want)
 	}
 }
 
@@ -272,15 +262,87 @@ func testCancelledPut(t *testing.T, d destination.Destination, opts Options) {
 
 func testInvalidKeys(t *testing.T, d destination.Destination, _ Options) {
 	ctx := context.Background()
-	for _, key := range []string{"", "/abs", "../escape", "a/../../b", "a//b", "a/./b", "trailing/", "back\\slash"} {
+	for _, key := range []string{"", "/abs", "../escape", "a/../../b", "a//b", "a/./b", "trailing/", "back\\slash",
+		"..", ".", "nul\x00byte", "new\nline", "esc\x1b[31m", "del\x7f"} {
 		if err := d.Put(ctx, key, bytes.NewReader([]byte("x"))); err == nil {
 			t.Errorf("Put accepted invalid key %q", key)
 		}
 		if _, err := d.Get(ctx, key); err == nil {
 			t.Errorf("Get accepted invalid key %q", key)
 		}
+		if _, err := d.Stat(ctx, key); err == nil || errors.Is(err, destination.ErrNotFound) {
+			t.Errorf("Stat accepted invalid key %q: %v", key, err)
+		}
+		if err := d.PutIfAbsent(ctx, key, []byte("x")); err == nil {
+			t.Errorf("PutIfAbsent accepted invalid key %q", key)
+		}
+		if err := d.Delete(ctx, key); err == nil {
+			t.Errorf("Delete accepted invalid key %q", key)
+		}
 	}
 }
+
+// testInvalidPrefixes: a listing names nothing outside the destination.
+func testInvalidPrefixes(t *testing.T, d destination.Destination, _ Options) {
+	put(t, d, "t/a", []byte("x"))
+	for _, prefix := range []string{"/abs", "../", "../x/", "t/../../", "t/./", "t//", "..", "t/..", "ctl\x01/", "back\\slash/"} {
+		if objs, err := d.List(context.Background(), prefix); err == nil {
+			t.Errorf("List accepted invalid prefix %q: %v", prefix, objs)
+		}
+	}
+}
+
+// testListContainment: a prefix selects by whole key prefix, and a
+// sibling whose name extends the prefix's directory is not inside it.
+func testListContainment(t *testing.T, d destination.Destination, _ Options) {
+	for _, k := range []string{"t/a/1", "t/ab/2", "tx/a/3", "t-a/4"} {
+		put(t, d, k, []byte(k))
+	}
+	for prefix, want := range map[string][]string{"t/a/": {"t/a/1"}, "t/a": {"t/a/1", "t/ab/2"}, "t/": {"t/a/1", "t/ab/2"},
+		"t": {"t-a/4", "t/a/1", "t/ab/2", "tx/a/3"}} {
+		assertList(t, d, prefix, want)
+	}
+}
+
+// assertList checks the keys List returns for prefix, and their sizes
+// (every test object holds its own key).
+func assertList(t *testing.T, d destination.Destination, prefix string, want []string) {
+	t.Helper()
+	objs, err := d.List(context.Background(), prefix)
+	if err != nil {
+		t.Fatalf("List %q: %v", prefix, err)
+	}
+	var got []string
+	for _, o := range objs {
+		got = append(got, o.Key)
+		if o.Size != int64(len(o.Key)) {
+			t.Errorf("List %q: %s has size %d, want %d", prefix, o.Key, o.Size, len(o.Key))
+		}
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("List %q = %v, want %v", prefix, got, want)
+	}
+}
+
+// Counting is a destination that counts the reads made through it: tests
+// of how much a command reads.
+type Counting struct {
+	destination.Destination
+	Gets, Lists atomic.Int32
+}
+
+func (c *Counting) Get(ctx context.Context, key string) (io.ReadCloser, error) {
+	c.Gets.Add(1)
+	return c.Destination.Get(ctx, key)
+}
+
+func (c *Counting) List(ctx context.Context, prefix string) ([]destination.Object, error) {
+	c.Lists.Add(1)
+	return c.Destination.List(ctx, prefix)
+}
+
+// Take returns the counts and zeroes them.
+func (c *Counting) Take() (gets, lists int32) { return c.Gets.Swap(0), c.Lists.Swap(0) }
 
 func testConcurrent(t *testing.T, d destination.Destination, _ Options) {
 	var wg sync.WaitGroup

@@ -6,11 +6,14 @@ package local
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -24,9 +27,12 @@ import (
 // of a killed writer from a write in progress.
 const tmpDir = ".tmp"
 
-// Store is a destination.Destination rooted at a directory.
+// Store is a destination.Destination rooted at a directory. Every file
+// operation goes through an os.Root: no key, symlink or rename can reach a
+// file outside the directory, and only regular files are ever opened.
 type Store struct {
-	root string
+	root *os.Root
+	dir  string // the root's absolute path, for messages
 }
 
 var _ destination.Destination = (*Store)(nil)
@@ -49,49 +55,72 @@ func New(dir string) (*Store, error) {
 	if !fi.IsDir() {
 		return nil, fmt.Errorf("local destination %s is not a directory", abs)
 	}
-	s := &Store{root: abs}
+	root, err := os.OpenRoot(abs)
+	if err != nil {
+		return nil, fmt.Errorf("local destination %s: %w", abs, err)
+	}
+	s := &Store{root: root, dir: abs}
 	if err := s.sweepTemp(); err != nil {
 		return nil, err
 	}
 	return s, nil
 }
 
-func (s *Store) String() string { return "local:" + s.root }
+func (s *Store) String() string { return "local:" + s.dir }
 
-func (s *Store) path(key string) (string, error) {
+// name validates key and returns it as a path within the root.
+func (s *Store) name(key string) (string, error) {
 	if err := destination.ValidateKey(key); err != nil {
 		return "", err
 	}
 	if key == tmpDir || strings.HasPrefix(key, tmpDir+"/") {
 		return "", &destination.KeyError{Key: key}
 	}
-	return filepath.Join(s.root, filepath.FromSlash(key)), nil
+	return key, nil
+}
+
+// createTemp creates a locked temporary file in .tmp.
+func (s *Store) createTemp(kind string) (*os.File, string, error) {
+	if err := s.root.MkdirAll(tmpDir, 0o700); err != nil {
+		return nil, "", err
+	}
+	for {
+		var b [8]byte
+		rand.Read(b[:])
+		name := tmpDir + "/" + kind + "-" + hex.EncodeToString(b[:])
+		f, err := s.root.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+		if errors.Is(err, fs.ErrExist) {
+			continue
+		}
+		if err != nil {
+			return nil, "", err
+		}
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+			f.Close()
+			s.root.Remove(name)
+			return nil, "", fmt.Errorf("lock temporary file: %w", err)
+		}
+		return f, name, nil
+	}
 }
 
 // Put writes r to a locked temporary file, fsyncs it, renames it into place
 // and fsyncs the directories up to the root.
 func (s *Store) Put(ctx context.Context, key string, r io.Reader) (err error) {
-	final, err := s.path(key)
+	final, err := s.name(key)
 	if err != nil {
 		return err
 	}
-	tmpRoot := filepath.Join(s.root, tmpDir)
-	if err := os.MkdirAll(tmpRoot, 0o700); err != nil {
-		return fmt.Errorf("put %s: %w", key, err)
-	}
-	f, err := os.CreateTemp(tmpRoot, "put-*")
+	f, tmp, err := s.createTemp("put")
 	if err != nil {
 		return fmt.Errorf("put %s: %w", key, err)
 	}
 	defer func() {
 		if err != nil {
 			f.Close()
-			os.Remove(f.Name())
+			s.root.Remove(tmp)
 		}
 	}()
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		return fmt.Errorf("put %s: lock temporary file: %w", key, err)
-	}
 	if err := copyToFile(f, destination.ContextReader(ctx, r)); err != nil {
 		return fmt.Errorf("put %s: %w", key, err)
 	}
@@ -101,22 +130,18 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader) (err error) {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("put %s: %w", key, err)
 	}
-	dir := filepath.Dir(final)
-	if err := inDir(dir, func() error { return os.Rename(f.Name(), final) }); err != nil {
+	dir := path.Dir(final)
+	if err := s.inDir(dir, func() error { return s.root.Rename(tmp, final) }); err != nil {
 		return fmt.Errorf("put %s: %w", key, err)
 	}
 	// The lock goes with the close; the file is already in place.
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("put %s: close: %w", key, err)
 	}
-	for d := dir; ; d = filepath.Dir(d) {
-		if err := syncDir(d); err != nil {
-			return fmt.Errorf("put %s: fsync %s: %w", key, d, err)
-		}
-		if d == s.root {
-			return nil
-		}
+	if err := s.syncDirs(dir); err != nil {
+		return fmt.Errorf("put %s: %w", key, err)
 	}
+	return nil
 }
 
 // PutIfAbsent writes data to a locked temporary file, fsyncs it and links it
@@ -124,15 +149,11 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader) (err error) {
 // appears whole and only if it was absent, also between processes sharing
 // the directory (NFS included).
 func (s *Store) PutIfAbsent(ctx context.Context, key string, data []byte) (err error) {
-	final, err := s.path(key)
+	final, err := s.name(key)
 	if err != nil {
 		return err
 	}
-	tmpRoot := filepath.Join(s.root, tmpDir)
-	if err := os.MkdirAll(tmpRoot, 0o700); err != nil {
-		return fmt.Errorf("create %s: %w", key, err)
-	}
-	f, err := os.CreateTemp(tmpRoot, "create-*")
+	f, tmp, err := s.createTemp("create")
 	if err != nil {
 		return fmt.Errorf("create %s: %w", key, err)
 	}
@@ -140,11 +161,8 @@ func (s *Store) PutIfAbsent(ctx context.Context, key string, data []byte) (err e
 	// under its link.
 	defer func() {
 		f.Close()
-		os.Remove(f.Name())
+		s.root.Remove(tmp)
 	}()
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		return fmt.Errorf("create %s: lock temporary file: %w", key, err)
-	}
 	if _, err := f.Write(data); err != nil {
 		return fmt.Errorf("create %s: %w", key, err)
 	}
@@ -154,67 +172,88 @@ func (s *Store) PutIfAbsent(ctx context.Context, key string, data []byte) (err e
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("create %s: %w", key, err)
 	}
-	dir := filepath.Dir(final)
-	if err := inDir(dir, func() error { return os.Link(f.Name(), final) }); err != nil {
+	dir := path.Dir(final)
+	if err := s.inDir(dir, func() error { return s.root.Link(tmp, final) }); err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			return fmt.Errorf("create %s: %w", key, destination.ErrExists)
 		}
 		return fmt.Errorf("create %s: %w", key, err)
 	}
-	for d := dir; ; d = filepath.Dir(d) {
-		if err := syncDir(d); err != nil {
-			return fmt.Errorf("create %s: fsync %s: %w", key, d, err)
+	if err := s.syncDirs(dir); err != nil {
+		return fmt.Errorf("create %s: %w", key, err)
+	}
+	return nil
+}
+
+// syncDirs fsyncs dir and its parents up to the root.
+func (s *Store) syncDirs(dir string) error {
+	for d := dir; ; d = path.Dir(d) {
+		f, err := s.root.Open(d)
+		if err != nil {
+			return fmt.Errorf("fsync %s: %w", d, err)
 		}
-		if d == s.root {
+		err = f.Sync()
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("fsync %s: %w", d, err)
+		}
+		if d == "." {
 			return nil
 		}
 	}
 }
 
+// Get opens the object. O_NONBLOCK keeps a FIFO or device planted under
+// the key from blocking the open; anything but a regular file is refused.
 func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, error) {
-	p, err := s.path(key)
+	name, err := s.name(key)
 	if err != nil {
 		return nil, err
 	}
-	f, err := os.Open(p)
+	f, err := s.root.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, s.translate("get", key, err)
 	}
 	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
 		f.Close()
-		return nil, fmt.Errorf("get %s: %w", key, destination.ErrNotFound)
+		return nil, fmt.Errorf("get %s: not a regular file: %w", key, destination.ErrNotFound)
 	}
 	return f, nil
 }
 
 func (s *Store) Stat(ctx context.Context, key string) (destination.Object, error) {
-	p, err := s.path(key)
+	name, err := s.name(key)
 	if err != nil {
 		return destination.Object{}, err
 	}
-	fi, err := os.Stat(p)
+	fi, err := s.root.Stat(name)
 	if err != nil {
 		return destination.Object{}, s.translate("stat", key, err)
 	}
 	if !fi.Mode().IsRegular() {
-		return destination.Object{}, fmt.Errorf("stat %s: %w", key, destination.ErrNotFound)
+		return destination.Object{}, fmt.Errorf("stat %s: not a regular file: %w", key, destination.ErrNotFound)
 	}
 	return destination.Object{Key: key, Size: fi.Size(), ModTime: fi.ModTime()}, nil
 }
 
-// List walks only the directory the prefix names, not the whole tree.
+// List walks only the directory the prefix names, not the whole tree, and
+// never leaves the root: symlinks are not followed, and only regular files
+// are listed.
 func (s *Store) List(ctx context.Context, prefix string) ([]destination.Object, error) {
-	start := s.root
+	if err := destination.ValidatePrefix(prefix); err != nil {
+		return nil, err
+	}
+	start := "."
 	if i := strings.LastIndex(prefix, "/"); i >= 0 {
-		start = filepath.Join(s.root, filepath.FromSlash(prefix[:i]))
-		if !strings.HasPrefix(start, s.root) {
-			return nil, &destination.KeyError{Key: prefix}
-		}
+		start = prefix[:i]
 	}
 	var objs []destination.Object
-	err := filepath.WalkDir(start, func(p string, d fs.DirEntry, err error) error {
+	err := fs.WalkDir(s.root.FS(), start, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) && p == start {
+				return fs.SkipAll
+			}
+			if errors.Is(err, syscall.ENOTDIR) && p == start {
 				return fs.SkipAll
 			}
 			return err
@@ -222,18 +261,15 @@ func (s *Store) List(ctx context.Context, prefix string) ([]destination.Object, 
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		rel, err := filepath.Rel(s.root, p)
-		if err != nil {
-			return err
-		}
-		key := filepath.ToSlash(rel)
 		if d.IsDir() {
-			if key == tmpDir {
+			if p == tmpDir {
 				return fs.SkipDir
 			}
 			return nil
 		}
-		if !d.Type().IsRegular() || !strings.HasPrefix(key, prefix) {
+		// Not a regular file (symlinks included), or a name Put cannot
+		// have written: not an object.
+		if !d.Type().IsRegular() || !strings.HasPrefix(p, prefix) || destination.ValidateKey(p) != nil {
 			return nil
 		}
 		fi, err := d.Info()
@@ -243,11 +279,11 @@ func (s *Store) List(ctx context.Context, prefix string) ([]destination.Object, 
 			}
 			return err
 		}
-		objs = append(objs, destination.Object{Key: key, Size: fi.Size(), ModTime: fi.ModTime()})
+		objs = append(objs, destination.Object{Key: p, Size: fi.Size(), ModTime: fi.ModTime()})
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("list %q in %s: %w", prefix, s.root, err)
+		return nil, fmt.Errorf("list %q in %s: %w", prefix, s.dir, err)
 	}
 	sort.Slice(objs, func(i, j int) bool { return objs[i].Key < objs[j].Key })
 	return objs, nil
@@ -255,15 +291,15 @@ func (s *Store) List(ctx context.Context, prefix string) ([]destination.Object, 
 
 // Delete removes the file, then any directories it leaves empty.
 func (s *Store) Delete(ctx context.Context, key string) error {
-	p, err := s.path(key)
+	name, err := s.name(key)
 	if err != nil {
 		return err
 	}
-	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := s.root.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("delete %s: %w", key, err)
 	}
-	for d := filepath.Dir(p); d != s.root && strings.HasPrefix(d, s.root); d = filepath.Dir(d) {
-		if os.Remove(d) != nil { // not empty, or gone
+	for d := path.Dir(name); d != "."; d = path.Dir(d) {
+		if s.root.Remove(d) != nil { // not empty, or gone
 			break
 		}
 	}
@@ -273,9 +309,9 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 // inDir creates dir and runs place, which puts a file into it. Delete removes
 // directories it leaves empty, so a concurrent Delete of a sibling can remove
 // dir, or a parent, between the two steps: then both run again.
-func inDir(dir string, place func() error) error {
+func (s *Store) inDir(dir string, place func() error) error {
 	for attempt := 0; ; attempt++ {
-		err := os.MkdirAll(dir, 0o750)
+		err := s.root.MkdirAll(dir, 0o750)
 		if err == nil {
 			err = place()
 		}
@@ -286,23 +322,31 @@ func inDir(dir string, place func() error) error {
 }
 
 // sweepTemp removes temporary files whose writer is gone (no lock held).
+// Only regular files are opened, without blocking: anything else in .tmp
+// (a FIFO, a socket) is not ours and is removed unopened.
 func (s *Store) sweepTemp() error {
-	dir := filepath.Join(s.root, tmpDir)
-	entries, err := os.ReadDir(dir)
+	entries, err := fs.ReadDir(s.root.FS(), tmpDir)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil
 		}
-		return fmt.Errorf("local destination %s: %w", s.root, err)
+		return fmt.Errorf("local destination %s: %w", s.dir, err)
 	}
 	for _, e := range entries {
-		p := filepath.Join(dir, e.Name())
-		f, err := os.Open(p)
+		name := tmpDir + "/" + e.Name()
+		if !e.Type().IsRegular() {
+			if !e.IsDir() {
+				s.root.Remove(name)
+			}
+			continue
+		}
+		f, err := s.root.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 		if err != nil {
 			continue
 		}
-		if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil {
-			os.Remove(p)
+		if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() &&
+			syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil {
+			s.root.Remove(name)
 		}
 		f.Close()
 	}
@@ -314,13 +358,4 @@ func (s *Store) translate(op, key string, err error) error {
 		return fmt.Errorf("%s %s: %w", op, key, destination.ErrNotFound)
 	}
 	return fmt.Errorf("%s %s: %w", op, key, err)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

@@ -2,6 +2,7 @@ package local
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/backproof/backproof/destination"
 	"github.com/backproof/backproof/destination/desttest"
@@ -126,5 +128,109 @@ func TestWritesRaceFolderRemoval(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Error(err)
+	}
+}
+
+// escapeFixture makes a root with a sibling holding a secret, and links in
+// the root pointing out of it: shop -> the sibling, link -> the secret.
+func escapeFixture(t *testing.T) (root, outside string) {
+	t.Helper()
+	base := t.TempDir()
+	root, outside = filepath.Join(base, "bp"), filepath.Join(base, "bp-other")
+	for _, d := range []string{root, outside} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(outside, "secret"), []byte("secret"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, filepath.Join(root, "shop")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(root, "orders"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(outside, "secret"), filepath.Join(root, "orders", "link")); err != nil {
+		t.Fatal(err)
+	}
+	return root, outside
+}
+
+// Nothing reaches outside the root: not a symlinked target folder, not a
+// symlinked file, not a prefix naming a sibling whose name extends the
+// root's.
+func TestNoEscapeFromRoot(t *testing.T) {
+	root, outside := escapeFixture(t)
+	s, err := New(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := s.Put(ctx, "shop/20261122T020000Z-aaaaaaaa/dump", strings.NewReader("dump")); err == nil {
+		t.Error("Put through a symlink out of the root succeeded")
+	}
+	if _, err := os.Stat(filepath.Join(outside, "20261122T020000Z-aaaaaaaa")); err == nil {
+		t.Error("Put wrote outside the root")
+	}
+	for _, key := range []string{"shop/secret", "orders/link"} {
+		if rc, err := s.Get(ctx, key); err == nil {
+			rc.Close()
+			t.Errorf("Get %s read a file outside the root", key)
+		}
+		if _, err := s.Stat(ctx, key); err == nil {
+			t.Errorf("Stat %s reached a file outside the root", key)
+		}
+	}
+	for _, prefix := range []string{"shop/", "orders/", "", "../bp-other/"} {
+		objs, _ := s.List(ctx, prefix)
+		for _, o := range objs {
+			t.Errorf("List %q shows %s, outside the root or a symlink", prefix, o.Key)
+		}
+	}
+	if err := s.Delete(ctx, "shop/secret"); err == nil {
+		if _, err := os.Stat(filepath.Join(outside, "secret")); err != nil {
+			t.Error("Delete removed a file outside the root")
+		}
+	}
+}
+
+// A FIFO in .tmp or under a key hangs nothing: opening the store sweeps
+// around it and reading it is refused, where opening a FIFO for reading
+// would block until a writer came.
+func TestFIFOHangsNothing(t *testing.T) {
+	root := t.TempDir()
+	for _, p := range []string{".tmp/put-fifo", "orders/20261122T020000Z-aaaaaaaa/manifest.json"} {
+		if err := os.MkdirAll(filepath.Join(root, filepath.Dir(p)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := syscall.Mkfifo(filepath.Join(root, p), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	done := make(chan error, 1)
+	go func() {
+		s, err := New(root)
+		if err == nil {
+			var rc interface{ Close() error }
+			if rc, err = s.Get(context.Background(), "orders/20261122T020000Z-aaaaaaaa/manifest.json"); err == nil {
+				rc.Close()
+				err = fmt.Errorf("Get opened a FIFO")
+			} else if !errors.Is(err, destination.ErrNotFound) {
+				err = fmt.Errorf("Get of a FIFO: %w, want ErrNotFound", err)
+			} else {
+				err = nil
+			}
+		}
+		done <- err
+	}()
+	// Nothing here waits on anything: a minute without an answer is a hang.
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("opening the store or reading a FIFO hung")
 	}
 }

@@ -91,6 +91,8 @@ func (s *Store) cause(err error) (string, error) {
 	}
 	if dnsErr, ok := errors.AsType[*net.DNSError](err); ok {
 		netCause = "cannot resolve " + dnsErr.Name
+	} else if errors.Is(err, errStalled) {
+		netCause = fmt.Sprintf("no bytes moved for %s (stall_timeout)", s.stall)
 	} else if netErr, ok := errors.AsType[net.Error](err); ok && netErr.Timeout() && netCause == "" {
 		netCause = "no answer in time"
 	}

@@ -13,13 +13,16 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -41,6 +44,8 @@ const (
 	DefaultConcurrency = 2
 	// maxParts is S3's limit on the parts of one multipart upload.
 	maxParts = 10000
+	// DefaultStallTimeout is how long a connection may move no byte.
+	DefaultStallTimeout = 5 * time.Minute
 
 	// dialTimeout bounds a connection attempt to an endpoint that drops
 	// packets; the SDK's default (30 s, times 3 attempts) would hang a
@@ -75,6 +80,10 @@ type Config struct {
 	Concurrency int
 	// Lock, when its Mode is set, locks every object Put stores.
 	Lock Lock
+	// StallTimeout fails a request whose connection moves no byte, either
+	// way, for this long: a store that accepts and never answers, or stops
+	// reading. Default DefaultStallTimeout.
+	StallTimeout time.Duration
 }
 
 // String describes the config without its secrets.
@@ -144,6 +153,12 @@ func (c *Config) validate() error {
 		errs = append(errs, fmt.Errorf("part_size %d: must be between 5 MiB and 5 GiB", c.PartSize))
 	}
 	switch {
+	case c.StallTimeout == 0:
+		c.StallTimeout = DefaultStallTimeout
+	case c.StallTimeout < 0:
+		errs = append(errs, fmt.Errorf("stall_timeout %s: must be positive", c.StallTimeout))
+	}
+	switch {
 	case c.Concurrency == 0:
 		c.Concurrency = DefaultConcurrency
 	case c.Concurrency < 0:
@@ -170,6 +185,7 @@ type Store struct {
 	// part's checksum on completion.
 	checksums bool
 
+	stall        time.Duration
 	maxParts     int   // maxParts; lowered by tests
 	listPageSize int32 // 0 = the server's default (1000); lowered by tests
 
@@ -197,6 +213,15 @@ func newStore(ctx context.Context, cfg Config, optFns ...func(*s3.Options)) (*St
 	name := storeName(cfg.Bucket, cfg.Prefix)
 	httpClient := awshttp.NewBuildableClient().WithDialerOptions(func(d *net.Dialer) {
 		d.Timeout = dialTimeout
+	}).WithTransportOptions(func(tr *http.Transport) {
+		dial := tr.DialContext
+		tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := dial(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return &idleConn{Conn: c, idle: cfg.StallTimeout}, nil
+		}
 	})
 	opts := []func(*config.LoadOptions) error{config.WithHTTPClient(httpClient)}
 	if cfg.Region != "" {
@@ -223,6 +248,7 @@ func newStore(ctx context.Context, cfg Config, optFns ...func(*s3.Options)) (*St
 		endpoint:    "AWS S3",
 		partSize:    cfg.PartSize,
 		concurrency: cfg.Concurrency,
+		stall:       cfg.StallTimeout,
 		maxParts:    maxParts,
 		lock:        cfg.Lock,
 	}
@@ -231,6 +257,16 @@ func newStore(ctx context.Context, cfg Config, optFns ...func(*s3.Options)) (*St
 	}
 	s.client = s3.NewFromConfig(awsCfg, append([]func(*s3.Options){func(o *s3.Options) {
 		o.UsePathStyle = cfg.PathStyle
+		// A stalled connection already waited stall_timeout: trying again
+		// would multiply the wait by the attempts.
+		o.Retryer = retry.NewStandard(func(so *retry.StandardOptions) {
+			so.Retryables = append([]retry.IsErrorRetryable{retry.IsErrorRetryableFunc(func(err error) aws.Ternary {
+				if errors.Is(err, errStalled) {
+					return aws.FalseTernary
+				}
+				return aws.UnknownTernary
+			})}, so.Retryables...)
+		})
 		// Objects uploaded in parts carry per-part checksums, which a GET
 		// cannot check; the SDK would log a warning on every such Get.
 		o.DisableLogOutputChecksumValidationSkipped = true
@@ -304,6 +340,7 @@ func (s *Store) Stat(ctx context.Context, key string) (destination.Object, error
 		Key:     key,
 		Size:    aws.ToInt64(out.ContentLength),
 		ModTime: aws.ToTime(out.LastModified),
+		ETag:    aws.ToString(out.ETag),
 	}, nil
 }
 
@@ -327,8 +364,8 @@ func (s *Store) checkBucket(ctx context.Context, op, key string) error {
 // List returns every object whose key starts with prefix, following
 // ListObjectsV2's continuation tokens to the end.
 func (s *Store) List(ctx context.Context, prefix string) ([]destination.Object, error) {
-	if strings.HasPrefix(prefix, "/") || strings.ContainsAny(prefix, "\\\x00") {
-		return nil, &destination.KeyError{Key: prefix}
+	if err := destination.ValidatePrefix(prefix); err != nil {
+		return nil, err
 	}
 	in := &s3.ListObjectsV2Input{Bucket: &s.bucket}
 	if full := s.prefix + prefix; full != "" {
@@ -355,6 +392,7 @@ func (s *Store) List(ctx context.Context, prefix string) ([]destination.Object, 
 				Key:     key,
 				Size:    aws.ToInt64(o.Size),
 				ModTime: aws.ToTime(o.LastModified),
+				ETag:    aws.ToString(o.ETag),
 			})
 		}
 	}
@@ -391,3 +429,43 @@ func completedPart(num int32, out *s3.UploadPartOutput) types.CompletedPart {
 		ChecksumSHA256:    out.ChecksumSHA256,
 	}
 }
+
+// idleConn fails a read or write that moves no byte for idle: each call
+// pushes its deadline on, so a slow transfer that progresses goes on.
+type idleConn struct {
+	net.Conn
+	idle time.Duration
+}
+
+// errStalled marks an idle connection's timeout.
+var errStalled = errors.New("connection stalled")
+
+// Both deadlines move on every call: a request body being written keeps the
+// pending read of its response alive, as S3 answers only at the end.
+func (c *idleConn) Read(p []byte) (int, error) {
+	c.Conn.SetDeadline(time.Now().Add(c.idle))
+	n, err := c.Conn.Read(p)
+	return n, stalled(err)
+}
+
+func (c *idleConn) Write(p []byte) (int, error) {
+	c.Conn.SetDeadline(time.Now().Add(c.idle))
+	n, err := c.Conn.Write(p)
+	return n, stalled(err)
+}
+
+func stalled(err error) error {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return &stallError{err}
+	}
+	return err
+}
+
+// stallError is a deadline error that also says errStalled; it stays a
+// net.Error with Timeout() so the SDK and net/http treat it as a timeout.
+type stallError struct{ err error }
+
+func (e *stallError) Error() string   { return "connection stalled: " + e.err.Error() }
+func (e *stallError) Unwrap() []error { return []error{errStalled, e.err} }
+func (e *stallError) Timeout() bool   { return true }
+func (e *stallError) Temporary() bool { return false }

@@ -79,7 +79,15 @@ func (e *Engine) Restore(ctx context.Context, srv engine.Server, path string, in
 // pg_restore at least as new as the pg_dump that wrote it (info.Tools).
 // With one job it is one transaction, and its error says the target is
 // unchanged.
+//
+// Before anything is written it refuses a target of an older major than the
+// backup's source (a dump may use what the older server lacks) and a host
+// whose pg_restore is older than the backup's pg_dump, naming the version
+// needed.
 func (e *Engine) RestoreInto(ctx context.Context, dsn, path string, info *engine.DumpInfo, opts engine.RestoreOptions) error {
+	if err := e.checkTarget(ctx, dsn, info); err != nil {
+		return err
+	}
 	err := e.restoreFile(ctx, dsn, path, info, opts)
 	if err != nil && opts.Jobs <= 1 {
 		return fmt.Errorf("%w; rolled back (one transaction): the target is as it was before", err)
@@ -106,6 +114,9 @@ func (e *Engine) restoreFile(ctx context.Context, dsn, path string, info *engine
 // archive from r, in one transaction.
 func (e *Engine) RestoreStream(ctx context.Context, dsn string, r io.Reader, info *engine.DumpInfo, opts engine.RestoreOptions) error {
 	opts.Jobs = 1
+	if err := e.checkTarget(ctx, dsn, info); err != nil {
+		return err
+	}
 	if err := e.restore(ctx, dsn, "", r, info, opts); err != nil {
 		return fmt.Errorf("%w; rolled back (one transaction): the target is as it was before", err)
 	}
@@ -159,6 +170,57 @@ func (e *Engine) restore(ctx context.Context, dsn, path string, in io.Reader, in
 		return fmt.Errorf("%w: pg_restore %s (%v): %s", engine.ErrRestore, tool.Version, err, out)
 	}
 	return nil
+}
+
+// checkTarget refuses, before anything is written, a target of an older
+// major than the backup's source and a host whose pg_restore is older than
+// the backup's pg_dump.
+func (e *Engine) checkTarget(ctx context.Context, dsn string, info *engine.DumpInfo) error {
+	if err := e.checkTargetMajor(ctx, dsn, info); err != nil {
+		return err
+	}
+	if _, err := pickTool("pg_restore", findTools(ctx, "pg_restore", e.binDirs), DumpMajor(info)); err != nil {
+		return fmt.Errorf("%w (the backup was written by pg_dump %s); the target was not touched", err, info.Tools["pg_dump"])
+	}
+	return nil
+}
+
+// checkTargetMajor refuses a target server older than the backup's source.
+func (e *Engine) checkTargetMajor(ctx context.Context, dsn string, info *engine.DumpInfo) error {
+	source := SourceMajor(info)
+	if source == 0 {
+		return nil
+	}
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return fmt.Errorf("connect to restore target %s: %w", Describe(dsn), err)
+	}
+	defer closeConn(ctx, conn)
+	var version string
+	var num int
+	if err := conn.QueryRow(ctx, "SELECT current_setting('server_version'), current_setting('server_version_num')::int").Scan(&version, &num); err != nil {
+		return fmt.Errorf("query the restore target's version: %w", err)
+	}
+	if num/10000 < source {
+		return fmt.Errorf("the backup comes from PostgreSQL %s; the target %s runs PostgreSQL %s, an older major: restore into PostgreSQL %d or newer; the target was not touched",
+			info.ServerVersion, Describe(dsn), version, source)
+	}
+	return nil
+}
+
+// SourceMajor is the major version of the server a backup was taken from
+// ("18" of "18.1 (Debian 18.1-1)"), or 0.
+func SourceMajor(info *engine.DumpInfo) int {
+	if info == nil {
+		return 0
+	}
+	v := info.ServerVersion
+	i := 0
+	for i < len(v) && v[i] >= '0' && v[i] <= '9' {
+		i++
+	}
+	major, _ := strconv.Atoi(v[:i])
+	return major
 }
 
 // DumpMajor is the major version of the pg_dump that wrote a backup, or 0.

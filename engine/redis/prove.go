@@ -109,8 +109,10 @@ requirepass %q
 // in the error of a start that failed.
 func (e *Engine) LoadFailed(err error) error {
 	msg := err.Error()
-	if strings.Contains(msg, "Can't handle RDB format version") {
-		return fmt.Errorf("the sandbox image's Redis is older than the server the backup came from and cannot read its RDB version; set sandbox.images.redis to a newer image: %w", err)
+	// Preload checked the file's header and CRC-64: a signature the server
+	// does not take is Valkey's, in a Redis image.
+	if strings.Contains(msg, "Can't handle RDB format version") || strings.Contains(msg, "Wrong signature trying to load DB") {
+		return fmt.Errorf("the sandbox image's server is older than the server the backup came from, or of the other flavor, and cannot read its RDB version; set sandbox.images.%s to an image of the backup's source version: %w", e.flavor, err)
 	}
 	// Redis logs the error, then runs its RDB checker, whose report ends the
 	// output, then exits.
@@ -120,7 +122,6 @@ func (e *Engine) LoadFailed(err error) error {
 		"Terminating server after rdb file reading failure",
 		"Short read or OOM loading DB",
 		"Wrong RDB checksum",
-		"Wrong signature trying to load DB",
 		"Duplicated key found in RDB file",
 	} {
 		if strings.Contains(msg, s) {

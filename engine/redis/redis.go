@@ -24,9 +24,10 @@ import (
 
 // Engine dumps one Redis server.
 type Engine struct {
-	dsn  string
-	log  *slog.Logger
-	idle time.Duration
+	dsn    string
+	flavor string // Redis or Valkey
+	log    *slog.Logger
+	idle   time.Duration
 }
 
 var (
@@ -40,6 +41,10 @@ type Option func(*Engine)
 // WithLogger sets the logger.
 func WithLogger(l *slog.Logger) Option { return func(e *Engine) { e.log = l } }
 
+// WithFlavor sets the flavor the source server must be: Redis (default) or
+// Valkey.
+func WithFlavor(f string) Option { return func(e *Engine) { e.flavor = f } }
+
 // WithIdleTimeout sets how long the server may send nothing before the
 // connection is given up (default 2 minutes; while it prepares a snapshot a
 // server sends a keepalive every second).
@@ -48,7 +53,7 @@ func WithIdleTimeout(d time.Duration) Option { return func(e *Engine) { e.idle =
 // New returns an engine for the server at dsn, a redis:// or rediss:// URL
 // (see dsn.go). The dsn is a secret: it never reaches logs or errors.
 func New(dsn string, opts ...Option) *Engine {
-	e := &Engine{dsn: dsn, log: slog.New(slog.DiscardHandler), idle: 2 * time.Minute}
+	e := &Engine{dsn: dsn, flavor: Redis, log: slog.New(slog.DiscardHandler), idle: 2 * time.Minute}
 	for _, o := range opts {
 		o(e)
 	}
@@ -73,10 +78,14 @@ func (e *Engine) Dump(ctx context.Context, w io.Writer) (*engine.DumpInfo, error
 		return nil, err
 	}
 	defer ctl.close()
-	version, err := serverVersion(ctl)
+	srv, err := serverInfo(ctl)
 	if err != nil {
 		return nil, err
 	}
+	if err := e.checkFlavor(srv); err != nil {
+		return nil, err
+	}
+	version := srv.version
 	repl, err := dial(ctx, d, e.idle)
 	if err != nil {
 		return nil, err
@@ -86,7 +95,11 @@ func (e *Engine) Dump(ctx context.Context, w io.Writer) (*engine.DumpInfo, error
 	var tables []engine.TableStats
 	var countErr error
 	started := time.Now()
-	body, err := replicate(repl, e.log, func() {
+	announce := ""
+	if srv.flavor == Valkey {
+		announce = srv.version
+	}
+	body, err := replicate(repl, e.log, announce, func() {
 		tables, countErr = keyspace(ctl)
 		ctl.close()
 	})
@@ -139,16 +152,12 @@ func info(c *conn, section string) (map[string]string, error) {
 	return fields, nil
 }
 
-func serverVersion(c *conn) (string, error) {
+func serverInfo(c *conn) (server, error) {
 	f, err := info(c, "server")
 	if err != nil {
-		return "", err
+		return server{}, err
 	}
-	v := f["redis_version"]
-	if v == "" {
-		return "", errors.New("INFO server: no redis_version")
-	}
-	return v, nil
+	return serverOf(f)
 }
 
 // keyspace reads the key count of every non-empty database, as TableStats

@@ -73,6 +73,10 @@ func (e *Engine) RestoreInto(ctx context.Context, dsn, path string, info *engine
 		return fmt.Errorf("connect to restore target: %w", err)
 	}
 	defer c.close()
+	target, err := serverInfo(c)
+	if err != nil {
+		return fmt.Errorf("restore target: %w", err)
+	}
 
 	f, err := os.Open(path)
 	if err != nil {
@@ -86,6 +90,12 @@ func (e *Engine) RestoreInto(ctx context.Context, dsn, path string, info *engine
 	rd, err := rdb.NewReader(bufio.NewReaderSize(src, 1<<20), true)
 	if err != nil {
 		return fmt.Errorf("%w: %w", engine.ErrRestore, err)
+	}
+	// A server refuses a RESTORE payload of an RDB version newer than it
+	// reads: refuse the whole restore before the first key instead.
+	if !target.readsRDB(rd.Version()) {
+		return fmt.Errorf("the backup is RDB version %d (written by %s); the target runs %s, which cannot read it: restore into a server of the backup's flavor at least as new as its source; the target was not touched",
+			rd.Version(), writtenBy(rd.Version()), target)
 	}
 	w := &restoreWriter{c: c, db: -1, replace: opts.Clean, version: rd.Version()}
 	for {

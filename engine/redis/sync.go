@@ -23,9 +23,25 @@ const markLen = 40
 // after it; older servers refuse the option and that is fine), then
 // PSYNC ? -1, falling back to SYNC for servers without PSYNC. While the
 // server prepares the snapshot it sends a newline every second.
-func replicate(c *conn, log *slog.Logger, forked func()) (io.Reader, error) {
+//
+// A Valkey 8+ source is told REPLCONF version with its own version
+// (announce): Valkey 9 writes a snapshot for a replica of the version it
+// announces, RDB 11 for one that announces none, and aborts the sync when
+// the data holds what RDB 11 cannot (hash fields with their own expiry).
+// Announcing its own version gets its own RDB version, which this package
+// reads.
+func replicate(c *conn, log *slog.Logger, announce string, forked func()) (io.Reader, error) {
 	if _, err := c.do("REPLCONF", "capa", "eof", "capa", "psync2"); err != nil {
 		return nil, refused("REPLCONF", err)
+	}
+	if announce != "" {
+		if _, err := c.do("REPLCONF", "version", announce); err != nil {
+			var se ServerError
+			if !errors.As(err, &se) || se.Code() == "NOPERM" {
+				return nil, refused("REPLCONF", err)
+			}
+			log.Debug("server does not know REPLCONF version (Valkey 7.2)", "reply", se.Error())
+		}
 	}
 	if _, err := c.do("REPLCONF", "rdb-only", "1"); err != nil {
 		var se ServerError

@@ -3,6 +3,7 @@ package sample
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -156,6 +157,18 @@ func canonical(cmd string, v any) string {
 		return sorted(v.([]any), 2)
 	case "FUNCTION":
 		return sorted(v.([]any), 1)
+	case "ZRANGE":
+		// Scores as numbers: Redis 7.0 prints 17 digits (0.33333333333333331),
+		// 7.2+ and Valkey the shortest form of the same double.
+		items := slices.Clone(v.([]any))
+		for i := 1; i < len(items); i += 2 {
+			if s, ok := items[i].(string); ok {
+				if f, err := strconv.ParseFloat(s, 64); err == nil {
+					items[i] = strconv.FormatFloat(f, 'g', -1, 64)
+				}
+			}
+		}
+		return fmt.Sprintf("%q", items)
 	}
 	return fmt.Sprintf("%q", v)
 }

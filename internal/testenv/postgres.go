@@ -4,6 +4,8 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -30,12 +32,49 @@ func PostgresBin(t testing.TB) string {
 	return dir
 }
 
+// Admin DSNs of the PostgreSQL 17 and 18 test servers (scripts/testenv.sh runs
+// them as containers of the sandbox images: Debian trixie's and sid's packages).
+const (
+	EnvPG17DSN = "BACKPROOF_TEST_PG17_DSN"
+	EnvPG18DSN = "BACKPROOF_TEST_PG18_DSN"
+)
+
+// PostgresServer is one of the PostgreSQL test servers.
+type PostgresServer struct {
+	Major int
+	Env   string // variable holding its admin DSN
+}
+
+// PostgresServers are the PostgreSQL test servers, oldest first: 15 (the
+// host's, shared) and 17, 18 (containers).
+var PostgresServers = []PostgresServer{
+	{Major: 15, Env: EnvPostgresDSN},
+	{Major: 17, Env: EnvPG17DSN},
+	{Major: 18, Env: EnvPG18DSN},
+}
+
+// Name is "postgres-N".
+func (s PostgresServer) Name() string { return "postgres-" + strconv.Itoa(s.Major) }
+
+// NewDB creates a fresh database on the server, as NewPostgresDB does on
+// the PostgreSQL 15 one.
+func (s PostgresServer) NewDB(t testing.TB) string {
+	t.Helper()
+	admin := Require(t, s.Env)
+	requireLoopbackURL(t, s.Env, admin)
+	return newPostgresDB(t, s.Env, admin)
+}
+
 // NewPostgresDB creates a fresh, uniquely named database on the shared test
 // server and returns a DSN for it (same superuser as PostgresDSN). The
 // database is dropped WITH (FORCE) when the test ends.
 func NewPostgresDB(t testing.TB) string {
 	t.Helper()
-	admin := PostgresDSN(t)
+	return newPostgresDB(t, EnvPostgresDSN, PostgresDSN(t))
+}
+
+func newPostgresDB(t testing.TB, env, admin string) string {
+	t.Helper()
 	name := uniqueName(t, "bp_", '_', 63)
 
 	exec := func(ctx context.Context, sql string) error {
@@ -62,7 +101,7 @@ func NewPostgresDB(t testing.TB) string {
 		}
 	})
 
-	u := requireLoopbackURL(t, EnvPostgresDSN, admin)
+	u := requireLoopbackURL(t, env, admin)
 	u.Path = "/" + name
 	u.RawPath = ""
 	return u.String()
@@ -80,4 +119,27 @@ func Exec(t testing.TB, dsn, sql string) {
 	if _, err := conn.Exec(ctx, sql); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// Image returns the sandbox image of the server's major: the
+// BACKPROOF_TEST_PG_IMAGE template with "{major}" replaced, or its tag
+// replaced when it names one version. It requires Docker too.
+func (s PostgresServer) Image(t testing.TB) string {
+	t.Helper()
+	return strings.ReplaceAll(PostgresImageTemplate(t), "{major}", strconv.Itoa(s.Major))
+}
+
+// PostgresImageTemplate returns BACKPROOF_TEST_PG_IMAGE as a template with
+// "{major}" (scripts/testenv.sh names the 15 image; its siblings differ in
+// the tag). It requires Docker too.
+func PostgresImageTemplate(t testing.TB) string {
+	t.Helper()
+	img := PostgresImage(t)
+	if strings.Contains(img, "{major}") {
+		return img
+	}
+	if i := strings.LastIndexByte(img, ':'); i > strings.LastIndexByte(img, '/') {
+		img = img[:i]
+	}
+	return img + ":{major}"
 }

@@ -274,7 +274,12 @@ func (r *Reader) value(t byte) error {
 			}
 			return r.skipString()
 		})
-	case typeHashMetadata, typeHashMetadataPreGA:
+	case typeHashMetadataPreGA:
+		if r.v.version >= ValkeyMinVersion {
+			return r.valkeyHash2()
+		}
+		fallthrough
+	case typeHashMetadata:
 		if t == typeHashMetadata {
 			if _, err := r.read(8); err != nil { // the smallest field expiry
 				return err
@@ -433,6 +438,20 @@ func (r *Reader) repeat(f func() error) error {
 		}
 	}
 	return nil
+}
+
+// valkeyHash2 skips Valkey 9's hash with fields of their own expiry (type
+// 22 in Valkey's RDB versions, Redis 7.4's pre-release type 22 in Redis's):
+// the count, then each field, its value and its expiry in Unix ms (-1:
+// none), 8 bytes.
+func (r *Reader) valkeyHash2() error {
+	return r.repeat(func() error {
+		if err := r.skipStrings(2); err != nil {
+			return err
+		}
+		_, err := r.read(8)
+		return err
+	})
 }
 
 func (r *Reader) skipLengths(n int) error {

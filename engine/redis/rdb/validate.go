@@ -25,10 +25,16 @@ const (
 	headerLen  = len(magic) + 4 // "REDIS0010"
 	minVersion = 5              // the first version with a trailing CRC-64
 	opEOF      = 0xff
+	// Valkey 9 writes RDB versions past Redis's range (80 and up) behind its
+	// own magic, three digits: "VALKEY080", as long as Redis's header.
+	valkeyMagic = "VALKEY"
+	// ValkeyMinVersion is the first RDB version only Valkey writes; Valkey
+	// treats 12 to 79 as Redis's (foreign) versions.
+	ValkeyMinVersion = 80
 )
 
 // Validator checks an RDB file written to it: the "REDIS" magic and a
-// version with a checksum, the EOF opcode and the trailing CRC-64 over
+// version with a checksum (or Valkey's "VALKEY" and a version of its own), the EOF opcode and the trailing CRC-64 over
 // everything before it. Write fails at once on a wrong header; Check says
 // whether the whole file was right once it has been written.
 type Validator struct {
@@ -76,13 +82,20 @@ func (v *Validator) sum(p []byte) {
 // checkHeader checks as much of the header as has arrived.
 func (v *Validator) checkHeader() error {
 	h := v.head[:v.headN]
+	m := magic
+	if len(h) > 0 && h[0] == valkeyMagic[0] {
+		m = valkeyMagic
+	}
 	for i, c := range h {
-		if i < len(magic) && c != magic[i] || i >= len(magic) && (c < '0' || c > '9') {
+		if i < len(m) && c != m[i] || i >= len(m) && (c < '0' || c > '9') {
 			return fmt.Errorf("%w: not an RDB file (starts with %q)", ErrCorrupt, h)
 		}
 	}
 	if v.headN == headerLen {
-		v.version, _ = strconv.Atoi(string(h[len(magic):]))
+		v.version, _ = strconv.Atoi(string(h[len(m):]))
+		if m == valkeyMagic && v.version < ValkeyMinVersion {
+			return fmt.Errorf("%w: Valkey RDB header %q with version %d, below Valkey's own versions", ErrCorrupt, h, v.version)
+		}
 		if v.version < minVersion {
 			return fmt.Errorf("%w: RDB version %d has no checksum (Redis older than 2.6)", ErrCorrupt, v.version)
 		}

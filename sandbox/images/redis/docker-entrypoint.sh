@@ -2,8 +2,8 @@
 # Entrypoint of backproof-sandbox/redis. Same behaviour as the official redis image's
 # docker-entrypoint.sh, on Debian's redis-server:
 #   - "docker run IMAGE --appendonly no" or "IMAGE my.conf" run redis-server with them;
-#   - started as root, it hands the working directory (/data) to redis and re-runs
-#     itself as redis;
+#   - started as root, it hands the working directory (/data) to $REDIS_USER (redis,
+#     or valkey in the valkey images) and re-runs itself as that user;
 #   - protected mode is off unless asked for (the official image compiles that default
 #     in; Debian's binary defaults to on, which refuses clients through a published port).
 set -eo pipefail
@@ -14,8 +14,9 @@ if [[ ${1:-} == -* || ${1:-} == *.conf ]]; then
 fi
 
 if [[ ${1:-} == redis-server && $(id -u) == 0 ]]; then
-	find . \! -user redis -exec chown redis '{}' +
-	exec setpriv --reuid=redis --regid=redis --init-groups -- "${BASH_SOURCE[0]}" "$@"
+	u=${REDIS_USER:-redis}
+	find . \! -user "$u" -exec chown "$u" '{}' +
+	exec setpriv --reuid="$u" --regid="$u" --init-groups -- "${BASH_SOURCE[0]}" "$@"
 fi
 
 if [[ ${1:-} == redis-server ]]; then
