@@ -100,11 +100,19 @@ daemon() {
   echo $! >"$STATE/pids/$name"
 }
 
-# await WHAT TRIES CMD...: retry CMD every 0.2 s until it succeeds.
+# await WHAT TRIES CMD...: retry CMD every 0.2 s until it succeeds; fail at
+# once, with its log, if a process the cluster started has exited.
 await() {
-  local what=$1 tries=$2; shift 2
+  local what=$1 tries=$2 f; shift 2
   for ((i = 0; i < tries; i++)); do
     "$@" >/dev/null 2>&1 && return 0
+    for f in "$STATE"/pids/*; do
+      [[ -e $f ]] || continue
+      if ! alive "$STATE" "${f##*/}"; then
+        tail -n 20 "$LOGS/${f##*/}.log" >&2
+        die "${f##*/} exited while waiting for $what (log: $LOGS/${f##*/}.log)"
+      fi
+    done
     sleep 0.2
   done
   die "$what did not come up (logs: $LOGS)"
@@ -258,7 +266,7 @@ EOF
     --authentication-kubeconfig "$STATE/cm.kubeconfig" --authorization-kubeconfig "$STATE/cm.kubeconfig" \
     --bind-address 127.0.0.1 --secure-port "$(free_port)" --leader-elect=false \
     --service-account-private-key-file "$STATE/pki/sa.key" --root-ca-file "$STATE/pki/ca.crt" \
-    --use-service-account-credentials=false --controllers '*,-nodeipam,-cloud-node-lifecycle'
+    --use-service-account-credentials=true --controllers '*,-node-ipam-controller'
   daemon kube-scheduler "$BIN/kube-scheduler" --kubeconfig "$STATE/sched.kubeconfig" \
     --authentication-kubeconfig "$STATE/sched.kubeconfig" --authorization-kubeconfig "$STATE/sched.kubeconfig" \
     --bind-address 127.0.0.1 --secure-port "$(free_port)" --leader-elect=false
