@@ -301,6 +301,8 @@ state = "$ctrd/state"
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         SystemdCgroup = false
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "$ctrd/hosts"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "$STATE/cni"
@@ -312,6 +314,13 @@ EOF
    "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.244.$n.0/24"}]], "dataDir": "$STATE/cni-ipam"}},
   {"type": "portmap", "capabilities": {"portMappings": true}}]}
 EOF
+  # No registry is reachable, and none is tried: every pull goes to a closed
+  # port on 127.0.0.1 (images are imported below).
+  local reg
+  for reg in _default docker.io; do
+    mkdir -p "$ctrd/hosts/$reg"
+    printf 'server = "http://127.0.0.1:9"\n[host."http://127.0.0.1:9"]\n  capabilities = ["pull", "resolve"]\n' >"$ctrd/hosts/$reg/hosts.toml"
+  done
   daemon containerd containerd --config "$ctrd/config.toml"
   local ctr=(ctr -a "$ctrd/containerd.sock" -n k8s.io)
   await containerd 150 "${ctr[@]}" version

@@ -10,6 +10,7 @@
 package kubernetes
 
 import (
+	"archive/tar"
 	"bufio"
 	"context"
 	"crypto/rand"
@@ -559,10 +560,18 @@ func (i *instance) preload(ctx context.Context, files []sandbox.File) error {
 		return err
 	}
 	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(docker.WriteTar(pw, files)) }()
+	werr := make(chan error, 1)
+	go func() {
+		err := writeTar(pw, files)
+		werr <- err
+		pw.CloseWithError(err)
+	}()
 	var stderr strings.Builder
 	err = exec.StreamWithContext(ctx, remotecommand.StreamOptions{Stdin: pr, Stderr: &limitWriter{w: &stderr, n: 4096}})
 	pr.CloseWithError(errors.New("copy ended"))
+	if e := <-werr; e != nil { // a file that could not be read says more than tar
+		return fmt.Errorf("copy files into the sandbox: %w", e)
+	}
 	if err != nil {
 		return fmt.Errorf("copy files into the sandbox: %v %s", err, strings.TrimSpace(stderr.String()))
 	}
@@ -723,6 +732,42 @@ func (i *instance) Close(ctx context.Context) error {
 		}
 	})
 	return i.closeError
+}
+
+// writeTar writes files as a tar archive of paths relative to "/", where
+// the preload container unpacks it.
+func writeTar(w io.Writer, files []sandbox.File) error {
+	tw := tar.NewWriter(w)
+	for _, f := range files {
+		if err := addFile(tw, f); err != nil {
+			return err
+		}
+	}
+	return tw.Close()
+}
+
+func addFile(tw *tar.Writer, f sandbox.File) error {
+	src, err := os.Open(f.HostPath)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	fi, err := src.Stat()
+	if err != nil {
+		return err
+	}
+	mode := f.Mode
+	if mode == 0 {
+		mode = 0o600
+	}
+	hdr := &tar.Header{Typeflag: tar.TypeReg, Name: strings.TrimPrefix(path.Clean("/"+f.Path), "/"), Size: fi.Size(), Mode: mode, ModTime: fi.ModTime()}
+	if err := tw.WriteHeader(hdr); err != nil {
+		return err
+	}
+	if _, err := io.Copy(tw, src); err != nil {
+		return fmt.Errorf("%s: %w", f.HostPath, err)
+	}
+	return nil
 }
 
 // limitWriter keeps the first n bytes written to it.

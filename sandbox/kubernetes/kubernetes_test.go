@@ -190,8 +190,9 @@ func TestSweep(t *testing.T) {
 		// Not closed: the sweep is to remove it (or not).
 		return inst.(*instance).name
 	}
-	const deadPID = 4194303 // above pid_max: never a live process
-	dead := start(docker.OwnerOf(deadPID), time.Now().Add(5*time.Minute))
+	// A pid above pid_max, with a start time: a process that was and is gone.
+	host, _ := os.Hostname()
+	dead := start(host+"/4194303/12345", time.Now().Add(5*time.Minute))
 	live := start(docker.OwnerOf(os.Getppid()), time.Now().Add(5*time.Minute))
 	// Its owner (this process) is alive, but its deadline has passed: the
 	// label is set back rather than waiting.
