@@ -7,6 +7,7 @@
 #   scripts/k8s.sh build   build the binaries into $CACHE/k8s/bin-<key> (once)
 #   scripts/k8s.sh up      build if needed, start the cluster, write $STATE/kubeconfig
 #   scripts/k8s.sh down    stop what `up` started and delete its state
+#   scripts/k8s.sh check   exit 0 if the cluster of `up` answers
 #
 # State in $BACKPROOF_K8S_DIR (default /tmp/backproof-k8s). Every listener is on
 # 127.0.0.1 or the cluster's own bridge; pods get 10.244.<n>.0/24 addresses.
@@ -438,9 +439,17 @@ stop() {
   kill -9 -- "-$pid" 2>/dev/null || kill -9 "$pid" 2>/dev/null || true
 }
 
+# check: is the cluster up and answering?
+check() {
+  local bin
+  bin=$(cat "$STATE/bin" 2>/dev/null) && [[ -f $STATE/kubeconfig ]] && alive "$STATE" kubelet &&
+    alive "$STATE" kube-apiserver && "$bin/kubectl" --kubeconfig "$STATE/kubeconfig" get --raw /readyz >/dev/null 2>&1
+}
+
 case ${1:-} in
   build) build ;;
+  check) check ;;
   up) build && up ;;
   down) BIN=$(cat "$STATE/bin" 2>/dev/null || true) && down ;;
-  *) echo "usage: $0 build|up|down" >&2; exit 2 ;;
+  *) echo "usage: $0 build|up|down|check" >&2; exit 2 ;;
 esac
