@@ -368,6 +368,7 @@ EOF
   await "default ServiceAccount" 150 "$BIN/kubectl" "${kc[@]}" -n default get serviceaccount default
   mv -f "$STATE/kubeconfig.tmp" "$STATE/kubeconfig" # written last: its presence means "up"
   echo "$BIN" >"$STATE/bin"
+  say "up in $SECONDS s: $STATE/kubeconfig"
 }
 
 # import_images CTR...: the pause image and the sandbox images, each imported

@@ -39,6 +39,7 @@ MONGO_IMAGE=$SANDBOX_PREFIX/ferretdb:1.24
 MYSQL_DIR=$STATE/mysql
 PGC_DIR=$STATE/pg-containers
 K8S_DIR=$STATE/k8s
+HELM_VERSION=v4.3.2 # the chart's tests (deploy/helm)
 # major, env var: the PostgreSQL servers run as containers of the sandbox images
 # (internal/testenv.PostgresServers; 15 is the host's, above).
 PG_SERVERS=(
@@ -153,6 +154,27 @@ ensure_dockerd() { (closefds bash "$SCRIPTS/dockerd.sh"); }
 ensure_sandbox_images() {
   BACKPROOF_CACHE_DIR=$CACHE bash "$SCRIPTS/sandbox-images.sh" \
     --prefix "$SANDBOX_PREFIX" --log "$LOGS/sandbox-images.log"
+}
+
+# helm, built once from the Go module proxy (about 6.5 CPU-minutes).
+HELM_BIN=''
+ensure_helm() {
+  HELM_BIN=$CACHE/bin/helm-$HELM_VERSION
+  [[ -x $HELM_BIN ]] && return 0
+  mkdir -p "$CACHE/bin"
+  local tmp
+  tmp=$(mktemp -d "$CACHE/bin/.build.XXXXXX")
+  logged "$LOGS/helm-build.log" env GOBIN="$tmp" GOFLAGS=-buildvcs=false go install "helm.sh/helm/v4/cmd/helm@$HELM_VERSION"
+  mv -f "$tmp/helm" "$HELM_BIN"
+  rm -rf "$tmp"
+}
+
+# The slow one-off builds, run in the background while the rest is provisioned.
+background_builds() {
+  local rc=0
+  k8s build || rc=1
+  ensure_helm || rc=1
+  return "$rc"
 }
 
 # k8s ARGS...: scripts/k8s.sh for this run's cluster.
@@ -372,6 +394,7 @@ ${PGC_ENV}${MYSQL_ENV}export BACKPROOF_TEST_REDIS8_IMAGE='$SANDBOX_PREFIX/redis:
 export BACKPROOF_TEST_VALKEY8_IMAGE='$SANDBOX_PREFIX/valkey:8'
 export BACKPROOF_TEST_VALKEY9_IMAGE='$SANDBOX_PREFIX/valkey:9'
 export BACKPROOF_TEST_KUBECONFIG='$K8S_DIR/kubeconfig'
+export BACKPROOF_TEST_HELM='$HELM_BIN'
 export BACKPROOF_TEST_MARIADB_IMAGE='$SANDBOX_PREFIX/mariadb:{version}'
 export BACKPROOF_TEST_MYSQL_IMAGE='$SANDBOX_PREFIX/mysql:{version}'
 export TESTCONTAINERS_HOST_OVERRIDE=127.0.0.1
@@ -399,7 +422,7 @@ still_up() {
       [[ -n ${BACKPROOF_TEST_PG18_DSN:-} && -n ${BACKPROOF_TEST_VALKEY9_IMAGE:-} && -f $PGC_DIR/containers ]] &&
       # shellcheck disable=SC2046 # one name per line
       [[ $(docker inspect -f '{{.State.Running}}' $(<"$PGC_DIR/containers") 2>/dev/null | grep -c true) == "${#PG_SERVERS[@]}" ]] &&
-      [[ ${BACKPROOF_TEST_KUBECONFIG:-} == "$K8S_DIR/kubeconfig" ]] && k8s check &&
+      [[ ${BACKPROOF_TEST_KUBECONFIG:-} == "$K8S_DIR/kubeconfig" && ${BACKPROOF_TEST_HELM:-} == "$HELM_BIN" ]] && k8s check &&
       "$PG_BIN/psql" "$BACKPROOF_TEST_PG_DSN" -XAtqc 'SELECT 1' >/dev/null 2>&1 &&
       curl -fsS --noproxy '*' -o /dev/null -m 2 "$BACKPROOF_TEST_S3_ENDPOINT/minio/health/ready"
   )
@@ -412,9 +435,9 @@ up() {
   chmod 755 "$STATE" # the postgres user must reach $PG_DIR
   mkdir -p "$CACHE" 2>/dev/null && [[ -w $CACHE ]] || CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/backproof
   mkdir -p "$CACHE"
-  # The cluster's binaries (about 30 CPU-minutes cold, then cached) build
-  # alongside the rest of the provisioning.
-  (closefds k8s build) >>"$LOGS/k8s-build.log" 2>&1 </dev/null &
+  # The cluster's binaries (about 30 CPU-minutes cold, then cached) and helm
+  # build alongside the rest of the provisioning.
+  (closefds background_builds) >>"$LOGS/k8s-build.log" 2>&1 </dev/null &
   local k8s_build=$!
   (
     flock 9 # one installer/builder/dockerd starter at a time on this machine
@@ -426,7 +449,8 @@ up() {
   MINIO_BIN=$CACHE/bin/minio-$MINIO_VERSION
   FERRETDB_BIN=$CACHE/bin/ferretdb-$FERRETDB_VERSION
 
-  wait "$k8s_build" || true # a failed build is retried, and reported, by `k8s up`
+  wait "$k8s_build" || true # a failed build is retried, and reported, below
+  ensure_helm
   still_up && return 0
   down # leftovers of a half-started or dead run
   # The cluster starts while the servers do (its output in $LOGS/k8s.log).
