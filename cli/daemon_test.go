@@ -282,6 +282,22 @@ func TestDaemonSchedules(t *testing.T) {
 	renderInChromium(t, base)
 }
 
+// reportDoc is `report --format json` as the tests read it.
+type reportDoc struct {
+	Signed  bool
+	Targets []struct {
+		Name          string
+		Summary       struct{ Verifications, Pass, Fail, Error int }
+		Verifications []struct {
+			Destination, Outcome, Record, Receipt string
+			BackupID                              string  `json:"backup_id"`
+			RestoreSeconds                        float64 `json:"restore_duration_seconds"`
+			BackupAge                             float64 `json:"backup_age_seconds"`
+			Authentic                             bool
+		}
+	}
+}
+
 // reportOnHistory checks `report` on what a daemon left: every verification
 // record on the destinations is in it, each pass with its restore time and
 // backup age, and none counted as authentic without signing.
@@ -291,21 +307,7 @@ func reportOnHistory(t *testing.T, cfg string) {
 	if r.code != 0 {
 		t.Fatalf("report exit %d: %s", r.code, r.stderr)
 	}
-	type entry struct {
-		Destination, Outcome, Record string
-		BackupID                     string  `json:"backup_id"`
-		RestoreSeconds               float64 `json:"restore_duration_seconds"`
-		BackupAge                    float64 `json:"backup_age_seconds"`
-		Authentic                    bool
-	}
-	doc := decode[struct {
-		Signed  bool
-		Targets []struct {
-			Name          string
-			Summary       struct{ Verifications, Pass, Fail, Error int }
-			Verifications []entry
-		}
-	}](t, r.stdout)
+	doc := decode[reportDoc](t, r.stdout)
 	if doc.Signed || len(doc.Targets) != 1 || doc.Targets[0].Name != "orders" {
 		t.Fatalf("report: %s", r.stdout)
 	}

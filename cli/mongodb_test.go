@@ -331,21 +331,31 @@ func TestMongoSourceDown(t *testing.T) {
 		cfg := mongoConfig(t, uri, "unused", "")
 		// Kill the server once dump bytes reach the local destination.
 		tmp := filepath.Join(localPath(t, cfg), ".tmp")
+		done, killed := make(chan struct{}), make(chan bool, 1)
 		go func() {
-			for range 4000 {
+			for {
+				select {
+				case <-done:
+					killed <- false
+					return
+				case <-time.After(2 * time.Millisecond):
+				}
 				files, _ := os.ReadDir(tmp)
 				for _, f := range files {
 					// put-*: the artifact's upload (the lease is written as create-*).
 					if fi, err := f.Info(); err == nil && fi.Size() > 0 && strings.HasPrefix(f.Name(), "put-") {
 						kill()
+						killed <- true
 						return
 					}
 				}
-				time.Sleep(2 * time.Millisecond)
 			}
 		}()
 		r := runCLI(t, ctx, "backup", "-c", cfg)
-		kill()
+		close(done)
+		if !<-killed {
+			t.Fatalf("the backup ended (exit %d) before a dump byte was seen at the destination: %s", r.code, r.stderr)
+		}
 		if r.code != ExitError || strings.Contains(r.stderr, "connect to source") {
 			t.Fatalf("exit %d, want 1 from a dump cut short: %s", r.code, r.stderr)
 		}

@@ -346,21 +346,7 @@ sandbox:
 		if r.code != 0 {
 			t.Fatalf("exit %d: %s", r.code, r.stderr)
 		}
-		type entry struct {
-			Destination, Outcome, Receipt string
-			BackupID                      string  `json:"backup_id"`
-			RestoreSeconds                float64 `json:"restore_duration_seconds"`
-			BackupAge                     float64 `json:"backup_age_seconds"`
-			Authentic                     bool
-		}
-		doc := decode[struct {
-			Signed  bool
-			Targets []struct {
-				Name          string
-				Summary       struct{ Verifications, Pass, Fail int }
-				Verifications []entry
-			}
-		}](t, r.stdout)
+		doc := decode[reportDoc](t, r.stdout)
 		if !doc.Signed || len(doc.Targets) != 1 {
 			t.Fatalf("report: %s", r.stdout)
 		}

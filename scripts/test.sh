@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's one test command, for CI and developers:
 #   scripts/testenv.sh up -> go build cmd/backproof -> go test -race -count=1 -timeout 30m [args]
-#   -> scripts/testenv.sh down
+#   [-> scripts/fuzz.sh $BACKPROOF_FUZZ] -> scripts/testenv.sh down
 #
 #   scripts/test.sh                        # every package (./...)
 #   scripts/test.sh -run Foo ./backup/     # extra args go to go test; ./... is added
@@ -61,4 +61,10 @@ trap 'kill -INT -- "-$gopid" 2>/dev/null; wait "$gopid" || true; exit 130' INT
 trap 'kill -INT -- "-$gopid" 2>/dev/null; wait "$gopid" || true; exit 143' TERM
 rc=0
 wait "$gopid" || rc=$?
+
+# BACKPROOF_FUZZ=10s (CI sets it): then every fuzz target runs that long,
+# beyond the seed corpora go test already ran.
+if ((rc == 0)) && [[ -n ${BACKPROOF_FUZZ:-} ]]; then
+  bash scripts/fuzz.sh "$BACKPROOF_FUZZ" || rc=$?
+fi
 exit "$rc"

@@ -49,30 +49,32 @@ func (l Lock) mode() types.ObjectLockMode {
 // a retention only with a checksum of the body: Content-MD5 is the one every
 // S3-compatible store knows.
 func (s *Store) lockPut(ctx context.Context, in *s3.PutObjectInput, data []byte) error {
-	if s.lock.Mode == "" {
-		return nil
+	locked, err := s.retention(ctx, in.Key, &in.ObjectLockMode, &in.ObjectLockRetainUntilDate)
+	if locked {
+		in.ContentMD5 = contentMD5(data)
 	}
-	if err := s.checkLockable(ctx, aws.ToString(in.Key)); err != nil {
-		return err
-	}
-	in.ObjectLockMode = s.lock.mode()
-	in.ObjectLockRetainUntilDate = aws.Time(s.retainUntil())
-	in.ContentMD5 = contentMD5(data)
-	return nil
+	return err
 }
 
 // lockUpload sets the retention of a multipart upload; its parts carry a
 // Content-MD5 each (lockPart).
 func (s *Store) lockUpload(ctx context.Context, in *s3.CreateMultipartUploadInput) error {
+	_, err := s.retention(ctx, in.Key, &in.ObjectLockMode, &in.ObjectLockRetainUntilDate)
+	return err
+}
+
+// retention fills in the mode and retain-until date of a new object at key
+// when the store locks objects, after checking once that the bucket can.
+func (s *Store) retention(ctx context.Context, key *string, mode *types.ObjectLockMode, until **time.Time) (bool, error) {
 	if s.lock.Mode == "" {
-		return nil
+		return false, nil
 	}
-	if err := s.checkLockable(ctx, aws.ToString(in.Key)); err != nil {
-		return err
+	if err := s.checkLockable(ctx, aws.ToString(key)); err != nil {
+		return false, err
 	}
-	in.ObjectLockMode = s.lock.mode()
-	in.ObjectLockRetainUntilDate = aws.Time(s.retainUntil())
-	return nil
+	*mode = s.lock.mode()
+	*until = aws.Time(s.retainUntil())
+	return true, nil
 }
 
 func (s *Store) lockPart(in *s3.UploadPartInput, data []byte) {

@@ -103,9 +103,16 @@ func TestRestoreRunbookPassword(t *testing.T) {
 			t.Fatalf("err = %v, want authentication failed", err)
 		}
 	})
-	t.Run("wrong password at pg_restore", func(t *testing.T) {
+	t.Run("wrong password at RestoreInto's version check", func(t *testing.T) {
 		t.Setenv("PGPASSWORD", password+"-wrong")
 		err := New(src, WithBinDirs(testenv.PostgresBin(t))).RestoreInto(ctx, target(t), dump, info, engine.RestoreOptions{Jobs: 1})
+		if err == nil || !strings.Contains(err.Error(), "authentication failed") || !strings.Contains(err.Error(), "not touched") {
+			t.Fatalf("err = %v, want an authentication failure that left the target alone", err)
+		}
+	})
+	t.Run("wrong password at pg_restore", func(t *testing.T) {
+		t.Setenv("PGPASSWORD", password+"-wrong")
+		err := New(src, WithBinDirs(testenv.PostgresBin(t))).restoreFile(ctx, target(t), dump, info, engine.RestoreOptions{Jobs: 1})
 		if err == nil || !strings.Contains(err.Error(), "pg_restore could not log in") || !strings.Contains(err.Error(), "authentication failed") {
 			t.Fatalf("err = %v, want pg_restore's authentication failure", err)
 		}

@@ -193,7 +193,7 @@ func (e *Engine) checkTargetMajor(ctx context.Context, dsn string, info *engine.
 	}
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
-		return fmt.Errorf("connect to restore target %s: %w", Describe(dsn), err)
+		return fmt.Errorf("%w; the target was not touched", connectError("restore target", dsn, err))
 	}
 	defer closeConn(ctx, conn)
 	var version string

@@ -154,7 +154,7 @@ func TestSandboxBadRDB(t *testing.T) {
 	t.Run("RDB version too new for the image: not the backup's fault", func(t *testing.T) {
 		p := variant(func(b []byte) []byte { copy(b[5:9], "0099"); return resum(b) })
 		_, err := s.start(t, e, p, info)
-		if err == nil || errors.Is(err, engine.ErrRestore) || !strings.Contains(err.Error(), "set sandbox.images.redis to a newer image") {
+		if err == nil || errors.Is(err, engine.ErrRestore) || !strings.Contains(err.Error(), "set sandbox.images.redis to an image of the backup's source version") {
 			t.Fatalf("%v", err)
 		}
 	})

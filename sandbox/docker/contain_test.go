@@ -3,6 +3,7 @@ package docker_test
 import (
 	"context"
 	"fmt"
+	"github.com/backproof/backproof/sandbox"
 	"net"
 	"os"
 	"path/filepath"
@@ -108,4 +109,33 @@ INSERT INTO orders VALUES (1);`, host, port))
 			t.Errorf("write to %s: %v", path, err)
 		}
 	}
+}
+
+// The relay signals nothing in the sandbox: many short connections, each
+// committing a row, leave every row and a server that never restarted. (The
+// relay once killed its helper by PID after the copy ended; the PID was by
+// then a server process's, and PostgreSQL's crash restart lost what had
+// just been committed.)
+func TestRelayKillsNothing(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	spec, srv := e.spec(t)
+	inst := e.start(t, spec)
+	testenv.Exec(t, postgresDSN(inst, srv), "CREATE TABLE hits (n int)")
+	const n = 40
+	for i := range n {
+		testenv.Exec(t, postgresDSN(inst, srv), fmt.Sprintf("INSERT INTO hits VALUES (%d)", i))
+	}
+	var got int
+	if err := connect(t, inst, srv).QueryRow(ctx, "SELECT count(*) FROM hits").Scan(&got); err != nil {
+		t.Fatal(err)
+	}
+	if logs := inst.Logs(ctx); got != n || strings.Contains(logs, "terminated by signal") {
+		t.Errorf("%d of %d committed rows left; server log:\n%s", got, n, logs)
+	}
+}
+
+func postgresDSN(inst sandbox.Instance, srv engine.Server) string {
+	srv.Host, srv.Port = inst.Addr()
+	return postgres.ConnString(srv)
 }

@@ -33,13 +33,16 @@ import (
 // scratch) cannot run.
 const LabelRelay = "io.backproof.relay"
 
-// bashRelay copies between stdio and 127.0.0.1:$1. When the server closes,
-// the copy to the server is stopped too, so the client sees the close. (A
-// background job reads /dev/null unless told otherwise: "<&0".)
+// bashRelay copies between stdio and 127.0.0.1:$1. The copy to the server
+// holds no stdout or stderr of the exec, so the exec's output ends, and the
+// client sees the close, when the server closes; the copy then ends with the
+// exec's stdin. It is never killed: a PID in the container's namespace is
+// soon another process's (a killed cat's PID, reused by a server process,
+// once crashed the sandbox's PostgreSQL after the restore's COMMIT and lost
+// the restore). A background job reads /dev/null unless told otherwise: "<&0".
 const bashRelay = `exec 3<>/dev/tcp/127.0.0.1/"$1" || exit 1
-cat <&0 >&3 &
-cat <&3
-kill $! 2>/dev/null`
+cat <&0 >&3 2>/dev/null &
+exec cat <&3`
 
 func relayCommand(label string, port int) []string {
 	p := strconv.Itoa(port)
