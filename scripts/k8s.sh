@@ -412,11 +412,7 @@ down() {
     for c in $("${ctr[@]}" tasks ls -q 2>/dev/null); do "${ctr[@]}" tasks rm -f "$c" >/dev/null 2>&1 || true; done
     for c in $("${ctr[@]}" containers ls -q 2>/dev/null); do "${ctr[@]}" containers rm "$c" >/dev/null 2>&1 || true; done
   fi
-  stop containerd
-  stop kube-scheduler
-  stop kube-controller-manager
-  stop kube-apiserver
-  stop etcd
+  stop containerd kube-scheduler kube-controller-manager kube-apiserver etcd
   # Mounts left under the kubelet's and containerd's dirs (projected volumes, shm, rootfs).
   local m
   for m in $(awk -v s="$STATE/" 'index($2, s) == 1 {print $2}' /proc/self/mounts | sort -r); do umount -l "$m" 2>/dev/null || true; done
@@ -430,14 +426,22 @@ down() {
   rm -rf "$STATE"
 }
 
-# stop NAME: stop the process of $STATE/pids/NAME (and its session), if still ours.
+# stop NAME...: stop the processes of $STATE/pids/NAME (and their sessions)
+# that are still ours, all at once.
 stop() {
-  alive "$STATE" "$1" || return 0
-  local pid
-  pid=$(<"$STATE/pids/$1")
-  kill -- "-$pid" 2>/dev/null || kill "$pid" 2>/dev/null || true
-  for _ in {1..50}; do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
-  kill -9 -- "-$pid" 2>/dev/null || kill -9 "$pid" 2>/dev/null || true
+  local n pid pids=()
+  for n in "$@"; do
+    alive "$STATE" "$n" || continue
+    pid=$(<"$STATE/pids/$n")
+    kill -- "-$pid" 2>/dev/null || kill "$pid" 2>/dev/null || true
+    pids+=("$pid")
+  done
+  for _ in {1..50}; do
+    for n in "${!pids[@]}"; do kill -0 "${pids[$n]}" 2>/dev/null || unset 'pids[n]'; done
+    ((${#pids[@]})) || return 0
+    sleep 0.1
+  done
+  for pid in "${pids[@]}"; do kill -9 -- "-$pid" 2>/dev/null || kill -9 "$pid" 2>/dev/null || true; done
 }
 
 # check: is the cluster up and answering?
