@@ -405,14 +405,15 @@ down() {
   if alive "$STATE" kube-apiserver && [[ -f $STATE/kubeconfig.tmp || -f $STATE/cm.kubeconfig ]]; then
     :
   fi
-  stop kubelet
+  stop -KILL kubelet # its pods are killed through containerd below
   if alive "$STATE" containerd; then
     local ctr=(ctr -a "$ctrd/containerd.sock" -n k8s.io) c
     for c in $("${ctr[@]}" tasks ls -q 2>/dev/null); do "${ctr[@]}" tasks kill -s KILL "$c" >/dev/null 2>&1 || true; done
     for c in $("${ctr[@]}" tasks ls -q 2>/dev/null); do "${ctr[@]}" tasks rm -f "$c" >/dev/null 2>&1 || true; done
     for c in $("${ctr[@]}" containers ls -q 2>/dev/null); do "${ctr[@]}" containers rm "$c" >/dev/null 2>&1 || true; done
   fi
-  stop containerd kube-scheduler kube-controller-manager kube-apiserver etcd
+  # Their state is deleted below: no graceful shutdown needed.
+  stop -KILL containerd kube-scheduler kube-controller-manager kube-apiserver etcd
   # Mounts left under the kubelet's and containerd's dirs (projected volumes, shm, rootfs).
   local m
   for m in $(awk -v s="$STATE/" 'index($2, s) == 1 {print $2}' /proc/self/mounts | sort -r); do umount -l "$m" 2>/dev/null || true; done
@@ -426,14 +427,15 @@ down() {
   rm -rf "$STATE"
 }
 
-# stop NAME...: stop the processes of $STATE/pids/NAME (and their sessions)
-# that are still ours, all at once.
+# stop [-SIG] NAME...: stop the processes of $STATE/pids/NAME (and their
+# sessions) that are still ours, all at once (SIGTERM by default).
 stop() {
-  local n pid pids=()
+  local n pid pids=() sig=-TERM
+  [[ $1 != -* ]] || { sig=$1; shift; }
   for n in "$@"; do
     alive "$STATE" "$n" || continue
     pid=$(<"$STATE/pids/$n")
-    kill -- "-$pid" 2>/dev/null || kill "$pid" 2>/dev/null || true
+    kill "$sig" -- "-$pid" 2>/dev/null || kill "$sig" "$pid" 2>/dev/null || true
     pids+=("$pid")
   done
   for _ in {1..50}; do
