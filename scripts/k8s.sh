@@ -17,7 +17,7 @@ set -euo pipefail
 SCRIPTS=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 STATE=${BACKPROOF_K8S_DIR:-/tmp/backproof-k8s}
 CACHE=${BACKPROOF_CACHE_DIR:-/var/cache/backproof}
-LOGS=$STATE/logs
+LOGS=${BACKPROOF_K8S_LOGS:-$STATE/logs} # outlives `down` when set elsewhere
 K8S_VERSION=v1.37.2
 SANDBOX_PREFIX=${BACKPROOF_SANDBOX_PREFIX:-backproof-sandbox}
 
