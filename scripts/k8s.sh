@@ -309,11 +309,14 @@ state = "$ctrd/state"
     conf_dir = "$STATE/cni"
 EOF
   # No default route in the pods: they reach their bridge (and the host through it) only.
+# firewall: Docker's FORWARD policy is DROP, and bridged traffic passes it
+# (br_netfilter); the plugin admits each pod's address (pod to pod).
   cat >"$STATE/cni/10-backproof.conflist" <<EOF
 {"cniVersion": "0.4.0", "name": "backproof-k8s-$n", "plugins": [
   {"type": "bridge", "bridge": "bpk8s$n", "isGateway": true, "ipMasq": false, "hairpinMode": true,
    "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.244.$n.0/24"}]], "dataDir": "$STATE/cni-ipam"}},
-  {"type": "portmap", "capabilities": {"portMappings": true}}]}
+  {"type": "portmap", "capabilities": {"portMappings": true}},
+  {"type": "firewall", "backend": "iptables"}]}
 EOF
   # No registry is reachable, and none is tried: every pull goes to a closed
   # port on 127.0.0.1 (images are imported below).
@@ -420,6 +423,10 @@ down() {
   if [[ -n $n ]]; then
     for m in $(awk -v s="$CACHE/k8s/slots/$n.containerd/" 'index($2, s) == 1 {print $2}' /proc/self/mounts | sort -r); do umount -l "$m" 2>/dev/null || true; done
     ip link del "bpk8s$n" 2>/dev/null || true
+    # The firewall plugin's rules of pods that got no CNI DEL (killed above).
+    local rule
+    iptables -w -S CNI-FORWARD 2>/dev/null | grep -F -- " 10.244.$n." | sed 's/^-A /-D /' |
+      while read -r rule; do eval "iptables -w $rule" 2>/dev/null || true; done || true
     local cg
     for cg in /sys/fs/cgroup/*/backproof-k8s-"$n"; do [[ -d $cg ]] && find "$cg" -depth -type d -exec rmdir {} \; 2>/dev/null; done
     [[ $(cat "$CACHE/k8s/slots/$n.taken/state" 2>/dev/null) != "$STATE" ]] || rm -rf "$CACHE/k8s/slots/$n.taken"
