@@ -15,6 +15,7 @@ import (
 	"github.com/backproof/backproof/destination"
 	"github.com/backproof/backproof/sandbox"
 	"github.com/backproof/backproof/sandbox/docker"
+	"github.com/backproof/backproof/sandbox/kubernetes"
 	"github.com/backproof/backproof/verify"
 )
 
@@ -101,6 +102,19 @@ func (e *env) newVerifier(cfg *config.Config) (*verifier, error) {
 
 		Identities: ids,
 	}}
+	if cfg.Sandbox.Driver == config.DriverKubernetes {
+		k := cfg.Sandbox.Kubernetes
+		p, err := kubernetes.New(e.ctx, e.log, kubernetes.Options{
+			Namespace: k.Namespace, Kubeconfig: k.Kubeconfig, Access: k.Access,
+			Disk: int64(k.Disk), ClientLabels: k.ClientLabels,
+		})
+		if err != nil {
+			v.Sandbox = unavailable{err} // every verification reports it as an error
+		} else {
+			v.Sandbox = p
+		}
+		return v, nil
+	}
 	d, err := docker.New(e.ctx, e.log)
 	if err != nil {
 		// Every verification reports this as an error; none can run.

@@ -34,6 +34,7 @@ const (
 	DefaultSandboxMemory  = 1 * GiB
 	DefaultSandboxCPUs    = 1.0
 	DefaultSandboxTimeout = 30 * time.Minute
+	DefaultSandboxDisk    = 10 * GiB
 	DefaultVerifyWindow   = 7 * 24 * time.Hour
 	DefaultReplicaTTL     = time.Minute
 	MinReplicaTTL         = 3 * time.Second // replicas write a heartbeat every third of it
@@ -123,10 +124,27 @@ type Signing struct {
 
 // Sandbox configures the throwaway containers verification restores into.
 type Sandbox struct {
-	Images  map[string]string `yaml:"images"` // engine -> image; "{major}" and "{version}" are replaced by the server's major and x.y.z version
-	Memory  ByteSize          `yaml:"memory"`
-	CPUs    float64           `yaml:"cpus"`
-	Timeout time.Duration     `yaml:"timeout"`
+	Driver     string            `yaml:"driver"` // docker | kubernetes
+	Images     map[string]string `yaml:"images"` // engine -> image; "{major}" and "{version}" are replaced by the server's major and x.y.z version
+	Memory     ByteSize          `yaml:"memory"`
+	CPUs       float64           `yaml:"cpus"`
+	Timeout    time.Duration     `yaml:"timeout"`
+	Kubernetes Kubernetes        `yaml:"kubernetes"`
+}
+
+// Sandbox drivers.
+const (
+	DriverDocker     = "docker"
+	DriverKubernetes = "kubernetes"
+)
+
+// Kubernetes configures sandboxes as Pods (sandbox.driver: kubernetes).
+type Kubernetes struct {
+	Namespace    string            `yaml:"namespace"`     // where sandbox Pods run; required with the driver
+	Kubeconfig   string            `yaml:"kubeconfig"`    // "": in-cluster, else $KUBECONFIG or ~/.kube/config
+	Access       string            `yaml:"access"`        // auto | pod-ip | port-forward
+	Disk         ByteSize          `yaml:"disk"`          // size limit of a sandbox's data volume
+	ClientLabels map[string]string `yaml:"client_labels"` // backproof's Pods, the only ones a sandbox admits
 }
 
 // Destination is a place backups are written to.
@@ -351,6 +369,12 @@ func defaults() *Config {
 		Log:    Log{Level: DefaultLogLevel},
 
 		Sandbox: Sandbox{
+			Driver: DriverDocker,
+			Kubernetes: Kubernetes{
+				Access:       "auto",
+				Disk:         DefaultSandboxDisk,
+				ClientLabels: map[string]string{"app.kubernetes.io/name": "backproof"},
+			},
 			Images: map[string]string{
 				EnginePostgres: "postgres:{major}",
 				EngineMongoDB:  "mongo:7",

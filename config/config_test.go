@@ -355,6 +355,30 @@ sandbox:
 				"/cfg/bp.yaml:5: sandbox.timeout: must be positive",
 			},
 		},
+		{
+			name: "sandbox driver",
+			in:   "sandbox: {driver: podman}\n" + okTail,
+			want: []string{`/cfg/bp.yaml:1: sandbox.driver: unknown driver "podman" (want docker or kubernetes)`},
+		},
+		{
+			name: "kubernetes sandbox",
+			in: y(`
+sandbox:
+  driver: kubernetes
+  kubernetes: {access: tunnel, disk: -1GiB, client_labels: {"a b": x}}
+`) + okTail,
+			want: []string{
+				`/cfg/bp.yaml:3: sandbox.kubernetes.access: unknown access "tunnel" (want auto, pod-ip or port-forward)`,
+				`/cfg/bp.yaml:3: sandbox.kubernetes.client_labels["a b"]: not a valid Kubernetes label`,
+				`/cfg/bp.yaml:3: sandbox.kubernetes.disk: invalid size "-1GiB": want a number with an optional unit, e.g. 512MiB`,
+				"/cfg/bp.yaml:3: sandbox.kubernetes.namespace: required with sandbox.driver: kubernetes",
+			},
+		},
+		{
+			name: "kubernetes namespace",
+			in:   "sandbox: {driver: kubernetes, kubernetes: {namespace: Not_A_Name}}\n" + okTail,
+			want: []string{`/cfg/bp.yaml:1: sandbox.kubernetes.namespace: invalid namespace "Not_A_Name": lower-case letters, digits and '-'`},
+		},
 
 		// Encryption.
 		{

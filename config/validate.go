@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"filippo.io/age"
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/backproof/backproof/crypt"
 	"github.com/backproof/backproof/sign"
@@ -306,6 +307,32 @@ func (v *validator) sandbox() {
 	}
 	if s.Timeout <= 0 {
 		v.addf("sandbox.timeout", "must be positive")
+	}
+	switch s.Driver {
+	case "", DriverDocker:
+	case DriverKubernetes:
+		if s.Kubernetes.Namespace == "" {
+			v.addf("sandbox.kubernetes.namespace", "required with sandbox.driver: kubernetes")
+		}
+	default:
+		v.addf("sandbox.driver", "unknown driver %s (want docker or kubernetes)", quoteValue(s.Driver))
+	}
+	k := s.Kubernetes
+	if k.Namespace != "" && len(validation.IsDNS1123Label(k.Namespace)) > 0 {
+		v.addf("sandbox.kubernetes.namespace", "invalid namespace %s: lower-case letters, digits and '-'", quoteValue(k.Namespace))
+	}
+	switch k.Access {
+	case "", "auto", "pod-ip", "port-forward":
+	default:
+		v.addf("sandbox.kubernetes.access", "unknown access %s (want auto, pod-ip or port-forward)", quoteValue(k.Access))
+	}
+	if k.Disk < 0 {
+		v.addf("sandbox.kubernetes.disk", "must not be negative")
+	}
+	for _, key := range sortedKeys(k.ClientLabels) {
+		if len(validation.IsQualifiedName(key)) > 0 || len(validation.IsValidLabelValue(k.ClientLabels[key])) > 0 {
+			v.addf(childPath("sandbox.kubernetes.client_labels", key), "not a valid Kubernetes label")
+		}
 	}
 }
 

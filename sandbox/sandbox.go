@@ -1,6 +1,6 @@
 // Package sandbox starts throwaway database servers that verification and
 // restore --sandbox load backups into. Implementations live in subpackages
-// (docker).
+// (docker, kubernetes); sandboxtest is the suite both pass.
 package sandbox
 
 import (
@@ -20,6 +20,9 @@ type Spec struct {
 	Env   map[string]string // may hold a generated password: never logged
 	Cmd   []string          // nil: the image's default
 	Port  string            // the server's port inside the container, e.g. "5432/tcp"
+	// DataDir is where the server keeps its data; drivers may put a
+	// size-limited volume there ("": the image's own storage).
+	DataDir string
 	// Ready is a log line the server prints once it accepts connections,
 	// and ReadyCount how many times it must appear (the official postgres
 	// image logs it once for its init server and once for the real one).

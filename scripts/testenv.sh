@@ -6,7 +6,9 @@
 #   PostgreSQL 17 and 18, MariaDB 10.11 and 11.8 and MySQL 9.7 (containers of the
 #   sandbox images, binlog on, private to this run), plus a Docker engine for
 #   testcontainers (left running by `down`) and the sandbox images
-#   (scripts/sandbox-images.sh, which also builds the FerretDB binary).
+#   (scripts/sandbox-images.sh, which also builds the FerretDB binary), and a
+#   single-node Kubernetes cluster (scripts/k8s.sh; its binaries build once, in
+#   the background while the rest is provisioned).
 #
 #   scripts/testenv.sh up     install what is missing, start everything, write $STATE/env
 #   scripts/testenv.sh down   stop the servers `up` started and delete their data
@@ -36,6 +38,8 @@ REDIS_SERVER=/usr/bin/redis-server
 MONGO_IMAGE=$SANDBOX_PREFIX/ferretdb:1.24
 MYSQL_DIR=$STATE/mysql
 PGC_DIR=$STATE/pg-containers
+K8S_DIR=$STATE/k8s
+HELM_VERSION=v4.3.2 # the chart's tests (deploy/helm)
 # major, env var: the PostgreSQL servers run as containers of the sandbox images
 # (internal/testenv.PostgresServers; 15 is the host's, above).
 PG_SERVERS=(
@@ -150,6 +154,33 @@ ensure_dockerd() { (closefds bash "$SCRIPTS/dockerd.sh"); }
 ensure_sandbox_images() {
   BACKPROOF_CACHE_DIR=$CACHE bash "$SCRIPTS/sandbox-images.sh" \
     --prefix "$SANDBOX_PREFIX" --log "$LOGS/sandbox-images.log"
+}
+
+# helm, built once from the Go module proxy (about 6.5 CPU-minutes).
+HELM_BIN=''
+ensure_helm() {
+  HELM_BIN=$CACHE/bin/helm-$HELM_VERSION
+  [[ -x $HELM_BIN ]] && return 0
+  mkdir -p "$CACHE/bin"
+  local tmp
+  tmp=$(mktemp -d "$CACHE/bin/.build.XXXXXX")
+  logged "$LOGS/helm-build.log" env GOBIN="$tmp" GOFLAGS=-buildvcs=false go install "helm.sh/helm/v4/cmd/helm@$HELM_VERSION"
+  mv -f "$tmp/helm" "$HELM_BIN"
+  rm -rf "$tmp"
+}
+
+# The slow one-off builds, run in the background while the rest is provisioned.
+background_builds() {
+  local rc=0
+  k8s build || rc=1
+  ensure_helm || rc=1
+  return "$rc"
+}
+
+# k8s ARGS...: scripts/k8s.sh for this run's cluster.
+k8s() {
+  BACKPROOF_K8S_DIR=$K8S_DIR BACKPROOF_K8S_LOGS=$LOGS/k8s BACKPROOF_CACHE_DIR=$CACHE BACKPROOF_SANDBOX_PREFIX=$SANDBOX_PREFIX \
+    BACKPROOF_K8S_IMAGES="$PG_IMAGE $REDIS_IMAGE $MONGO_IMAGE" bash "$SCRIPTS/k8s.sh" "$@"
 }
 
 # ---------------------------------------------------------------- servers
@@ -362,6 +393,8 @@ export BACKPROOF_TEST_FERRETDB_BIN='$FERRETDB_BIN'
 ${PGC_ENV}${MYSQL_ENV}export BACKPROOF_TEST_REDIS8_IMAGE='$SANDBOX_PREFIX/redis:8'
 export BACKPROOF_TEST_VALKEY8_IMAGE='$SANDBOX_PREFIX/valkey:8'
 export BACKPROOF_TEST_VALKEY9_IMAGE='$SANDBOX_PREFIX/valkey:9'
+export BACKPROOF_TEST_KUBECONFIG='$K8S_DIR/kubeconfig'
+export BACKPROOF_TEST_HELM='$HELM_BIN'
 export BACKPROOF_TEST_MARIADB_IMAGE='$SANDBOX_PREFIX/mariadb:{version}'
 export BACKPROOF_TEST_MYSQL_IMAGE='$SANDBOX_PREFIX/mysql:{version}'
 export TESTCONTAINERS_HOST_OVERRIDE=127.0.0.1
@@ -389,6 +422,7 @@ still_up() {
       [[ -n ${BACKPROOF_TEST_PG18_DSN:-} && -n ${BACKPROOF_TEST_VALKEY9_IMAGE:-} && -f $PGC_DIR/containers ]] &&
       # shellcheck disable=SC2046 # one name per line
       [[ $(docker inspect -f '{{.State.Running}}' $(<"$PGC_DIR/containers") 2>/dev/null | grep -c true) == "${#PG_SERVERS[@]}" ]] &&
+      [[ ${BACKPROOF_TEST_KUBECONFIG:-} == "$K8S_DIR/kubeconfig" && ${BACKPROOF_TEST_HELM:-} == "$HELM_BIN" ]] && k8s check &&
       "$PG_BIN/psql" "$BACKPROOF_TEST_PG_DSN" -XAtqc 'SELECT 1' >/dev/null 2>&1 &&
       curl -fsS --noproxy '*' -o /dev/null -m 2 "$BACKPROOF_TEST_S3_ENDPOINT/minio/health/ready"
   )
@@ -401,6 +435,10 @@ up() {
   chmod 755 "$STATE" # the postgres user must reach $PG_DIR
   mkdir -p "$CACHE" 2>/dev/null && [[ -w $CACHE ]] || CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/backproof
   mkdir -p "$CACHE"
+  # The cluster's binaries (about 30 CPU-minutes cold, then cached) and helm
+  # build alongside the rest of the provisioning.
+  (closefds background_builds) >>"$LOGS/k8s-build.log" 2>&1 </dev/null &
+  local k8s_build=$!
   (
     flock 9 # one installer/builder/dockerd starter at a time on this machine
     install_packages
@@ -411,13 +449,22 @@ up() {
   MINIO_BIN=$CACHE/bin/minio-$MINIO_VERSION
   FERRETDB_BIN=$CACHE/bin/ferretdb-$FERRETDB_VERSION
 
+  wait "$k8s_build" || true # a failed build is retried, and reported, below
+  ensure_helm
   still_up && return 0
   down # leftovers of a half-started or dead run
+  # The cluster starts while the servers do (its output in $LOGS/k8s.log).
+  (closefds k8s up) >>"$LOGS/k8s.log" 2>&1 </dev/null &
+  local k8s_up=$!
   start_postgres
   start_minio
   start_ferretdb
   start_mysql
   start_pg_containers
+  if ! wait "$k8s_up"; then
+    tail -n 40 "$LOGS/k8s.log" >&2
+    die "the Kubernetes cluster did not start (log: $LOGS/k8s.log)"
+  fi
   write_env
 }
 
@@ -454,6 +501,7 @@ down() {
   # shellcheck disable=SC2086 # one id per line
   [[ -z $ids ]] || docker rm -f -v $ids >/dev/null 2>&1 || true
   rm -rf "$PG_DIR" "$MINIO_DIR" "$MONGO_DIR" "$MYSQL_DIR" "$PGC_DIR"
+  k8s down || true
 }
 
 case ${1:-} in

@@ -40,6 +40,7 @@ func (e *Engine) Sandbox(image, password string) (sandbox.Spec, engine.Server) {
 			"MONGO_INITDB_ROOT_PASSWORD": srv.Password,
 		},
 		Port:       "27017/tcp",
+		DataDir:    "/data/db",
 		Ready:      ReadyLine,
 		ReadyCount: 1,
 	}, srv

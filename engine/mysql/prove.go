@@ -53,6 +53,7 @@ func (e *Engine) Sandbox(image, password string) (sandbox.Spec, engine.Server) {
 			"--max-allowed-packet=256M",
 		},
 		Port:       "3306/tcp",
+		DataDir:    "/var/lib/mysql",
 		Ready:      ReadyLine,
 		ReadyCount: 1,
 	}, srv

@@ -48,6 +48,7 @@ func (e *Engine) Sandbox(image, password string) (sandbox.Spec, engine.Server) {
 			"-c", "wal_level=minimal", "-c", "max_wal_senders=0",
 			"-c", "max_wal_size=4GB", "-c", "checkpoint_timeout=1h", "-c", "autovacuum=off"},
 		Port:       "5432/tcp",
+		DataDir:    "/var/lib/postgresql/data",
 		Ready:      ReadyLine,
 		ReadyCount: 2,
 	}, srv

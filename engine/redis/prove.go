@@ -37,6 +37,7 @@ func (e *Engine) Sandbox(image, password string) (sandbox.Spec, engine.Server) {
 		Image:      image,
 		Cmd:        []string{"redis-server", sandboxConf},
 		Port:       "6379/tcp",
+		DataDir:    "/data",
 		Ready:      ReadyLine,
 		ReadyCount: 1,
 	}, engine.Server{Password: password}

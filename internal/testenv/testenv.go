@@ -39,6 +39,7 @@ const (
 	EnvPGImage     = "BACKPROOF_TEST_PG_IMAGE"  // local sandbox image for postgres, "{major}" allowed (scripts/sandbox-images.sh)
 	EnvPromtool    = "BACKPROOF_TEST_PROMTOOL"  // promtool binary (Debian package prometheus)
 	EnvChromium    = "BACKPROOF_TEST_CHROMIUM"  // chromium binary, run headless for page tests
+	EnvHelm        = "BACKPROOF_TEST_HELM"      // helm binary (built by scripts/testenv.sh), for the chart's tests
 )
 
 // Strict reports whether missing test dependencies must fail tests (BACKPROOF_TEST_STRICT=1).

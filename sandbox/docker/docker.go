@@ -584,11 +584,32 @@ func terminate(ctx context.Context, ctr *testcontainers.DockerContainer, log *sl
 	defer cancel()
 	// Nothing in a sandbox is worth a graceful shutdown: kill it at once.
 	err := ctr.Terminate(ctx, testcontainers.StopTimeout(0)) // removes anonymous volumes too
+	if err != nil && strings.Contains(err.Error(), "already in progress") {
+		// Another remove (testcontainers' own, after a failed start) is under
+		// way: done once the container is gone.
+		err = awaitGone(ctx, ctr)
+	}
 	if err != nil {
 		log.WarnContext(ctx, "could not remove sandbox; the next run removes it", "container", shortID(ctr.GetContainerID()), "err", err)
 		return fmt.Errorf("remove sandbox %s: %w", shortID(ctr.GetContainerID()), err)
 	}
 	return nil
+}
+
+// awaitGone waits until the engine no longer knows the container.
+func awaitGone(ctx context.Context, ctr *testcontainers.DockerContainer) error {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if _, err := ctr.State(ctx); err != nil && (errdefs.IsNotFound(err) || strings.Contains(err.Error(), "No such container")) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("removal already in progress: %w", context.Cause(ctx))
+		case <-t.C:
+		}
+	}
 }
 
 // containerLogs returns the last lines of a container's output.
@@ -627,3 +648,11 @@ type slogPrintf struct{ log *slog.Logger }
 func (s slogPrintf) Printf(format string, v ...any) {
 	s.log.Debug(strings.TrimSpace(fmt.Sprintf(format, v...)), "component", "testcontainers")
 }
+
+// Leftover says why a sandbox with these labels (LabelOwner, LabelDeadline)
+// may be removed, or "" while its owner may still use it. Other drivers
+// sweep by the same rule.
+func Leftover(labels map[string]string, now time.Time) string { return leftover(labels, now) }
+
+// WriteTar writes files as a tar archive, each read as it is written.
+func WriteTar(w io.Writer, files []sandbox.File) error { return writeTar(w, files) }

@@ -1,0 +1,3 @@
+module backproof.test/pause
+
+go 1.26.0
