@@ -308,13 +308,23 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 
 // inDir creates dir and runs place, which puts a file into it. Delete removes
 // directories it leaves empty, so a concurrent Delete of a sibling can remove
-// dir, or a parent, between the two steps: then both run again.
+// dir, or a parent, between the two steps or inside MkdirAll (which then sees
+// EEXIST for a directory already gone): then both run again. Only place's
+// errors can say fs.ErrExist: PutIfAbsent reads that as "the key exists".
 func (s *Store) inDir(dir string, place func() error) error {
 	for attempt := 0; ; attempt++ {
 		err := s.root.MkdirAll(dir, 0o750)
-		if err == nil {
-			err = place()
+		if err != nil {
+			raced := errors.Is(err, fs.ErrExist) || errors.Is(err, fs.ErrNotExist)
+			if !raced {
+				return err
+			}
+			if attempt == 20 {
+				return fmt.Errorf("directory %s keeps vanishing: %v", dir, err)
+			}
+			continue
 		}
+		err = place()
 		if err == nil || !errors.Is(err, fs.ErrNotExist) || attempt == 20 {
 			return err
 		}
