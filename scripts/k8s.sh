@@ -8,6 +8,7 @@
 #   scripts/k8s.sh up      build if needed, start the cluster, write $STATE/kubeconfig
 #   scripts/k8s.sh down    stop what `up` started and delete its state
 #   scripts/k8s.sh check   exit 0 if the cluster of `up` answers
+#   scripts/k8s.sh import IMAGE...  copy Docker images into the cluster's containerd
 #
 # State in $BACKPROOF_K8S_DIR (default /tmp/backproof-k8s). Every listener is on
 # 127.0.0.1 or the cluster's own bridge; pods get 10.244.<n>.0/24 addresses.
@@ -460,10 +461,21 @@ check() {
     alive "$STATE" kube-apiserver && "$bin/kubectl" --kubeconfig "$STATE/kubeconfig" get --raw /readyz >/dev/null 2>&1
 }
 
+# import IMAGE...: Docker images into the running cluster's containerd.
+import() {
+  [[ -S $STATE/containerd/containerd.sock ]] || die "no cluster in $STATE (scripts/k8s.sh up)"
+  local img
+  for img in "$@"; do
+    docker save "$img" | ctr -a "$STATE/containerd/containerd.sock" -n k8s.io images import --no-unpack=false - >&2 ||
+      die "import of $img failed"
+  done
+}
+
 case ${1:-} in
   build) build ;;
+  import) shift; import "$@" ;;
   check) check ;;
   up) build && up ;;
   down) BIN=$(cat "$STATE/bin" 2>/dev/null || true) && down ;;
-  *) echo "usage: $0 build|up|down|check" >&2; exit 2 ;;
+  *) echo "usage: $0 build|up|down|check|import IMAGE..." >&2; exit 2 ;;
 esac

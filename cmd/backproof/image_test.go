@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/backproof/backproof/internal/testenv"
 )
@@ -65,6 +68,7 @@ func TestImage(t *testing.T) {
 		}
 	}
 	imageBacksUpPG18(t, ctx, tag)
+	imageRestoresPG15(t, ctx, tag)
 
 	var img []struct {
 		Config struct {
@@ -182,5 +186,66 @@ targets:
 	}
 	if err := json.Unmarshal(manifest, &m); err != nil || !strings.HasPrefix(m.ServerVersion, "18.") || !strings.HasPrefix(m.Tools["pg_dump"], "18.") {
 		t.Errorf("manifest of the image's backup: server %q, tools %v (%v)", m.ServerVersion, m.Tools, err)
+	}
+}
+
+// imageRestoresPG15: a PostgreSQL 15 database backed up and restored by the
+// image's pg_dump and pg_restore 18. pg_restore 17 and newer open a restore
+// with SET transaction_timeout, which servers before 17 refuse: the restore
+// must still work, into an empty database, in one transaction.
+func imageRestoresPG15(t *testing.T, ctx context.Context, tag string) {
+	t.Helper()
+	src := testenv.PostgresServers[0].NewDB(t)
+	testenv.Exec(t, src, `CREATE TABLE t (id int PRIMARY KEY, note text);
+		INSERT INTO t SELECT g, 'SET transaction_timeout = 0;' FROM generate_series(1, 42) g`)
+	to := testenv.PostgresServers[0].NewDB(t)
+	dir := t.TempDir()
+	cfg := `destinations:
+  local: {type: local, path: /var/lib/backproof/store}
+targets:
+  pg15:
+    engine: postgres
+    dsn: ${SRC_DSN}
+    destinations: [local]
+`
+	if err := os.WriteFile(filepath.Join(dir, "backproof.yaml"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "store"), 0o777); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{dir, filepath.Join(dir, "store")} {
+		if err := os.Chmod(p, 0o777); err != nil {
+			t.Fatal(err)
+		}
+	}
+	u, err := url.Parse(to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	password, _ := u.User.Password()
+	u.User = url.User(u.User.Username())
+	t.Setenv("SRC_DSN", src)
+	t.Setenv("PGPASSWORD", password)
+	in := func(args ...string) {
+		t.Helper()
+		var stderr bytes.Buffer
+		run := exec.CommandContext(ctx, "docker", append([]string{"run", "--rm", "--network", "host", "--label", "io.backproof.test=image",
+			"-e", "SRC_DSN", "-e", "PGPASSWORD", "-v", dir + ":/var/lib/backproof", tag}, args...)...)
+		run.Stderr = &stderr
+		if out, err := run.Output(); err != nil {
+			t.Fatalf("%s in the image: %v\n%s%s", args[0], err, out, tail(stderr.String(), 20))
+		}
+	}
+	in("backup", "-c", "/var/lib/backproof/backproof.yaml")
+	in("restore", "-c", "/var/lib/backproof/backproof.yaml", "pg15", "--to", u.String())
+	conn, err := pgx.Connect(ctx, to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var n int
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM t WHERE note = 'SET transaction_timeout = 0;'").Scan(&n); err != nil || n != 42 {
+		t.Errorf("restored rows: %d, %v; want 42", n, err)
 	}
 }

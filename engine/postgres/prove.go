@@ -125,7 +125,8 @@ func (e *Engine) RestoreStream(ctx context.Context, dsn string, r io.Reader, inf
 }
 
 // restore runs pg_restore: with opts.Jobs > 1 on the file at path, else on
-// in, in one transaction.
+// in, in one transaction. Into a server older than 17 a pg_restore of 17 or
+// newer goes through its SQL script (restoreScript).
 func (e *Engine) restore(ctx context.Context, dsn, path string, in io.Reader, info *engine.DumpInfo, opts engine.RestoreOptions) error {
 	tool, err := pickTool("pg_restore", findTools(ctx, "pg_restore", e.binDirs), DumpMajor(info))
 	if err != nil {
@@ -134,6 +135,15 @@ func (e *Engine) restore(ctx context.Context, dsn, path string, in io.Reader, in
 	dbArg, password, err := splitPassword(dsn)
 	if err != nil {
 		return err
+	}
+	if tool.Major >= 17 {
+		major, err := serverMajor(ctx, dsn)
+		if err != nil {
+			return err
+		}
+		if major < 17 {
+			return e.restoreScript(ctx, tool, dsn, dbArg, password, path, in, opts)
+		}
 	}
 	args := []string{"--exit-on-error", "--no-owner", "--no-privileges", "--no-password", "--dbname=" + dbArg}
 	if opts.Clean {
@@ -159,18 +169,38 @@ func (e *Engine) restore(ctx context.Context, dsn, path string, in io.Reader, in
 	cmd.Stderr = stderr
 	e.log.DebugContext(ctx, "starting pg_restore", "path", tool.Path, "version", tool.Version, "jobs", opts.Jobs)
 	if err := cmd.Run(); err != nil {
-		out := proc.Redact(stderr.String(), password)
-		switch {
-		case ctx.Err() != nil:
-			return fmt.Errorf("restore cancelled: %w", context.Cause(ctx))
-		case authFailed(out):
-			return fmt.Errorf("pg_restore could not log in to %s: authentication failed (check the user and the password in the DSN, PGPASSWORD or ~/.pgpass) (%v): %s", Describe(dsn), err, out)
-		case strings.Contains(out, "connection to server") || strings.Contains(out, "could not connect"):
-			return fmt.Errorf("pg_restore could not reach %s (%v): %s", Describe(dsn), err, out)
-		}
-		return fmt.Errorf("%w: pg_restore %s (%v): %s", engine.ErrRestore, tool.Version, err, out)
+		return restoreError(ctx, "pg_restore "+tool.Version, dsn, password, stderr.String(), err)
 	}
 	return nil
+}
+
+// restoreError says why a restore tool failed: cancelled, refused login,
+// unreachable server, or (anything else) a backup the restore rejects.
+func restoreError(ctx context.Context, tool, dsn, password, stderr string, err error) error {
+	out := proc.Redact(stderr, password)
+	switch {
+	case ctx.Err() != nil:
+		return fmt.Errorf("restore cancelled: %w", context.Cause(ctx))
+	case authFailed(out):
+		return fmt.Errorf("%s could not log in to %s: authentication failed (check the user and the password in the DSN, PGPASSWORD or ~/.pgpass) (%v): %s", tool, Describe(dsn), err, out)
+	case strings.Contains(out, "connection to server") || strings.Contains(out, "could not connect"):
+		return fmt.Errorf("%s could not reach %s (%v): %s", tool, Describe(dsn), err, out)
+	}
+	return fmt.Errorf("%w: %s (%v): %s", engine.ErrRestore, tool, err, out)
+}
+
+// serverMajor is the major version of the server at dsn.
+func serverMajor(ctx context.Context, dsn string) (int, error) {
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return 0, connectError("restore target", dsn, err)
+	}
+	defer closeConn(ctx, conn)
+	var num int
+	if err := conn.QueryRow(ctx, "SELECT current_setting('server_version_num')::int").Scan(&num); err != nil {
+		return 0, fmt.Errorf("query the restore target's version: %w", err)
+	}
+	return num / 10000, nil
 }
 
 // checkTarget refuses, before anything is written, a target of an older

@@ -23,11 +23,11 @@ import (
 // containers reach it), and counts the connections it accepts.
 func hostListener(t *testing.T, e *env) (addr string, accepted *atomic.Int32) {
 	t.Helper()
-	res, err := e.cli.NetworkInspect(context.Background(), "bridge", client.NetworkInspectOptions{})
-	if err != nil || len(res.Network.IPAM.Config) == 0 || !res.Network.IPAM.Config[0].Gateway.IsValid() {
+	gw, err := bridgeGateway(e)
+	if err != nil {
 		testenv.Unavailable(t, "no default bridge gateway to listen on: %v", err)
 	}
-	ln, err := net.Listen("tcp", net.JoinHostPort(res.Network.IPAM.Config[0].Gateway.String(), "0"))
+	ln, err := net.Listen("tcp", net.JoinHostPort(gw, "0"))
 	if err != nil {
 		testenv.Unavailable(t, "listen on the default bridge's gateway: %v", err)
 	}
@@ -44,6 +44,34 @@ func hostListener(t *testing.T, e *env) (addr string, accepted *atomic.Int32) {
 		}
 	}()
 	return ln.Addr().String(), accepted
+}
+
+// bridgeGateway is the host's address on Docker's default bridge. A freshly
+// started engine may leave the gateway out of the network's IPAM config:
+// then it is the bridge interface's own address.
+func bridgeGateway(e *env) (string, error) {
+	res, err := e.cli.NetworkInspect(context.Background(), "bridge", client.NetworkInspectOptions{})
+	if err != nil {
+		return "", err
+	}
+	if c := res.Network.IPAM.Config; len(c) > 0 && c[0].Gateway.IsValid() {
+		return c[0].Gateway.String(), nil
+	}
+	name := res.Network.Options["com.docker.network.bridge.name"]
+	ifc, err := net.InterfaceByName(name)
+	if err != nil {
+		return "", fmt.Errorf("default bridge interface %q: %w", name, err)
+	}
+	addrs, err := ifc.Addrs()
+	if err != nil {
+		return "", err
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil {
+			return n.IP.String(), nil
+		}
+	}
+	return "", fmt.Errorf("default bridge interface %s has no IPv4 address", name)
 }
 
 // A restored dump's code runs in the sandbox's server: here a CHECK

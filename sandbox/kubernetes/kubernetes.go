@@ -170,15 +170,9 @@ func (k *Kubernetes) Start(ctx context.Context, spec sandbox.Spec) (sandbox.Inst
 	if err != nil {
 		return nil, err
 	}
-	pod := k.pod(spec, port)
-	// Created whatever ctx says, like the Docker driver's containers: a
-	// create the server completes after the caller left would be a Pod
-	// with no name to remove it by.
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-	created, err := k.cs.CoreV1().Pods(k.opts.Namespace).Create(cctx, pod, metav1.CreateOptions{})
-	cancel()
+	created, err := k.create(ctx, spec, k.pod(spec, port))
 	if err != nil {
-		return nil, fmt.Errorf("%w: start sandbox %s: create pod in namespace %s: %v", sandbox.ErrUnavailable, spec.Image, k.opts.Namespace, err)
+		return nil, err
 	}
 	inst := &instance{k: k, name: created.Name, uid: created.UID, ref: spec.Image}
 	fail := func(err error) (sandbox.Instance, error) {
@@ -225,6 +219,54 @@ func (k *Kubernetes) Start(ctx context.Context, spec sandbox.Spec) (sandbox.Inst
 	}
 	k.log.DebugContext(ctx, "sandbox ready", "image", spec.Image, "pod", inst.name, "host", inst.host, "port", inst.port)
 	return inst, nil
+}
+
+// quotaPoll bounds the wait between tries of a create a full ResourceQuota
+// refused. The quota's usage is recomputed by its controller some time after
+// a Pod goes, so a Pod's deletion is no signal to try at once.
+var quotaPoll = [2]time.Duration{500 * time.Millisecond, 10 * time.Second}
+
+// create creates the Pod. A namespace ResourceQuota that is full (the
+// platform's bound on verifications across daemons) is waited out until
+// ctx ends or the sandbox's deadline passes; any other refusal is final.
+func (k *Kubernetes) create(ctx context.Context, spec sandbox.Spec, pod *corev1.Pod) (*corev1.Pod, error) {
+	pods := k.cs.CoreV1().Pods(k.opts.Namespace)
+	wait, since := quotaPoll[0], time.Now()
+	for {
+		// Created whatever ctx says, like the Docker driver's containers: a
+		// create the server completes after the caller left would be a Pod
+		// with no name to remove it by.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		created, err := pods.Create(cctx, pod, metav1.CreateOptions{})
+		cancel()
+		if err == nil {
+			return created, nil
+		}
+		if !quotaFull(err) {
+			return nil, fmt.Errorf("%w: start sandbox %s: create pod in namespace %s: %v", sandbox.ErrUnavailable, spec.Image, k.opts.Namespace, err)
+		}
+		if wait == quotaPoll[0] {
+			k.log.InfoContext(ctx, "sandbox waits for room in the namespace's ResourceQuota", "namespace", k.opts.Namespace, "image", spec.Image, "quota", err.Error())
+		}
+		var late <-chan time.Time
+		if !spec.Deadline.IsZero() {
+			late = time.After(time.Until(spec.Deadline))
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("start sandbox %s: waiting %s for room in namespace %s's ResourceQuota: %w", spec.Image, time.Since(since).Round(time.Second), k.opts.Namespace, context.Cause(ctx))
+		case <-late:
+			return nil, fmt.Errorf("%w: start sandbox %s: namespace %s's ResourceQuota stayed full for %s, until the sandbox's deadline: %v", sandbox.ErrUnavailable, spec.Image, k.opts.Namespace, time.Since(since).Round(time.Second), err)
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, quotaPoll[1])
+	}
+}
+
+// quotaFull says whether the API server refused a create because a
+// ResourceQuota of the namespace is used up.
+func quotaFull(err error) bool {
+	return apierrors.IsForbidden(err) && strings.Contains(err.Error(), "exceeded quota")
 }
 
 func parsePort(s string) (int, error) {

@@ -37,7 +37,7 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{/* The daemon's config: the user's, with what running in a Pod needs. */}}
 {{- define "backproof.config" -}}
 {{- $c := deepCopy .Values.config -}}
-{{- $_ := set $c "listen" (printf "0.0.0.0:%d" (int .Values.port)) -}}
+{{- $_ := set $c "listen" (printf "%s:%d" .Values.listenAddress (int .Values.port)) -}}
 {{- $sb := default dict $c.sandbox -}}
 {{- $_ = set $sb "driver" (default "kubernetes" $sb.driver) -}}
 {{- $k := default dict $sb.kubernetes -}}
@@ -46,4 +46,9 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- $_ = set $sb "kubernetes" $k -}}
 {{- $_ = set $c "sandbox" $sb -}}
 {{- toYaml $c -}}
+{{- end -}}
+
+{{/* Probes go to the Pod's address unless the daemon listens on one of its own. */}}
+{{- define "backproof.probeHost" -}}
+{{- if ne .Values.listenAddress "0.0.0.0" }}, host: {{ .Values.listenAddress }}{{ end -}}
 {{- end -}}
