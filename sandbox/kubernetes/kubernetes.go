@@ -100,6 +100,7 @@ type Kubernetes struct {
 }
 
 var _ sandbox.Provider = (*Kubernetes)(nil)
+var _ sandbox.Digester = (*instance)(nil)
 
 var setLogger sync.Once
 
@@ -327,6 +328,20 @@ func (k *Kubernetes) pod(spec sandbox.Spec, port int) *corev1.Pod {
 	for _, f := range spec.Files {
 		addDir(path.Dir(path.Clean(f.Path)))
 	}
+	// The root filesystem is read-only, as with Docker: sockets and pid files
+	// go to memory-backed /tmp and /run (unless files went there already).
+	for _, dir := range scratchDirs {
+		taken := false
+		for _, m := range mounts {
+			taken = taken || m.MountPath == dir || strings.HasPrefix(m.MountPath, dir+"/")
+		}
+		if !taken {
+			v := corev1.Volume{Name: fmt.Sprintf("%s-%d", dataVolume, len(volumes)), VolumeSource: corev1.VolumeSource{
+				EmptyDir: &corev1.EmptyDirVolumeSource{Medium: corev1.StorageMediumMemory, SizeLimit: resource.NewQuantity(scratchSize, resource.BinarySI)}}}
+			volumes = append(volumes, v)
+			mounts = append(mounts, corev1.VolumeMount{Name: v.Name, MountPath: dir})
+		}
+	}
 
 	var env []corev1.EnvVar
 	for key := range spec.Env {
@@ -350,9 +365,11 @@ func (k *Kubernetes) pod(spec sandbox.Spec, port int) *corev1.Pod {
 		res.Limits[corev1.ResourceCPU], res.Requests[corev1.ResourceCPU] = q, q
 	}
 	no, never := false, int64(0)
+	yes := true
 	sc := &corev1.SecurityContext{
 		Privileged:               &no,
 		AllowPrivilegeEscalation: &no,
+		ReadOnlyRootFilesystem:   &yes,
 		Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}, Add: capabilities},
 		SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 	}
@@ -483,6 +500,22 @@ func randHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
+// scratchDirs are memory-backed and writable on the read-only root, of
+// scratchSize each (counted in the Pod's memory).
+var scratchDirs = []string{"/tmp", "/run"}
+
+const scratchSize = 64 << 20
+
+// digestOf is the registry digest in a container's image id
+// ("docker.io/library/postgres@sha256:..."), or "" for an image imported
+// into the node rather than pulled ("sha256:...").
+func digestOf(imageID string) string {
+	if strings.Contains(imageID, "@sha256:") {
+		return strings.TrimPrefix(imageID, "docker-pullable://")
+	}
+	return ""
+}
+
 func containerImageID(p *corev1.Pod) string {
 	for _, c := range p.Status.ContainerStatuses {
 		if c.Name == serverContainer {
@@ -507,6 +540,9 @@ type instance struct {
 
 func (i *instance) Addr() (string, int)     { return i.host, i.port }
 func (i *instance) Image() (string, string) { return i.ref, i.imageID }
+
+// ImageDigest implements sandbox.Digester.
+func (i *instance) ImageDigest() string { return digestOf(i.imageID) }
 
 func (i *instance) pods() podsClient { return i.k.cs.CoreV1().Pods(i.k.opts.Namespace) }
 

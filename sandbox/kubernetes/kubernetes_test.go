@@ -124,7 +124,8 @@ func TestPodShape(t *testing.T) {
 	}
 	c := p.Spec.Containers[0]
 	sc := c.SecurityContext
-	if sc == nil || *sc.AllowPrivilegeEscalation || *sc.Privileged || sc.Capabilities.Drop[0] != "ALL" || sc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+	if sc == nil || *sc.AllowPrivilegeEscalation || *sc.Privileged || sc.Capabilities.Drop[0] != "ALL" || sc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault ||
+		!*sc.ReadOnlyRootFilesystem {
 		t.Errorf("security context: %+v", sc)
 	}
 	if got := c.Resources.Limits.Memory().Value(); got != 512<<20 {
@@ -139,9 +140,15 @@ func TestPodShape(t *testing.T) {
 	if *p.Spec.AutomountServiceAccountToken {
 		t.Error("service account token mounted")
 	}
-	if v := p.Spec.Volumes; len(v) != 1 || v[0].EmptyDir == nil || v[0].EmptyDir.SizeLimit.Value() != 1<<30 ||
-		c.VolumeMounts[0].MountPath != spec.DataDir {
+	// The data directory on disk, /tmp and /run in memory; the root read-only.
+	if v := p.Spec.Volumes; len(v) != 3 || v[0].EmptyDir == nil || v[0].EmptyDir.SizeLimit.Value() != 1<<30 ||
+		c.VolumeMounts[0].MountPath != spec.DataDir ||
+		v[1].EmptyDir.Medium != corev1.StorageMediumMemory || c.VolumeMounts[1].MountPath != "/tmp" || c.VolumeMounts[2].MountPath != "/run" {
 		t.Errorf("volumes %+v mounts %+v", v, c.VolumeMounts)
+	}
+	// The image was imported into the node, not pulled: no registry digest.
+	if d := inst.(*instance).ImageDigest(); d != "" {
+		t.Errorf("ImageDigest of an imported image: %q", d)
 	}
 	if p.Labels[LabelDeadline] != strconv.FormatInt(spec.Deadline.Unix(), 10) || p.Annotations[AnnotationOwner] != docker.Owner() {
 		t.Errorf("labels %v annotations %v", p.Labels, p.Annotations)
@@ -207,5 +214,17 @@ func TestSweep(t *testing.T) {
 	}
 	if n, err := k.Sweep(ctx); err != nil || n != 0 {
 		t.Errorf("second Sweep = %d, %v; want 0", n, err)
+	}
+}
+
+func TestDigestOf(t *testing.T) {
+	for id, want := range map[string]string{
+		"docker.io/library/postgres@sha256:0123": "docker.io/library/postgres@sha256:0123",
+		"sha256:0123":                            "",
+		"":                                       "",
+	} {
+		if got := digestOf(id); got != want {
+			t.Errorf("digestOf(%q) = %q, want %q", id, got, want)
+		}
 	}
 }
