@@ -36,13 +36,23 @@ const idTimeLayout = "20060102T150405Z"
 // one is invalid, whatever it holds.
 const MaxManifestSize = 16 << 20
 
-// NewID returns a backup id that sorts by time: 20261122T020000Z-<random>.
+// NewID returns a backup id that sorts by time: 20261122T020000Z-<suffix>
+// (timeSuffix: two backups of one second sort in the order they were taken).
 func NewID(t time.Time) string {
+	return t.UTC().Format(idTimeLayout) + "-" + timeSuffix(t)
+}
+
+// timeSuffix is 4 characters of the time within the second (units of
+// 1024 ns) and 4 random ones, in base32 whose digits sort as their values
+// do: names made in one second sort in the order they were made.
+func timeSuffix(t time.Time) string {
 	var b [5]byte
-	if _, err := rand.Read(b[:]); err != nil {
+	if _, err := rand.Read(b[2:]); err != nil {
 		panic(err) // crypto/rand never fails on supported platforms
 	}
-	return t.UTC().Format(idTimeLayout) + "-" + strings.ToLower(base32.StdEncoding.EncodeToString(b[:]))
+	frac := uint32(t.Nanosecond() >> 10) // < 2^20
+	b[0], b[1], b[2] = byte(frac>>12), byte(frac>>4), b[2]&0x0f|byte(frac<<4)
+	return strings.ToLower(base32.HexEncoding.EncodeToString(b[:]))
 }
 
 // IDTime returns the time encoded in a backup id, and an error for any name

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -15,7 +16,7 @@ import (
 func TestID(t *testing.T) {
 	at := time.Date(2026, 11, 22, 2, 0, 0, 0, time.FixedZone("CET", 3600))
 	id := NewID(at)
-	if !regexp.MustCompile(`^20261122T010000Z-[a-z2-7]{8}$`).MatchString(id) {
+	if !regexp.MustCompile(`^20261122T010000Z-[0-9a-v]{8}$`).MatchString(id) {
 		t.Fatalf("NewID = %q", id)
 	}
 	got, err := IDTime(id)
@@ -27,6 +28,14 @@ func TestID(t *testing.T) {
 	sort.Strings(sorted)
 	if sorted[0] != ids[2] || sorted[2] != ids[0] {
 		t.Errorf("ids do not sort by time: %v", sorted)
+	}
+	// Within one second, in the order they were taken (2 µs apart and more).
+	var second []string
+	for _, ns := range []int{0, 2048, 1e6, 250e6, 999_999_999} {
+		second = append(second, NewID(at.Add(time.Duration(ns))))
+	}
+	if !slices.IsSorted(second) {
+		t.Errorf("ids of one second do not sort by time: %v", second)
 	}
 	for _, bad := range []string{"", "20261122T010000Z", "20261122T010000Z-", "2026-11-22-abc", "20261122T010000Z-a/b",
 		"20261122T010000Z-..", "20261122T010000Z-a\nb", "20261122T010000Z-a\x1bb", "20261122T010000Z-A.B", "20261122T010000Z-" + strings.Repeat("a", 33)} {

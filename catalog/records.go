@@ -1,8 +1,6 @@
 package catalog
 
 import (
-	"crypto/rand"
-	"encoding/base32"
 	"fmt"
 	"strings"
 	"time"
@@ -11,15 +9,11 @@ import (
 const recordPrefix = "verify-"
 
 // RecordName names the verification record of a run started at t:
-// verify-20261122T020000Z-<random>.json. The random part keeps two verifiers
-// that start in the same second from replacing each other's record.
+// verify-20261122T020000Z-<suffix>.json. The suffix (timeSuffix) keeps two
+// verifiers that start in the same second from replacing each other's
+// record, and the newer one last.
 func RecordName(t time.Time) string {
-	var b [5]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		panic(err) // crypto/rand never fails on supported platforms
-	}
-	return recordPrefix + t.UTC().Format(idTimeLayout) + "-" +
-		strings.ToLower(base32.StdEncoding.EncodeToString(b[:])) + ".json"
+	return recordPrefix + t.UTC().Format(idTimeLayout) + "-" + timeSuffix(t) + ".json"
 }
 
 // RecordTime returns the start time in a record name, and an error for any
@@ -45,15 +39,15 @@ func RecordTime(name string) (time.Time, error) {
 	return t, nil
 }
 
-// validSuffix accepts "-" and the 8 lower-case base32 characters NewID and
-// RecordName write.
+// validSuffix accepts "-" and 8 lower-case letters and digits: what
+// RecordName writes now (base32hex) and wrote before (base32).
 func validSuffix(s string) bool {
 	r, ok := strings.CutPrefix(s, "-")
 	if !ok || len(r) != 8 {
 		return false
 	}
 	for _, c := range r {
-		if !(c >= 'a' && c <= 'z' || c >= '2' && c <= '7') {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9') {
 			return false
 		}
 	}

@@ -294,7 +294,7 @@ sandbox:
 			t.Fatalf("exit %d: %s %s %q\n%s", r.code, v.BackupID, v.Outcome, v.Reason, r.stderr)
 		}
 		rec := readObject(t, offsite, catalog.Key("orders", id, v.Record))
-		if !regexp.MustCompile(`^verify-\d{8}T\d{6}Z-[a-z2-7]{8}\.json$`).MatchString(v.Record) || !bytes.Contains(rec, []byte(pub)) {
+		if !regexp.MustCompile(`^verify-\d{8}T\d{6}Z-[0-9a-v]{8}\.json$`).MatchString(v.Record) || !bytes.Contains(rec, []byte(pub)) {
 			t.Fatalf("record %s:\n%s", v.Record, rec)
 		}
 		r = run(t, "list", "-c", reader, "--destination", "offsite", "--json")

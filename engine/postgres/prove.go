@@ -169,24 +169,25 @@ func (e *Engine) restore(ctx context.Context, dsn, path string, in io.Reader, in
 	cmd.Stderr = stderr
 	e.log.DebugContext(ctx, "starting pg_restore", "path", tool.Path, "version", tool.Version, "jobs", opts.Jobs)
 	if err := cmd.Run(); err != nil {
-		return restoreError(ctx, "pg_restore "+tool.Version, dsn, password, stderr.String(), err)
+		return restoreError(ctx, "pg_restore", tool.Version, dsn, password, stderr.String(), err)
 	}
 	return nil
 }
 
-// restoreError says why a restore tool failed: cancelled, refused login,
-// unreachable server, or (anything else) a backup the restore rejects.
-func restoreError(ctx context.Context, tool, dsn, password, stderr string, err error) error {
+// restoreError says why a restore tool (name, and its version as printed)
+// failed: cancelled, refused login, unreachable server, or (anything else) a
+// backup the restore rejects.
+func restoreError(ctx context.Context, name, version, dsn, password, stderr string, err error) error {
 	out := proc.Redact(stderr, password)
 	switch {
 	case ctx.Err() != nil:
 		return fmt.Errorf("restore cancelled: %w", context.Cause(ctx))
 	case authFailed(out):
-		return fmt.Errorf("%s could not log in to %s: authentication failed (check the user and the password in the DSN, PGPASSWORD or ~/.pgpass) (%v): %s", tool, Describe(dsn), err, out)
+		return fmt.Errorf("%s could not log in to %s: authentication failed (check the user and the password in the DSN, PGPASSWORD or ~/.pgpass) (%v): %s", name, Describe(dsn), err, out)
 	case strings.Contains(out, "connection to server") || strings.Contains(out, "could not connect"):
-		return fmt.Errorf("%s could not reach %s (%v): %s", tool, Describe(dsn), err, out)
+		return fmt.Errorf("%s could not reach %s (%v): %s", name, Describe(dsn), err, out)
 	}
-	return fmt.Errorf("%w: %s (%v): %s", engine.ErrRestore, tool, err, out)
+	return fmt.Errorf("%w: %s %s (%v): %s", engine.ErrRestore, name, version, err, out)
 }
 
 // serverMajor is the major version of the server at dsn.

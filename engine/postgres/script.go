@@ -94,12 +94,12 @@ func (e *Engine) restoreScript(ctx context.Context, tool Tool, dsn, dbArg, passw
 	}
 	switch {
 	case lerr != nil:
-		return restoreError(ctx, "psql "+psql.Version+" (running pg_restore "+tool.Version+"'s script)", dsn, password, loadErr.String(), lerr)
+		return restoreError(ctx, "psql", psql.Version+" (running pg_restore "+tool.Version+"'s script)", dsn, password, loadErr.String(), lerr)
 	case feed.dumpErr != nil:
 		// psql read the script to its end without a COMMIT: nothing was kept.
-		return restoreError(ctx, "pg_restore "+tool.Version, dsn, password, dumpErr.String(), feed.dumpErr)
+		return restoreError(ctx, "pg_restore", tool.Version, dsn, password, dumpErr.String(), feed.dumpErr)
 	case !feed.committed:
-		return restoreError(ctx, "pg_restore "+tool.Version, dsn, password, dumpErr.String(), errors.New("its script was cut short"))
+		return restoreError(ctx, "pg_restore", tool.Version, dsn, password, dumpErr.String(), errors.New("its script was cut short"))
 	}
 	return nil
 }
