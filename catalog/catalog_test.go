@@ -1,8 +1,11 @@
 package catalog
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"regexp"
 	"slices"
 	"sort"
@@ -11,6 +14,7 @@ import (
 	"time"
 
 	"github.com/backproof/backproof/destination/local"
+	"github.com/backproof/backproof/engine"
 )
 
 func TestID(t *testing.T) {
@@ -122,6 +126,12 @@ func TestManifestValidate(t *testing.T) {
 		"hold":           func(m *Manifest) { m.Artifacts[0].Name = "hold-20261122T020000Z-aaaaaaaa.json" },
 		"acceptance":     func(m *Manifest) { m.Artifacts[0].Name = "accept-20261122T020000Z.json" },
 		"manifest":       func(m *Manifest) { m.Artifacts[0].Name = ManifestName },
+		"too many artifacts": func(m *Manifest) {
+			for i := range MaxArtifacts {
+				m.Artifacts = append(m.Artifacts, Artifact{Name: fmt.Sprintf("part%d.zst", i), SHA256: strings.Repeat("a", 64)})
+			}
+		},
+		"too many tables": func(m *Manifest) { m.Source.Tables = make([]engine.TableStats, MaxTables+1) },
 	}
 	if err := validManifest(id).Validate("orders", id); err != nil {
 		t.Fatalf("valid manifest: %v", err)
@@ -132,5 +142,45 @@ func TestManifestValidate(t *testing.T) {
 		if err := m.Validate("orders", id); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
+	}
+	// At the bounds: accepted.
+	m := validManifest(id)
+	for i := range MaxArtifacts - 1 {
+		m.Artifacts = append(m.Artifacts, Artifact{Name: fmt.Sprintf("part%d.zst", i), SHA256: strings.Repeat("a", 64)})
+	}
+	m.Source.Tables = make([]engine.TableStats, MaxTables)
+	if err := m.Validate("orders", id); err != nil {
+		t.Errorf("a manifest at the bounds: %v", err)
+	}
+}
+
+// A manifest larger than MaxManifestSize is invalid, read no further, and
+// never retried as if the store had failed.
+func TestOversizeManifestIsInvalid(t *testing.T) {
+	ctx := context.Background()
+	store, err := local.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := NewID(time.Now())
+	data, err := json.Marshal(validManifest(id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Valid JSON, padded with spaces past the bound.
+	big := append(data, bytes.Repeat([]byte(" "), MaxManifestSize+1-len(data))...)
+	if err := store.Put(ctx, Key("orders", id, ManifestName), bytes.NewReader(big)); err != nil {
+		t.Fatal(err)
+	}
+	_, err = ReadManifest(ctx, store, "orders", id)
+	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "larger than 16777216 bytes") {
+		t.Errorf("ReadManifest of %d bytes: %v", len(big), err)
+	}
+	// One byte less is read.
+	if err := store.Put(ctx, Key("orders", id, ManifestName), bytes.NewReader(big[:MaxManifestSize])); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadManifest(ctx, store, "orders", id); err != nil {
+		t.Errorf("ReadManifest of %d bytes: %v", MaxManifestSize, err)
 	}
 }
