@@ -8,7 +8,6 @@
 package docker
 
 import (
-	"archive/tar"
 	"context"
 	"errors"
 	"fmt"
@@ -303,7 +302,7 @@ func (d *Docker) copyFiles(ctx context.Context, id string, files []sandbox.File)
 			}
 		}
 		pr, pw := io.Pipe()
-		go func() { pw.CloseWithError(writeTar(pw, in)) }()
+		go func() { pw.CloseWithError(sandbox.WriteTar(pw, in, baseName)) }()
 		_, err := d.cli.CopyToContainer(ctx, id, client.CopyToContainerOptions{DestinationPath: dir, Content: pr})
 		pr.CloseWithError(errors.New("copy ended")) // unblocks the writer if the engine stopped reading
 		if err != nil {
@@ -313,46 +312,8 @@ func (d *Docker) copyFiles(ctx context.Context, id string, files []sandbox.File)
 	return nil
 }
 
-// writeTar writes files into a tar archive by their base names.
-func writeTar(w io.Writer, files []sandbox.File) error {
-	tw := tar.NewWriter(w)
-	for _, f := range files {
-		if err := addFile(tw, f); err != nil {
-			return err
-		}
-	}
-	return tw.Close()
-}
-
-func addFile(tw *tar.Writer, f sandbox.File) error {
-	src, err := os.Open(f.HostPath)
-	if err != nil {
-		return err
-	}
-	defer src.Close()
-	fi, err := src.Stat()
-	if err != nil {
-		return err
-	}
-	mode := f.Mode
-	if mode == 0 {
-		mode = 0o600
-	}
-	hdr := &tar.Header{
-		Typeflag: tar.TypeReg,
-		Name:     path.Base(path.Clean("/" + f.Path)),
-		Size:     fi.Size(),
-		Mode:     mode,
-		ModTime:  fi.ModTime(),
-	}
-	if err := tw.WriteHeader(hdr); err != nil {
-		return err
-	}
-	if _, err := io.Copy(tw, src); err != nil {
-		return fmt.Errorf("%s: %w", f.HostPath, err)
-	}
-	return nil
-}
+// baseName names a file copied into its directory by its base name.
+func baseName(f sandbox.File) string { return path.Base(path.Clean("/" + f.Path)) }
 
 // HasImage reports whether ref is present on the engine, without pulling.
 func (d *Docker) HasImage(ctx context.Context, ref string) bool {
@@ -653,6 +614,3 @@ func (s slogPrintf) Printf(format string, v ...any) {
 // may be removed, or "" while its owner may still use it. Other drivers
 // sweep by the same rule.
 func Leftover(labels map[string]string, now time.Time) string { return leftover(labels, now) }
-
-// WriteTar writes files as a tar archive, each read as it is written.
-func WriteTar(w io.Writer, files []sandbox.File) error { return writeTar(w, files) }

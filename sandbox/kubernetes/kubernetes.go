@@ -10,7 +10,6 @@
 package kubernetes
 
 import (
-	"archive/tar"
 	"bufio"
 	"context"
 	"crypto/rand"
@@ -640,7 +639,7 @@ func (i *instance) preload(ctx context.Context, files []sandbox.File) error {
 	pr, pw := io.Pipe()
 	werr := make(chan error, 1)
 	go func() {
-		err := writeTar(pw, files)
+		err := sandbox.WriteTar(pw, files, rootPath)
 		werr <- err
 		pw.CloseWithError(err)
 	}()
@@ -812,41 +811,9 @@ func (i *instance) Close(ctx context.Context) error {
 	return i.closeError
 }
 
-// writeTar writes files as a tar archive of paths relative to "/", where
-// the preload container unpacks it.
-func writeTar(w io.Writer, files []sandbox.File) error {
-	tw := tar.NewWriter(w)
-	for _, f := range files {
-		if err := addFile(tw, f); err != nil {
-			return err
-		}
-	}
-	return tw.Close()
-}
-
-func addFile(tw *tar.Writer, f sandbox.File) error {
-	src, err := os.Open(f.HostPath)
-	if err != nil {
-		return err
-	}
-	defer src.Close()
-	fi, err := src.Stat()
-	if err != nil {
-		return err
-	}
-	mode := f.Mode
-	if mode == 0 {
-		mode = 0o600
-	}
-	hdr := &tar.Header{Typeflag: tar.TypeReg, Name: strings.TrimPrefix(path.Clean("/"+f.Path), "/"), Size: fi.Size(), Mode: mode, ModTime: fi.ModTime()}
-	if err := tw.WriteHeader(hdr); err != nil {
-		return err
-	}
-	if _, err := io.Copy(tw, src); err != nil {
-		return fmt.Errorf("%s: %w", f.HostPath, err)
-	}
-	return nil
-}
+// rootPath names a file by its path relative to "/", where the preload
+// container unpacks the archive.
+func rootPath(f sandbox.File) string { return strings.TrimPrefix(path.Clean("/"+f.Path), "/") }
 
 // limitWriter keeps the first n bytes written to it.
 type limitWriter struct {
