@@ -74,26 +74,8 @@ build() {
 }
 
 
-rand_hex() { head -c "$1" /dev/urandom | od -An -tx1 | tr -d ' \n'; }
-
-free_port() {
-  local p
-  for _ in {1..100}; do
-    p=$((20000 + RANDOM % 12000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
-  done
-  die "no free port found"
-}
-
-# closefds CMD...: exec CMD with no fd above 2 open (no pipe of the caller's held).
-closefds() {
-  local fd
-  for fd in /proc/"$BASHPID"/fd/*; do
-    fd=${fd##*/}
-    if ((fd > 2)); then eval "exec $fd>&-" 2>/dev/null || true; fi
-  done
-  exec "$@"
-}
+# rand_hex, free_port, closefds
+source "$SCRIPTS/lib.sh"
 
 # daemon NAME CMD...: start CMD in the background, its pid in $STATE/pids/NAME.
 daemon() {
