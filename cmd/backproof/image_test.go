@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"net/url"
 	"os"
 	"os/exec"
@@ -136,27 +137,8 @@ func imageBacksUpPG18(t *testing.T, ctx context.Context, tag string) {
 	t.Helper()
 	dsn := testenv.PostgresServers[2].NewDB(t)
 	testenv.Exec(t, dsn, "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 42)")
-	dir := t.TempDir()
+	dir := imageDir(t, "pg18", "PG18_DSN")
 	store := filepath.Join(dir, "store")
-	cfg := `destinations:
-  local: {type: local, path: /var/lib/backproof/store}
-targets:
-  pg18:
-    engine: postgres
-    dsn: ${PG18_DSN}
-    destinations: [local]
-`
-	if err := os.WriteFile(filepath.Join(dir, "backproof.yaml"), []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Mkdir(store, 0o777); err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range []string{dir, store} {
-		if err := os.Chmod(p, 0o777); err != nil {
-			t.Fatal(err)
-		}
-	}
 	// The DSN reaches docker through its environment only (-e NAME).
 	t.Setenv("PG18_DSN", dsn)
 	var stderr bytes.Buffer
@@ -199,26 +181,7 @@ func imageRestoresPG15(t *testing.T, ctx context.Context, tag string) {
 	testenv.Exec(t, src, `CREATE TABLE t (id int PRIMARY KEY, note text);
 		INSERT INTO t SELECT g, 'SET transaction_timeout = 0;' FROM generate_series(1, 42) g`)
 	to := testenv.PostgresServers[0].NewDB(t)
-	dir := t.TempDir()
-	cfg := `destinations:
-  local: {type: local, path: /var/lib/backproof/store}
-targets:
-  pg15:
-    engine: postgres
-    dsn: ${SRC_DSN}
-    destinations: [local]
-`
-	if err := os.WriteFile(filepath.Join(dir, "backproof.yaml"), []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Mkdir(filepath.Join(dir, "store"), 0o777); err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range []string{dir, filepath.Join(dir, "store")} {
-		if err := os.Chmod(p, 0o777); err != nil {
-			t.Fatal(err)
-		}
-	}
+	dir := imageDir(t, "pg15", "SRC_DSN")
 	u, err := url.Parse(to)
 	if err != nil {
 		t.Fatal(err)
@@ -248,4 +211,33 @@ targets:
 	if err := conn.QueryRow(ctx, "SELECT count(*) FROM t WHERE note = 'SET transaction_timeout = 0;'").Scan(&n); err != nil || n != 42 {
 		t.Errorf("restored rows: %d, %v; want 42", n, err)
 	}
+}
+
+// imageDir makes the directory mounted at /var/lib/backproof in the image:
+// a config backing up target from the DSN in $dsnVar to the local
+// destination in its store/, both writable by the image's user.
+func imageDir(t *testing.T, target, dsnVar string) string {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := fmt.Sprintf(`destinations:
+  local: {type: local, path: /var/lib/backproof/store}
+targets:
+  %s:
+    engine: postgres
+    dsn: ${%s}
+    destinations: [local]
+`, target, dsnVar)
+	if err := os.WriteFile(filepath.Join(dir, "backproof.yaml"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	store := filepath.Join(dir, "store")
+	if err := os.Mkdir(store, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{dir, store} {
+		if err := os.Chmod(p, 0o777); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
 }
