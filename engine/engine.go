@@ -41,6 +41,7 @@ import (
 	"io"
 	"log/slog"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -302,22 +303,30 @@ func URLPassword(dsn string) []string {
 	if !ok {
 		return nil
 	}
-	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
-		rest = rest[:i]
+	var out []string
+	// Where the authority ends differs: at "/?#" for URL parsers (pgx,
+	// net/url), at "/?" for MongoDB's driver, which takes a "#" as part of
+	// a password. Every reading's password is a secret.
+	for _, end := range []string{"/?#", "/?"} {
+		auth := rest
+		if i := strings.IndexAny(auth, end); i >= 0 {
+			auth = auth[:i]
+		}
+		at := strings.LastIndex(auth, "@")
+		if at < 0 {
+			continue
+		}
+		_, pass, ok := strings.Cut(auth[:at], ":")
+		if !ok || pass == "" {
+			continue
+		}
+		out = append(out, pass)
+		if u, err := url.PathUnescape(pass); err == nil && u != pass && u != "" {
+			out = append(out, u)
+		}
 	}
-	at := strings.LastIndex(rest, "@")
-	if at < 0 {
-		return nil
-	}
-	_, pass, ok := strings.Cut(rest[:at], ":")
-	if !ok || pass == "" {
-		return nil
-	}
-	out := []string{pass}
-	if u, err := url.PathUnescape(pass); err == nil && u != pass && u != "" {
-		out = append(out, u)
-	}
-	return out
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // RedactPassword masks in msg the password of the URL-form dsn, as written
