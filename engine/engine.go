@@ -35,6 +35,7 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -325,7 +326,9 @@ func URLPassword(dsn string) []string {
 			out = append(out, u)
 		}
 	}
-	slices.Sort(out)
+	// Longest first: a redactor replacing a shorter reading first ("p" of
+	// "p@ss#x") would leave the rest of the longer one in view.
+	slices.SortFunc(out, func(a, b string) int { return cmp.Or(len(b)-len(a), strings.Compare(a, b)) })
 	return slices.Compact(out)
 }
 

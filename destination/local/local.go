@@ -316,6 +316,9 @@ func (s *Store) inDir(dir string, place func() error) error {
 		err := s.root.MkdirAll(dir, 0o750)
 		if err != nil {
 			raced := errors.Is(err, fs.ErrExist) || errors.Is(err, fs.ErrNotExist)
+			if fi, serr := s.root.Lstat(dir); serr == nil && !fi.IsDir() {
+				return fmt.Errorf("%s is not a directory", dir)
+			}
 			if !raced {
 				return err
 			}

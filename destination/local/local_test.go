@@ -234,3 +234,20 @@ func TestFIFOHangsNothing(t *testing.T) {
 		t.Fatal("opening the store or reading a FIFO hung")
 	}
 }
+
+// A file where a key's directory should be is named at once, not retried
+// as a race with a concurrent Delete.
+func TestFileInPlaceOfDirectory(t *testing.T) {
+	dir := t.TempDir()
+	s, err := New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "t"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err = s.PutIfAbsent(context.Background(), "t/lease", []byte("x"))
+	if err == nil || !strings.Contains(err.Error(), "t is not a directory") || errors.Is(err, destination.ErrExists) {
+		t.Errorf("PutIfAbsent under a file: %v", err)
+	}
+}

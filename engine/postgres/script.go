@@ -17,16 +17,18 @@ import (
 // restoreScript restores into a server older than 17 with a pg_restore of 17
 // or newer, which opens every restore into a database with SET
 // transaction_timeout, a setting such servers refuse. pg_restore writes the
-// restore as an SQL script instead; psql of the same installation runs it
-// without that line, in one transaction that is committed only once
-// pg_restore has finished cleanly: a failed or killed pg_restore leaves the
-// target untouched. One job; the script is what pg_restore itself would run.
+// restore as an SQL script instead (--single-transaction: one BEGIN at the
+// start, one COMMIT at the end, none around large objects), and the psql of
+// the same installation runs it without that line. The script's
+// last bytes, its COMMIT among them, reach psql only once pg_restore has
+// exited 0: a failed or killed pg_restore leaves the target untouched. One
+// job; the script is what pg_restore itself would run.
 func (e *Engine) restoreScript(ctx context.Context, tool Tool, dsn, dbArg, password, path string, in io.Reader, opts engine.RestoreOptions) error {
 	psql, err := probeTool(ctx, filepath.Join(filepath.Dir(tool.Path), "psql"))
 	if err != nil {
 		return fmt.Errorf("pg_restore %s restores into PostgreSQL before 17 through its psql, which is missing: %w", tool.Version, err)
 	}
-	args := []string{"--no-owner", "--no-privileges", "--file=-"}
+	args := []string{"--no-owner", "--no-privileges", "--single-transaction", "--file=-"}
 	if opts.Clean {
 		args = append(args, "--clean", "--if-exists")
 	}
@@ -68,17 +70,17 @@ func (e *Engine) restoreScript(ctx context.Context, tool Tool, dsn, dbArg, passw
 		psqlInW.Close()
 		return fmt.Errorf("start pg_restore: %w", err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- dump.Wait() }()
+	exit := &dumpExit{done: make(chan struct{})}
+	go func() { exit.err = dump.Wait(); close(exit.done) }()
 	err = load.Start()
 	psqlIn.Close()
 	if err != nil {
 		psqlInW.Close()
 		stopDump()
-		<-done
+		<-exit.done
 		return fmt.Errorf("start psql: %w", err)
 	}
-	feed := &scriptFeed{r: bufio.NewReaderSize(script, 64<<10), done: done, prologue: true}
+	feed := &scriptFeed{r: bufio.NewReaderSize(script, 64<<10), exit: exit, prologue: true}
 	copied := make(chan struct{})
 	go func() {
 		io.Copy(psqlInW, feed)
@@ -86,80 +88,102 @@ func (e *Engine) restoreScript(ctx context.Context, tool Tool, dsn, dbArg, passw
 		close(copied)
 	}()
 	lerr := load.Wait()
+	ended := false // pg_restore ended by itself, not stopped below
+	select {
+	case <-exit.done:
+		ended = true
+	default:
+	}
 	stopDump()
 	script.Close()
 	<-copied
-	if !feed.waited {
-		feed.dumpErr = <-done
-	}
+	<-exit.done
 	switch {
+	case ended && exit.err != nil:
+		// psql got no COMMIT: nothing was kept. pg_restore's error is the cause
+		// (psql may have failed too, on the statement cut short).
+		return restoreError(ctx, "pg_restore", tool.Version, dsn, password, dumpErr.String(), exit.err)
 	case lerr != nil:
 		return restoreError(ctx, "psql", psql.Version+" (running pg_restore "+tool.Version+"'s script)", dsn, password, loadErr.String(), lerr)
-	case feed.dumpErr != nil:
-		// psql read the script to its end without a COMMIT: nothing was kept.
-		return restoreError(ctx, "pg_restore", tool.Version, dsn, password, dumpErr.String(), feed.dumpErr)
-	case !feed.committed:
+	case exit.err != nil:
+		return restoreError(ctx, "pg_restore", tool.Version, dsn, password, dumpErr.String(), exit.err)
+	case !feed.released:
 		return restoreError(ctx, "pg_restore", tool.Version, dsn, password, dumpErr.String(), errors.New("its script was cut short"))
 	}
 	return nil
 }
 
+// dumpExit is pg_restore's exit status, set before done is closed.
+type dumpExit struct {
+	done chan struct{}
+	err  error
+}
+
 // setTimeout is the line of a pg_restore script's prologue older servers
-// refuse.
+// refuse. The prologue ends with it, or at the first object's header.
 var setTimeout = []byte("SET transaction_timeout = 0;\n")
 
-// scriptFeed is psql's input: BEGIN, pg_restore's script without its SET
-// transaction_timeout, and COMMIT only once pg_restore exited 0.
+// tocEntry says whether line heads an object of the script ("-- Name: t;
+// Type: TABLE; ...", "-- Data for Name: ..."): past the prologue.
+func tocEntry(line []byte) bool {
+	return bytes.HasPrefix(line, []byte("-- ")) && bytes.Contains(line, []byte("Name: ")) && bytes.Contains(line, []byte("; Type: "))
+}
+
+// holdBack is how much of the script's end waits for pg_restore's exit: more
+// than the COMMIT and the footer after it.
+const holdBack = 8 << 10
+
+// scriptFeed is psql's input: pg_restore's script without the prologue's SET
+// transaction_timeout, its last holdBack bytes (the COMMIT) released only
+// once pg_restore exited 0.
 type scriptFeed struct {
-	r         *bufio.Reader
-	done      <-chan error
-	prologue  bool // before the script's first object ("-- Name: ")
-	begun     bool
-	pending   []byte
-	eof       bool
-	waited    bool
-	committed bool
-	dumpErr   error
+	r        *bufio.Reader
+	exit     *dumpExit
+	prologue bool // before the SET line or the first object
+	held     []byte
+	out      []byte // ready for psql
+	buf      []byte
+	eof      bool
+	released bool
 }
 
 func (f *scriptFeed) Read(p []byte) (int, error) {
-	for len(f.pending) == 0 {
-		switch {
-		case f.eof:
+	for len(f.out) == 0 {
+		if f.eof {
 			return 0, io.EOF
-		case !f.begun:
-			f.begun, f.pending = true, []byte("BEGIN;\n")
-		case f.prologue:
-			line, err := f.r.ReadBytes('\n')
-			if bytes.HasPrefix(line, []byte("-- Name: ")) {
+		}
+		var chunk []byte
+		var err error
+		if f.prologue {
+			chunk, err = f.r.ReadBytes('\n')
+			switch {
+			case bytes.Equal(chunk, setTimeout):
+				chunk, f.prologue = nil, false
+			case tocEntry(chunk):
 				f.prologue = false
 			}
-			if !f.prologue || !bytes.Equal(line, setTimeout) {
-				f.pending = line
+		} else {
+			if f.buf == nil {
+				f.buf = make([]byte, 32<<10)
 			}
-			if err != nil {
-				f.end(err)
+			n, rerr := f.r.Read(f.buf)
+			chunk, err = f.buf[:n], rerr
+		}
+		f.held = append(f.held, chunk...)
+		if n := len(f.held) - holdBack; n > 0 {
+			f.out = append(f.out[:0], f.held[:n]...)
+			f.held = append(f.held[:0], f.held[n:]...)
+		}
+		if err != nil {
+			f.eof = true
+			<-f.exit.done
+			if err == io.EOF && f.exit.err == nil {
+				f.out, f.released = append(f.out, f.held...), true
 			}
-		default:
-			n, err := f.r.Read(p)
-			if err != nil {
-				f.end(err)
-			}
-			if n > 0 {
-				return n, nil
-			}
+			f.held = nil
 		}
 	}
-	n := copy(p, f.pending)
-	f.pending = f.pending[n:]
+	n := copy(p, f.out)
+	f.out = f.out[n:]
 	return n, nil
-}
-
-// end follows the end of pg_restore's output: COMMIT when it exited 0.
-func (f *scriptFeed) end(err error) {
-	f.eof, f.waited, f.dumpErr = true, true, <-f.done
-	if err == io.EOF && f.dumpErr == nil {
-		f.committed = true
-		f.pending = append(f.pending, "\nCOMMIT;\n"...)
-	}
 }

@@ -236,6 +236,7 @@ func (k *Kubernetes) create(ctx context.Context, spec sandbox.Spec, pod *corev1.
 		// Created whatever ctx says, like the Docker driver's containers: a
 		// create the server completes after the caller left would be a Pod
 		// with no name to remove it by.
+		setDeadline(pod, spec) // counted from the Pod's start: what is left of it now
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 		created, err := pods.Create(cctx, pod, metav1.CreateOptions{})
 		cancel()
@@ -260,6 +261,15 @@ func (k *Kubernetes) create(ctx context.Context, spec sandbox.Spec, pod *corev1.
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, quotaPoll[1])
+	}
+}
+
+// setDeadline sets the Pod's activeDeadlineSeconds to what is left until
+// the sandbox's deadline.
+func setDeadline(p *corev1.Pod, spec sandbox.Spec) {
+	if !spec.Deadline.IsZero() {
+		s := max(int64(time.Until(spec.Deadline).Seconds())+1, 1)
+		p.Spec.ActiveDeadlineSeconds = &s
 	}
 }
 
@@ -394,10 +404,7 @@ func (k *Kubernetes) pod(spec sandbox.Spec, port int) *corev1.Pod {
 			}},
 		},
 	}
-	if !spec.Deadline.IsZero() {
-		s := max(int64(time.Until(spec.Deadline).Seconds())+1, 1)
-		p.Spec.ActiveDeadlineSeconds = &s
-	}
+	setDeadline(p, spec)
 	if len(spec.Files) > 0 {
 		// Files arrive on the init container's stdin as a tar archive
 		// (preload); the server starts once it has unpacked them.
