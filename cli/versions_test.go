@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -44,7 +42,7 @@ func TestVersionsPostgres(t *testing.T) {
 				"app", "postgres", dsn, "")
 			newTools := hostPath
 			if src.Major > 15 {
-				newTools = pgToolsFromImage(t, src.Image(t)) + ":" + hostPath
+				newTools = src.Tools(t) + ":" + hostPath
 			}
 
 			t.Setenv("PATH", newTools)
@@ -110,25 +108,6 @@ func objects(t *testing.T, dsn string) int {
 		t.Fatal(err)
 	}
 	return len(counts)
-}
-
-// pgToolsFromImage returns a directory with pg_dump and pg_restore that run
-// in a throwaway container of image, on the host's network (the servers are
-// on 127.0.0.1), with PGPASSWORD passed through the environment only.
-func pgToolsFromImage(t *testing.T, image string) string {
-	t.Helper()
-	docker, err := exec.LookPath("docker")
-	if err != nil {
-		testenv.Unavailable(t, "no docker CLI: %v", err)
-	}
-	dir := t.TempDir()
-	for _, tool := range []string{"pg_dump", "pg_restore"} {
-		script := fmt.Sprintf("#!/bin/sh\nexec %s run --rm -i --network host -e PGPASSWORD --entrypoint %s %s \"$@\"\n", docker, tool, image)
-		if err := os.WriteFile(filepath.Join(dir, tool), []byte(script), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
 }
 
 // Redis and Valkey: every version restores into its own major and a newer

@@ -1,6 +1,6 @@
 // Package postgres dumps PostgreSQL databases with pg_dump's custom format
-// and restores them with pg_restore, recording exact row counts taken in the
-// dump's own snapshot.
+// and restores them with pg_restore, recording the exact row count of every
+// table as the dump stream carries it.
 package postgres
 
 import (
@@ -54,9 +54,11 @@ func (e *Engine) Artifact() string { return "dump.pgdump" }
 // archiveMagic starts every custom-format archive.
 var archiveMagic = []byte("PGDMP")
 
-// Dump runs pg_dump --format=custom inside an exported snapshot and, in that
-// same snapshot, counts every table's rows. The snapshot's transaction stays
-// open until pg_dump is done, so the counts describe exactly the dumped data.
+// Dump runs pg_dump --format=custom inside an exported snapshot and counts
+// every table's rows in the archive as it streams past (archiveRows), so the
+// counts are those of the stored data and the server scans each table once.
+// The snapshot's transaction stays open until pg_dump is done: the schema
+// inventory and any count the archive cannot give are taken in it.
 func (e *Engine) Dump(ctx context.Context, w io.Writer) (*engine.DumpInfo, error) {
 	conn, err := pgx.Connect(ctx, e.dsn)
 	if err != nil {
@@ -94,8 +96,9 @@ func (e *Engine) Dump(ctx context.Context, w io.Writer) (*engine.DumpInfo, error
 	}
 	dumpCtx, cancelDump := context.WithCancel(ctx)
 	defer cancelDump()
-	cmd := command(dumpCtx, pgDump.Path, password,
+	path, args := proc.StdoutBuffer(1<<20, pgDump.Path,
 		"--format=custom", "--compress=0", "--snapshot="+snapshot, "--no-password", "--dbname="+dbArg)
+	cmd := command(dumpCtx, path, password, args...)
 	stderr := &proc.Tail{}
 	cmd.Stderr = stderr
 	stdout, err := cmd.StdoutPipe()
@@ -113,20 +116,24 @@ func (e *Engine) Dump(ctx context.Context, w io.Writer) (*engine.DumpInfo, error
 	counted := make(chan error, 1)
 	go func() {
 		var err error
-		// One backend, no parallel workers: the counts run beside pg_dump
-		// and should take as little of the server's CPU from it as they can.
+		// One backend, no parallel workers: these queries run beside
+		// pg_dump and should take as little of the server's CPU as they can.
 		if _, err = tx.Exec(dumpCtx, "SET LOCAL max_parallel_workers_per_gather = 0"); err != nil {
 			err = fmt.Errorf("set up row counts: %w", err)
 		} else if objects, err = listObjects(dumpCtx, tx); err == nil {
-			if err = countRows(dumpCtx, tx, tables); err == nil {
-				migrations, err = e.listMigrations(dumpCtx, tx)
-			}
+			migrations, err = e.listMigrations(dumpCtx, tx)
 		}
 		counted <- err
 	}()
 
 	mw := &magicWriter{w: w}
-	_, copyErr := proc.CopyOutput(mw, stdout)
+	dumped, copyErr := archiveRows(io.TeeReader(stdout, mw))
+	layoutErr := copyErr
+	if errors.Is(copyErr, errArchiveLayout) {
+		copyErr = nil // every byte was passed on; the rows are counted on the server
+	} else {
+		layoutErr = nil
+	}
 	if copyErr != nil {
 		cancelDump() // the stream is lost: stop pg_dump and the counting
 	}
@@ -151,6 +158,9 @@ func (e *Engine) Dump(ctx context.Context, w io.Writer) (*engine.DumpInfo, error
 		return nil, countErr
 	}
 	if err := mw.check(); err != nil {
+		return nil, err
+	}
+	if err := e.setRows(ctx, tx, tables, dumped, layoutErr); err != nil {
 		return nil, err
 	}
 	return &engine.DumpInfo{
@@ -184,6 +194,33 @@ ORDER BY 1, 2`)
 		return nil, fmt.Errorf("list tables: %w", err)
 	}
 	return tables, nil
+}
+
+// setRows gives every table the number of rows the archive holds for it.
+// A table the archive has no data for, or an archive this build cannot read
+// (layoutErr), is counted with count(*) in the dump's snapshot, still open.
+func (e *Engine) setRows(ctx context.Context, tx pgx.Tx, tables []engine.TableStats, dumped map[tableKey]int64, layoutErr error) error {
+	var missing []engine.TableStats
+	var at []int
+	for i, t := range tables {
+		if n, ok := dumped[tableKey{t.Schema, t.Name}]; ok {
+			tables[i].Rows = n
+			continue
+		}
+		missing = append(missing, t)
+		at = append(at, i)
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	e.log.InfoContext(ctx, "counting rows on the server", "tables", len(missing), "archive", layoutErr)
+	if err := countRows(ctx, tx, missing); err != nil {
+		return err
+	}
+	for j, i := range at {
+		tables[i].Rows = missing[j].Rows
+	}
+	return nil
 }
 
 func countRows(ctx context.Context, q querier, tables []engine.TableStats) error {

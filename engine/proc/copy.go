@@ -5,9 +5,6 @@ import (
 	"os"
 )
 
-// copyBuffer is what CopyOutput reads from a child's pipe at a time.
-const copyBuffer = 1 << 20
-
 // pipeSize is what GrowPipe asks the kernel for: the unprivileged maximum
 // (fs.pipe-max-size) by default.
 const pipeSize = 1 << 20
@@ -22,14 +19,3 @@ func GrowPipe(r io.Reader) {
 		growPipe(f)
 	}
 }
-
-// CopyOutput copies a child's output to w in reads of up to 1 MiB (io.Copy
-// takes 32 KiB at a time from a pipe).
-func CopyOutput(w io.Writer, r io.Reader) (int64, error) {
-	return io.CopyBuffer(onlyWriter{w}, onlyReader{r}, make([]byte, copyBuffer))
-}
-
-// onlyReader and onlyWriter hide WriterTo and ReaderFrom, which would
-// bypass the buffer.
-type onlyReader struct{ io.Reader }
-type onlyWriter struct{ io.Writer }

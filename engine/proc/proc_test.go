@@ -127,3 +127,25 @@ func TestProbeFind(t *testing.T) {
 		t.Errorf("wrong product: %v", err)
 	}
 }
+
+// A tool run through StdoutBuffer gets stdbuf's request for a 1 MiB stdout
+// buffer; without stdbuf on PATH it runs as it is.
+func TestStdoutBuffer(t *testing.T) {
+	env, err := exec.LookPath("env")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path, args := StdoutBuffer(1<<20, env)
+	out, err := Command(context.Background(), path, nil, args...).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(out), "_STDBUF_O=1048576\n") {
+		t.Errorf("%s %q: the tool's environment has no stdout buffer request:\n%s", path, args, out)
+	}
+
+	t.Setenv("PATH", t.TempDir())
+	if path, args := StdoutBuffer(1<<20, env, "-0"); path != env || len(args) != 1 || args[0] != "-0" {
+		t.Errorf("without stdbuf: %s %q", path, args)
+	}
+}

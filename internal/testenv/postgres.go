@@ -2,7 +2,9 @@ package testenv
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -142,4 +144,28 @@ func PostgresImageTemplate(t testing.TB) string {
 		img = img[:i]
 	}
 	return img + ":{major}"
+}
+
+// Tools returns a directory holding pg_dump and pg_restore of the server's
+// major: the host's for 15; for the others, scripts that run them in a
+// throwaway container of the server's image on the host's network (the
+// servers are on 127.0.0.1), with PGPASSWORD passed in the environment only.
+func (s PostgresServer) Tools(t testing.TB) string {
+	t.Helper()
+	if s.Major == 15 {
+		return PostgresBin(t)
+	}
+	image := s.Image(t)
+	docker, err := exec.LookPath("docker")
+	if err != nil {
+		Unavailable(t, "no docker CLI: %v", err)
+	}
+	dir := t.TempDir()
+	for _, tool := range []string{"pg_dump", "pg_restore"} {
+		script := fmt.Sprintf("#!/bin/sh\nexec %s run --rm -i --network host -e PGPASSWORD --entrypoint %s %s \"$@\"\n", docker, tool, image)
+		if err := os.WriteFile(filepath.Join(dir, tool), []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
 }

@@ -1,0 +1,198 @@
+package postgres
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/backproof/backproof/engine"
+	"github.com/backproof/backproof/internal/testenv"
+)
+
+// awkwardRows has every kind of table data the row count must get right:
+// values with newlines, tabs and backslashes, a table without columns,
+// partitions, generated columns, bytea with newline bytes, large objects
+// between the tables' data, and a table large enough to span many reads.
+const awkwardRows = `
+CREATE SCHEMA "we""ird schema";
+CREATE TABLE "we""ird schema"."new
+line" (id int, t text);
+INSERT INTO "we""ird schema"."new
+line" VALUES (1, E'a\nb\tc\\d\r\n'), (2, NULL), (3, ''), (4, E'\\.');
+CREATE TABLE empty (id int);
+CREATE TABLE nocols ();
+INSERT INTO nocols SELECT FROM generate_series(1, 5);
+CREATE TABLE parted (id int, k int) PARTITION BY RANGE (k);
+CREATE TABLE parted_a PARTITION OF parted FOR VALUES FROM (0) TO (100);
+CREATE TABLE parted_b PARTITION OF parted FOR VALUES FROM (100) TO (200);
+INSERT INTO parted SELECT g, g % 200 FROM generate_series(1, 999) g;
+CREATE UNLOGGED TABLE scratch (id int);
+INSERT INTO scratch SELECT generate_series(1, 7);
+CREATE TABLE gen (a int, b int GENERATED ALWAYS AS (a * 2) STORED);
+INSERT INTO gen (a) SELECT generate_series(1, 11);
+CREATE TABLE bin (b bytea);
+INSERT INTO bin VALUES ('\x0a0d0a00'), (decode(repeat('0a', 5000), 'hex'));
+SELECT lo_from_bytea(0, decode(repeat('0a', 3000), 'hex')) FROM generate_series(1, 3);
+CREATE TABLE big (id int, note text);
+INSERT INTO big SELECT g, repeat(md5(g::text), 8) || E'\n' FROM generate_series(1, 60000) g;
+`
+
+// The rows counted in a real pg_dump archive of every server's major (archive
+// versions 1.14 and 1.16) are exactly count(*) of every table.
+func TestArchiveRows(t *testing.T) {
+	for _, srv := range testenv.PostgresServers {
+		t.Run(srv.Name(), func(t *testing.T) {
+			ctx := context.Background()
+			dsn := srv.NewDB(t)
+			testenv.Exec(t, dsn, awkwardRows)
+			want := serverCounts(t, dsn)
+
+			var dump bytes.Buffer
+			info, err := New(dsn, WithBinDirs(srv.Tools(t))).Dump(ctx, &dump)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := archiveRows(bytes.NewReader(dump.Bytes()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for key, n := range want {
+				if m, ok := got[key]; !ok || m != n {
+					t.Errorf("archive: %q.%q has %d rows (found: %v), want %d", key.schema, key.name, m, ok, n)
+				}
+			}
+			if len(info.Source.Tables) != len(want) {
+				t.Errorf("dump recorded %d tables, want %d", len(info.Source.Tables), len(want))
+			}
+			for _, tbl := range info.Source.Tables {
+				if n := want[tableKey{tbl.Schema, tbl.Name}]; tbl.Rows != n {
+					t.Errorf("dump recorded %q.%q with %d rows, want %d", tbl.Schema, tbl.Name, tbl.Rows, n)
+				}
+			}
+
+			// With no archive to count from, every table is counted in
+			// the snapshot.
+			conn, err := pgx.Connect(ctx, dsn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close(ctx)
+			tx, err := conn.Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tx.Rollback(ctx) //nolint:errcheck
+			tables := make([]engine.TableStats, len(info.Source.Tables))
+			for i, tbl := range info.Source.Tables {
+				tables[i] = engine.TableStats{Schema: tbl.Schema, Name: tbl.Name}
+			}
+			partial := map[tableKey]int64{{"public", "big"}: 60000}
+			if err := New(dsn).setRows(ctx, tx, tables, partial, nil); err != nil {
+				t.Fatal(err)
+			}
+			for _, tbl := range tables {
+				if n := want[tableKey{tbl.Schema, tbl.Name}]; tbl.Rows != n {
+					t.Errorf("counted on the server: %q.%q has %d rows, want %d", tbl.Schema, tbl.Name, tbl.Rows, n)
+				}
+			}
+		})
+	}
+}
+
+func serverCounts(t *testing.T, dsn string) map[tableKey]int64 {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	tables, err := listTables(ctx, conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := countRows(ctx, conn, tables); err != nil {
+		t.Fatal(err)
+	}
+	counts := map[tableKey]int64{}
+	for _, tbl := range tables {
+		counts[tableKey{tbl.Schema, tbl.Name}] = tbl.Rows
+	}
+	if len(counts) != 9 || counts[tableKey{"public", "big"}] != 60000 {
+		t.Fatalf("seeded tables: %v", counts)
+	}
+	return counts
+}
+
+// An archive the reader does not know, or one cut short, is a layout error,
+// and every byte of it still reaches the writer behind the reader.
+func TestArchiveRowsUnknownLayout(t *testing.T) {
+	ctx := context.Background()
+	dsn := testenv.NewPostgresDB(t)
+	testenv.Exec(t, dsn, awkwardRows)
+	var dump bytes.Buffer
+	if _, err := New(dsn, WithBinDirs(testenv.PostgresBin(t))).Dump(ctx, &dump); err != nil {
+		t.Fatal(err)
+	}
+	archive := dump.Bytes()
+	newer := bytes.Clone(archive)
+	newer[6] = archiveMaxMinor + 1
+	compressed := bytes.Clone(archive)
+	if compressed[6] < 15 {
+		compressed[12] = 6 // the level's low byte, after its sign byte
+	} else {
+		compressed[11] = 1
+	}
+	for name, in := range map[string][]byte{
+		"newer version":  newer,
+		"compressed":     compressed,
+		"cut in the toc": archive[:200],
+		"cut in data":    archive[:len(archive)/2],
+		"not an archive": []byte("PGDMQ and the rest"),
+		"empty":          nil,
+	} {
+		t.Run(name, func(t *testing.T) {
+			var passed bytes.Buffer
+			rows, err := archiveRows(io.TeeReader(bytes.NewReader(in), &passed))
+			if !errors.Is(err, errArchiveLayout) || rows != nil {
+				t.Errorf("got %v, %v; want a layout error", rows, err)
+			}
+			if !bytes.Equal(passed.Bytes(), in) {
+				t.Errorf("passed on %d of %d bytes", passed.Len(), len(in))
+			}
+		})
+	}
+
+	// A failing writer behind the reader is that writer's error.
+	broken := errors.New("disk full")
+	_, err := archiveRows(io.TeeReader(bytes.NewReader(archive), failingWriter{broken}))
+	if !errors.Is(err, broken) {
+		t.Errorf("got %v, want %v", err, broken)
+	}
+}
+
+type failingWriter struct{ err error }
+
+func (w failingWriter) Write([]byte) (int, error) { return 0, w.err }
+
+func TestAfterMarker(t *testing.T) {
+	for data, want := range map[string]int64{
+		"1\tx\n\\.\n\n\n":     3, // pg_dump's end of data
+		"\\.\n\n\n":           3, // an empty table
+		"\n\n\n\\.\n\n\n":     3, // three rows of a table without columns
+		"1\t\\\\.\n\\.\n\n\n": 3, // a last value of "\."
+		"1\t\\\\.\n":          0, // the same without the marker
+		"1\tx\n":              0,
+		"\n\n":                0,
+		"":                    0,
+		"\\.":                 0, // no newline after the marker: not ended
+	} {
+		if got := afterMarker([]byte(data)); got != want {
+			t.Errorf("afterMarker(%q) = %d, want %d", data, got, want)
+		}
+	}
+}
