@@ -284,12 +284,13 @@ func (e *Engine) Open(ctx context.Context, srv engine.Server) (engine.Copy, erro
 	if err != nil {
 		return nil, fmt.Errorf("connect to restored copy: %w", err)
 	}
-	return &restored{conn: conn}, nil
+	return &restored{conn: conn, cfg: cfg}, nil
 }
 
 // restored is a restored database.
 type restored struct {
 	conn *pgx.Conn
+	cfg  *pgx.ConnConfig // for the integrity check's second connection
 }
 
 func (r *restored) Close(ctx context.Context) error {
@@ -331,6 +332,8 @@ func (r *restored) amcheck(ctx context.Context) (int, error) {
 		}
 		return 0, fmt.Errorf("create extension amcheck: %w", err)
 	}
+	// Two indexes are checked at once, largest first so that both
+	// connections finish together: a check is one backend's CPU.
 	rows, err := r.conn.Query(ctx, `
 SELECT c.oid, format('%I.%I', n.nspname, c.relname)
 FROM pg_index i
@@ -340,31 +343,72 @@ JOIN pg_am am ON am.oid = c.relam
 WHERE am.amname = 'btree' AND i.indisvalid AND i.indisready AND c.relkind = 'i'
   AND c.relpersistence = 'p'
   AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\_%'
-ORDER BY 2`)
+ORDER BY pg_relation_size(i.indrelid) + pg_relation_size(c.oid) DESC, 2`)
 	if err != nil {
 		return 0, fmt.Errorf("list indexes: %w", err)
 	}
-	type index struct {
-		oid  uint32
-		name string
-	}
-	var indexes []index
-	var ix index
+	var indexes []btreeIndex
+	var ix btreeIndex
 	if _, err := pgx.ForEachRow(rows, []any{&ix.oid, &ix.name}, func() error {
 		indexes = append(indexes, ix)
 		return nil
 	}); err != nil {
 		return 0, fmt.Errorf("list indexes: %w", err)
 	}
-	for _, ix := range indexes {
-		if _, err := r.conn.Exec(ctx, "SELECT bt_index_check($1::oid::regclass, true)", ix.oid); err != nil {
-			if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok && strings.HasPrefix(pgErr.Code, "XX") {
-				return 0, fmt.Errorf("%w: index %s: %s", engine.ErrCorrupt, ix.name, pgErr.Message)
-			}
-			return 0, fmt.Errorf("amcheck index %s: %w", ix.name, err)
+
+	conns := []*pgx.Conn{r.conn}
+	if len(indexes) > 1 {
+		// A second connection where the server allows one; else one does all.
+		if c, err := pgx.ConnectConfig(ctx, r.cfg); err == nil {
+			defer closeConn(ctx, c)
+			conns = append(conns, c)
 		}
 	}
+	next := make(chan btreeIndex)
+	errs := make(chan error, len(conns))
+	for _, c := range conns {
+		go func() { errs <- checkIndexes(ctx, c, next) }()
+	}
+	workers := len(conns)
+	var first error
+feed:
+	for _, ix := range indexes {
+		select {
+		case next <- ix:
+		case first = <-errs: // a worker failed: the others finish their index
+			workers--
+			break feed
+		}
+	}
+	close(next)
+	for ; workers > 0; workers-- {
+		if err := <-errs; first == nil {
+			first = err
+		}
+	}
+	if first != nil {
+		return 0, first
+	}
 	return len(indexes), nil
+}
+
+type btreeIndex struct {
+	oid  uint32
+	name string
+}
+
+// checkIndexes checks the indexes it receives on conn until next is closed
+// or one fails.
+func checkIndexes(ctx context.Context, conn *pgx.Conn, next <-chan btreeIndex) error {
+	for ix := range next {
+		if _, err := conn.Exec(ctx, "SELECT bt_index_check($1::oid::regclass, true)", ix.oid); err != nil {
+			if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok && strings.HasPrefix(pgErr.Code, "XX") {
+				return fmt.Errorf("%w: index %s: %s", engine.ErrCorrupt, ix.name, pgErr.Message)
+			}
+			return fmt.Errorf("amcheck index %s: %w", ix.name, err)
+		}
+	}
+	return nil
 }
 
 // Query implements engine.Copy. The query runs in a read-only transaction
