@@ -50,9 +50,10 @@ func archiveRows(r io.Reader) (map[tableKey]int64, error) {
 }
 
 type archive struct {
-	r                *bufio.Reader
-	minor            int
-	intSize, offSize int
+	r                    *bufio.Reader
+	minor                int
+	intSize, offSize     int
+	tag, desc, namespace []byte // of the entry being read
 }
 
 func (a *archive) layout(format string, args ...any) error {
@@ -153,7 +154,7 @@ func (a *archive) header() (map[int64]tableKey, error) {
 		}
 	}
 	for range 3 { // database name, server and pg_dump versions
-		if _, _, err := a.str(false); err != nil {
+		if _, err := a.str(); err != nil {
 			return nil, err
 		}
 	}
@@ -188,33 +189,33 @@ func (a *archive) entry() (id int64, key tableKey, isData bool, err error) {
 		return
 	}
 	for range 2 { // table oid, oid
-		if _, _, err = a.str(false); err != nil {
+		if _, err = a.str(); err != nil {
 			return
 		}
 	}
-	var tag, desc, namespace string
-	if tag, _, err = a.str(true); err != nil {
+	// Kept in the reader's buffers; only a TABLE DATA entry's become strings.
+	if a.tag, err = a.keep(a.tag); err != nil {
 		return
 	}
-	if desc, _, err = a.str(true); err != nil {
+	if a.desc, err = a.keep(a.desc); err != nil {
 		return
 	}
 	if _, err = a.int(); err != nil { // section
 		return
 	}
 	for range 3 { // definition, drop and copy statements
-		if _, _, err = a.str(false); err != nil {
+		if _, err = a.str(); err != nil {
 			return
 		}
 	}
-	if namespace, _, err = a.str(true); err != nil {
+	if a.namespace, err = a.keep(a.namespace); err != nil {
 		return
 	}
-	if _, _, err = a.str(false); err != nil { // tablespace
+	if _, err = a.str(); err != nil { // tablespace
 		return
 	}
 	if a.minor >= 14 {
-		if _, _, err = a.str(false); err != nil { // table access method
+		if _, err = a.str(); err != nil { // table access method
 			return
 		}
 	}
@@ -224,13 +225,13 @@ func (a *archive) entry() (id int64, key tableKey, isData bool, err error) {
 		}
 	}
 	for range 2 { // owner, "with oids"
-		if _, _, err = a.str(false); err != nil {
+		if _, err = a.str(); err != nil {
 			return
 		}
 	}
 	for { // dependencies, ended by a null string
 		var null bool
-		if _, null, err = a.str(false); err != nil || null {
+		if null, err = a.str(); err != nil || null {
 			break
 		}
 	}
@@ -244,7 +245,10 @@ func (a *archive) entry() (id int64, key tableKey, isData bool, err error) {
 		err = a.eof(err)
 		return
 	}
-	return id, tableKey{namespace, tag}, desc == "TABLE DATA", nil
+	if string(a.desc) != "TABLE DATA" {
+		return id, tableKey{}, false, nil
+	}
+	return id, tableKey{string(a.namespace), string(a.tag)}, true, nil
 }
 
 // chunks reads a data block's length-prefixed chunks up to the empty one,
@@ -363,31 +367,42 @@ func (a *archive) decodeInt(b []byte) (int64, error) {
 	return int64(v), nil
 }
 
-// str reads a length-prefixed string; a negative length is a null string.
-// Only short strings asked for are kept; the rest is read past.
-func (a *archive) str(keep bool) (s string, null bool, err error) {
+// str reads past a length-prefixed string; a negative length is a null
+// string.
+func (a *archive) str() (null bool, err error) {
 	n, err := a.int()
-	if err != nil {
-		return "", false, err
+	if err != nil || n < 0 {
+		return n < 0, err
 	}
-	if n < 0 {
-		return "", true, nil
-	}
-	if keep && n <= maxKeptString {
-		b := make([]byte, n)
-		if _, err := io.ReadFull(a.r, b); err != nil {
-			return "", false, a.eof(err)
-		}
-		return string(b), false, nil
-	}
+	return false, a.skip(n)
+}
+
+func (a *archive) skip(n int64) error {
 	for n > 0 {
 		k, err := a.r.Discard(int(min(n, 1<<20)))
 		if err != nil {
-			return "", false, a.eof(err)
+			return a.eof(err)
 		}
 		n -= int64(k)
 	}
-	return "", false, nil
+	return nil
+}
+
+// keep reads a string into buf, or reads past it and keeps nothing when it
+// is longer than any name (maxKeptString).
+func (a *archive) keep(buf []byte) ([]byte, error) {
+	n, err := a.int()
+	if err != nil || n < 0 {
+		return buf[:0], err
+	}
+	if n > maxKeptString {
+		return buf[:0], a.skip(n)
+	}
+	buf = append(buf[:0], make([]byte, n)...)
+	if _, err := io.ReadFull(a.r, buf); err != nil {
+		return buf[:0], a.eof(err)
+	}
+	return buf, nil
 }
 
 // eof turns an end of stream inside a structure into a layout error: the
