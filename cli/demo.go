@@ -268,7 +268,7 @@ func (e *env) demoConfig(dir, backups, listen, image string, srv engine.Server) 
 // demoSource starts the source database: a server like the sandboxes, with
 // their labels, so the container of a killed demo is swept by the next run.
 func (e *env) demoSource(d *docker.Docker, image string) (sandbox.Instance, engine.Server, error) {
-	spec, srv := postgres.New("").Sandbox(image, rand.Text())
+	spec, srv := postgres.New("").Sandbox(image, rand.Text(), nil)
 	e.redactor.Add(srv.Password)
 	srv.Database = "orders"
 	spec.Env["POSTGRES_DB"] = srv.Database

@@ -209,7 +209,9 @@ type Prover interface {
 	// Sandbox describes a server running image whose superuser has the
 	// given password, and the credentials to reach it (Host and Port are
 	// filled in once it runs). The spec's ReadyLog says when it serves.
-	Sandbox(image, password string) (sandbox.Spec, Server)
+	// info is what the manifest of the backup to restore recorded, for
+	// settings sized to it; nil when there is no backup.
+	Sandbox(image, password string, info *DumpInfo) (sandbox.Spec, Server)
 	// Restore loads a decompressed artifact from a local file into srv. info
 	// is what the manifest recorded at dump time. A backup the restore
 	// rejects is ErrRestore (ErrCorrupt when the artifact itself is

@@ -196,7 +196,7 @@ func (r *run) verify(ctx context.Context) {
 	}
 	r.rec.Image = image
 
-	spec, srv := r.req.Prover.Sandbox(image, randomPassword())
+	spec, srv := r.req.Prover.Sandbox(image, randomPassword(), dumpInfo(m))
 	spec.Memory, spec.CPUs = r.v.Memory, r.v.CPUs
 	if dl, ok := ctx.Deadline(); ok {
 		spec.Deadline = dl
@@ -313,7 +313,7 @@ func (r *run) startLoaded(ctx context.Context, m *catalog.Manifest, pre engine.P
 	r.step(CheckChecksum, start, Pass, fmt.Sprintf("%s: %d bytes, SHA-256 %s", a.Name, a.Size, a.SHA256), "")
 
 	start = r.v.Now()
-	info := &engine.DumpInfo{ServerVersion: m.ServerVersion, Tools: m.Tools, Source: m.Source}
+	info := dumpInfo(m)
 	if err := pre.Preload(ctx, &spec, *srv, path, info); err != nil {
 		r.stepErr(ctx, CheckRestore, start, err, errors.Is(err, engine.ErrRestore))
 		return nil, dir, false
@@ -493,7 +493,7 @@ func (r *run) spool(ctx context.Context, m *catalog.Manifest) (dir, path string,
 // restore loads the spooled artifact into the sandbox and measures how long
 // that takes.
 func (r *run) restore(ctx context.Context, inst sandbox.Instance, srv engine.Server, path string, m *catalog.Manifest) bool {
-	info := &engine.DumpInfo{ServerVersion: m.ServerVersion, Tools: m.Tools, Source: m.Source}
+	info := dumpInfo(m)
 	start := r.v.Now()
 	err := r.req.Prover.Restore(ctx, srv, path, info, engine.RestoreOptions{Jobs: r.v.jobs()})
 	elapsed := r.v.Now().Sub(start)
@@ -539,6 +539,11 @@ func (r *run) integrity(ctx context.Context, cp engine.Copy) bool {
 		return errors.Is(err, engine.ErrCorrupt) // the other checks still say something
 	}
 	return true
+}
+
+// dumpInfo is what the manifest recorded at dump time, as engines take it.
+func dumpInfo(m *catalog.Manifest) *engine.DumpInfo {
+	return &engine.DumpInfo{ServerVersion: m.ServerVersion, Tools: m.Tools, Source: m.Source}
 }
 
 func round(s float64) float64 { return math.Round(s*1000) / 1000 }

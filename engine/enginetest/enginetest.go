@@ -451,7 +451,7 @@ func (s *suite) damaged(t *testing.T) {
 				t.Errorf("restore --to of a damaged artifact is an operational error, want ErrRestore or ErrCorrupt: %v", err)
 			}
 			if pre, ok := e.eng.(engine.Preloader); ok {
-				spec, srv := pre.Sandbox("image", "password")
+				spec, srv := pre.Sandbox("image", "password", info)
 				err := e.noted(pre.Preload(ctx, &spec, srv, bad, info))
 				switch {
 				case err == nil && tc.mayLoad:

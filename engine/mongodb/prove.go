@@ -31,7 +31,7 @@ const ReadyLine = "Waiting for connections"
 const sandboxUser = "backproof"
 
 // Sandbox implements engine.Prover with the official image's contract.
-func (e *Engine) Sandbox(image, password string) (sandbox.Spec, engine.Server) {
+func (e *Engine) Sandbox(image, password string, _ *engine.DumpInfo) (sandbox.Spec, engine.Server) {
 	srv := engine.Server{User: sandboxUser, Password: password}
 	return sandbox.Spec{
 		Image: image,

@@ -32,7 +32,7 @@ func TestSandboxRestore(t *testing.T) {
 	}
 	defer d.Close()
 	e := New("")
-	spec, srv := e.Sandbox(image, "Pw-"+strings.Repeat("x", 20))
+	spec, srv := e.Sandbox(image, "Pw-"+strings.Repeat("x", 20), info)
 	spec.Deadline = time.Now().Add(5 * time.Minute)
 	inst, err := d.Start(ctx, spec)
 	if err != nil {

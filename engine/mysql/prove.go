@@ -37,7 +37,7 @@ const checkUser = "backproof_check_"
 // Sandbox implements engine.Prover with the official images' contract
 // (mariadb:{version}, mysql:{version}). The server trades durability for
 // restore speed, logs no binlog and runs no events.
-func (e *Engine) Sandbox(image, password string) (sandbox.Spec, engine.Server) {
+func (e *Engine) Sandbox(image, password string, _ *engine.DumpInfo) (sandbox.Spec, engine.Server) {
 	srv := engine.Server{User: sandboxUser, Password: password}
 	env := map[string]string{"MYSQL_ROOT_PASSWORD": password}
 	if e.flavor == MariaDB {

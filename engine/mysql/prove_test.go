@@ -39,7 +39,7 @@ func TestSandbox(t *testing.T) {
 			}
 			defer d.Close()
 			pw := "Sandbox-Pw-'\\-" + strings.Repeat("x", 12)
-			spec, srv := e.Sandbox(strings.ReplaceAll(tmpl, "{version}", shortVersion(info.ServerVersion)), pw)
+			spec, srv := e.Sandbox(strings.ReplaceAll(tmpl, "{version}", shortVersion(info.ServerVersion)), pw, info)
 			id := strconv.FormatInt(time.Now().UnixNano(), 36)
 			spec.Labels = map[string]string{"org.backproof.test": id}
 			spec.Deadline = time.Now().Add(5 * time.Minute)

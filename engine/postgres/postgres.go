@@ -223,12 +223,25 @@ func (e *Engine) setRows(ctx context.Context, tx pgx.Tx, tables []engine.TableSt
 	return nil
 }
 
+// countRows counts every table's rows, the queries sent in batches so that
+// thousands of tables cost a few round trips, not one each.
 func countRows(ctx context.Context, q querier, tables []engine.TableStats) error {
-	for i := range tables {
-		t := &tables[i]
-		sql := "SELECT count(*) FROM " + pgx.Identifier{t.Schema, t.Name}.Sanitize()
-		if err := q.QueryRow(ctx, sql).Scan(&t.Rows); err != nil {
-			return fmt.Errorf("count rows of %s.%s: %w", t.Schema, t.Name, err)
+	const batch = 500
+	for start := 0; start < len(tables); start += batch {
+		part := tables[start:min(start+batch, len(tables))]
+		b := &pgx.Batch{}
+		for _, t := range part {
+			b.Queue("SELECT count(*) FROM " + pgx.Identifier{t.Schema, t.Name}.Sanitize())
+		}
+		res := q.SendBatch(ctx, b)
+		for i := range part {
+			if err := res.QueryRow().Scan(&part[i].Rows); err != nil {
+				res.Close()
+				return fmt.Errorf("count rows of %s.%s: %w", part[i].Schema, part[i].Name, err)
+			}
+		}
+		if err := res.Close(); err != nil {
+			return fmt.Errorf("count rows: %w", err)
 		}
 	}
 	return nil

@@ -31,8 +31,9 @@ var _ engine.Prover = (*Engine)(nil)
 const ReadyLine = "database system is ready to accept connections"
 
 // Sandbox implements engine.Prover. The sandbox trades durability for
-// restore speed: it is thrown away after the checks.
-func (e *Engine) Sandbox(image, password string) (sandbox.Spec, engine.Server) {
+// restore speed: it is thrown away after the checks. Its lock table holds
+// every relation of the backup (locksPerTransaction).
+func (e *Engine) Sandbox(image, password string, info *engine.DumpInfo) (sandbox.Spec, engine.Server) {
 	srv := engine.Server{User: "postgres", Password: password, Database: "backproof"}
 	return sandbox.Spec{
 		Image: image,
@@ -46,12 +47,32 @@ func (e *Engine) Sandbox(image, password string) (sandbox.Spec, engine.Server) {
 		Cmd: []string{"postgres",
 			"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
 			"-c", "wal_level=minimal", "-c", "max_wal_senders=0",
-			"-c", "max_wal_size=4GB", "-c", "checkpoint_timeout=1h", "-c", "autovacuum=off"},
+			"-c", "max_wal_size=4GB", "-c", "checkpoint_timeout=1h", "-c", "autovacuum=off",
+			"-c", "max_locks_per_transaction=" + strconv.Itoa(locksPerTransaction(info))},
 		Port:       "5432/tcp",
 		DataDir:    "/var/lib/postgresql/data",
 		Ready:      ReadyLine,
 		ReadyCount: 2,
 	}, srv
+}
+
+// locksPerTransaction sizes the server's lock table for a restore in one
+// transaction, which holds a lock on every relation it creates until it
+// commits: a table, its TOAST table and TOAST index, every index, sequence
+// and view. The table has max_locks_per_transaction slots per connection
+// (100 by default, more with background workers), shared; PostgreSQL's 64
+// hold about 7,000 relations, and a backup of 10,000 tables fails its
+// restore with "out of shared memory".
+func locksPerTransaction(info *engine.DumpInfo) int {
+	const base = 64 // PostgreSQL's default
+	if info == nil {
+		return base
+	}
+	relations := 3 * len(info.Source.Tables)
+	for _, names := range info.Source.Objects {
+		relations += len(names)
+	}
+	return base + (relations+99)/100
 }
 
 // ConnString is a libpq URL for srv. It holds the password: keep it out of

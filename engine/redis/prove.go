@@ -32,7 +32,7 @@ const (
 // Sandbox implements engine.Prover. The server reads its settings, the
 // password among them, from a file Preload writes, not from its command
 // line.
-func (e *Engine) Sandbox(image, password string) (sandbox.Spec, engine.Server) {
+func (e *Engine) Sandbox(image, password string, _ *engine.DumpInfo) (sandbox.Spec, engine.Server) {
 	return sandbox.Spec{
 		Image:      image,
 		Cmd:        []string{"redis-server", sandboxConf},

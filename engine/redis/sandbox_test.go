@@ -41,7 +41,7 @@ func newSandboxEnv(t *testing.T) *sandboxEnv {
 func (s *sandboxEnv) start(t *testing.T, e *redis.Engine, path string, info *engine.DumpInfo) (engine.Server, error) {
 	t.Helper()
 	ctx := context.Background()
-	spec, srv := e.Sandbox(s.image, "sandbox-pw-3f9a")
+	spec, srv := e.Sandbox(s.image, "sandbox-pw-3f9a", nil)
 	spec.Memory, spec.CPUs, spec.Deadline = 512<<20, 1, time.Now().Add(5*time.Minute)
 	if err := e.Preload(ctx, &spec, srv, path, info); err != nil {
 		return srv, err

@@ -86,7 +86,7 @@ func engineClient(t *testing.T) *testcontainers.DockerClient {
 // and port still unset) and generous limits; tests adjust what they need.
 func (e *env) spec(t *testing.T) (sandbox.Spec, engine.Server) {
 	t.Helper()
-	spec, srv := postgres.New("").Sandbox(e.image, randHex(t, 12))
+	spec, srv := postgres.New("").Sandbox(e.image, randHex(t, 12), nil)
 	spec.Memory = 512 << 20
 	spec.CPUs = 1
 	spec.Deadline = time.Now().Add(5 * time.Minute)

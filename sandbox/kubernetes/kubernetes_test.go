@@ -103,7 +103,7 @@ func TestPodShape(t *testing.T) {
 	k := e.provider(t, AccessPodIP)
 	image := strings.ReplaceAll(testenv.Require(t, testenv.EnvPGImage), "{major}", "15")
 	sentinel := "sentinel" + randHex(8)
-	spec, _ := postgres.New("").Sandbox(image, sentinel)
+	spec, _ := postgres.New("").Sandbox(image, sentinel, nil)
 	spec.Memory, spec.CPUs = 512<<20, 0.5
 	spec.Deadline = time.Now().Add(5 * time.Minute)
 	ctx := context.Background()
@@ -188,7 +188,7 @@ func TestSweep(t *testing.T) {
 	start := func(owner string, deadline time.Time) string {
 		k := e.provider(t, AccessPodIP)
 		k.owner = owner
-		spec, _ := postgres.New("").Sandbox(image, randHex(8))
+		spec, _ := postgres.New("").Sandbox(image, randHex(8), nil)
 		spec.Deadline = deadline
 		inst, err := k.Start(ctx, spec)
 		if err != nil {

@@ -64,7 +64,7 @@ func TestQuotaWaits(t *testing.T) {
 	}
 	image := strings.ReplaceAll(testenv.Require(t, testenv.EnvPGImage), "{major}", "15")
 	spec := func() sandbox.Spec {
-		s, _ := postgres.New("").Sandbox(image, randHex(8))
+		s, _ := postgres.New("").Sandbox(image, randHex(8), nil)
 		s.Memory, s.CPUs = 256<<20, 0.25
 		s.Deadline = time.Now().Add(5 * time.Minute)
 		return s

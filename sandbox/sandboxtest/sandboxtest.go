@@ -59,7 +59,7 @@ func randHex(n int) string {
 // A PostgreSQL server that serves with the generated password, reports its
 // image, passes Check, and is gone after Close (twice is fine).
 func testPostgres(t *testing.T, d Driver) {
-	spec, srv := postgres.New("").Sandbox(d.PostgresImage, randHex(12))
+	spec, srv := postgres.New("").Sandbox(d.PostgresImage, randHex(12), nil)
 	spec.Memory, spec.CPUs = 512<<20, 1
 	spec.Deadline = time.Now().Add(5 * time.Minute)
 	ctx := context.Background()
@@ -174,7 +174,7 @@ func redisGet(addr, pass, key string) (string, error) {
 
 // An image that is nowhere is ErrUnavailable (no bad backup), at once.
 func testImageMissing(t *testing.T, d Driver) {
-	spec, _ := postgres.New("").Sandbox("backproof-test/no-such-image:"+randHex(4), randHex(12))
+	spec, _ := postgres.New("").Sandbox("backproof-test/no-such-image:"+randHex(4), randHex(12), nil)
 	spec.Deadline = time.Now().Add(2 * time.Minute)
 	_, err := d.Provider.Start(context.Background(), spec)
 	if !errors.Is(err, sandbox.ErrUnavailable) {
@@ -186,7 +186,7 @@ func testImageMissing(t *testing.T, d Driver) {
 // A server that never logs its ready line fails at the deadline, and its
 // sandbox is removed.
 func testNeverReady(t *testing.T, d Driver) {
-	spec, _ := postgres.New("").Sandbox(d.PostgresImage, randHex(12))
+	spec, _ := postgres.New("").Sandbox(d.PostgresImage, randHex(12), nil)
 	spec.Ready = "a line no server prints " + randHex(4)
 	spec.Deadline = time.Now().Add(20 * time.Second)
 	_, err := d.Provider.Start(context.Background(), spec)
