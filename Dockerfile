@@ -1,6 +1,7 @@
 # The backproof daemon image: the backproof binary plus the client tools it
 # drives: pg_dump and pg_restore of PostgreSQL 18 (Debian sid's), which dump
-# and restore servers 9.2 to 18.
+# and restore servers 9.2 to 18, and coreutils' stdbuf, which makes pg_dump
+# write its output 1 MiB at a time instead of 4 KiB.
 #
 # Build it with scripts/image.sh, which compiles the binary outside (static,
 # CGO_ENABLED=0), puts it next to this file in a fresh build context and
@@ -30,7 +31,8 @@ RUN set -eux; \
     mkdir -p /etc/backproof /var/lib/backproof; \
     chown backproof:backproof /var/lib/backproof; \
     pg_dump --version | grep -F "(PostgreSQL) $PG_MAJOR."; \
-    pg_restore --version | grep -F "(PostgreSQL) $PG_MAJOR."
+    pg_restore --version | grep -F "(PostgreSQL) $PG_MAJOR."; \
+    command -v stdbuf
 
 # After the apt layer, so a new version reuses it.
 ARG VERSION=dev

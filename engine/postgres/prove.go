@@ -30,6 +30,9 @@ var _ engine.Prover = (*Engine)(nil)
 // the real one.
 const ReadyLine = "database system is ready to accept connections"
 
+// dataDir is the official image's PGDATA up to 17.
+const dataDir = "/var/lib/postgresql/data"
+
 // Sandbox implements engine.Prover. The sandbox trades durability for
 // restore speed: it is thrown away after the checks. Its lock table holds
 // every relation of the backup (locksPerTransaction).
@@ -41,6 +44,10 @@ func (e *Engine) Sandbox(image, password string, info *engine.DumpInfo) (sandbox
 			"POSTGRES_USER":     srv.User,
 			"POSTGRES_PASSWORD": srv.Password,
 			"POSTGRES_DB":       srv.Database,
+			// The driver's data volume (size-limited on Kubernetes): the
+			// official image keeps its data elsewhere from 18 on
+			// (/var/lib/postgresql/18/docker).
+			"PGDATA": dataDir,
 		},
 		// wal_level=minimal lets COPY into a table created in the same
 		// transaction skip WAL.
@@ -50,7 +57,7 @@ func (e *Engine) Sandbox(image, password string, info *engine.DumpInfo) (sandbox
 			"-c", "max_wal_size=4GB", "-c", "checkpoint_timeout=1h", "-c", "autovacuum=off",
 			"-c", "max_locks_per_transaction=" + strconv.Itoa(locksPerTransaction(info))},
 		Port:       "5432/tcp",
-		DataDir:    "/var/lib/postgresql/data",
+		DataDir:    dataDir,
 		Ready:      ReadyLine,
 		ReadyCount: 2,
 	}, srv
