@@ -13,7 +13,6 @@ import (
 
 	"github.com/backproof/backproof/engine"
 	"github.com/backproof/backproof/internal/testenv"
-	"github.com/backproof/backproof/sandbox/docker"
 )
 
 // A dump restored into a sandbox of the configured image: Observe sees
@@ -26,20 +25,9 @@ func TestSandboxRestore(t *testing.T) {
 	path, info := dump(t, src)
 	db := dbOf(t, src)
 
-	d, err := docker.New(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
 	e := New("")
 	spec, srv := e.Sandbox(image, "Pw-"+strings.Repeat("x", 20), info)
-	spec.Deadline = time.Now().Add(5 * time.Minute)
-	inst, err := d.Start(ctx, spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer inst.Close(ctx)
-	srv.Host, srv.Port = inst.Addr()
+	srv.Host, srv.Port = testenv.StartSandbox(t, spec)
 
 	if err := e.Restore(ctx, srv, path, info, engine.RestoreOptions{Jobs: 1}); err != nil {
 		t.Fatal(err)

@@ -14,7 +14,6 @@ import (
 
 	"github.com/backproof/backproof/engine"
 	"github.com/backproof/backproof/internal/testenv"
-	"github.com/backproof/backproof/sandbox/docker"
 )
 
 // In a sandbox of the flavor's image at the source's version: the dump
@@ -33,22 +32,11 @@ func TestSandbox(t *testing.T) {
 			path, info := dumpTo(t, e)
 			db := dbName(t, src)
 
-			d, err := docker.New(ctx, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer d.Close()
 			pw := "Sandbox-Pw-'\\-" + strings.Repeat("x", 12)
 			spec, srv := e.Sandbox(strings.ReplaceAll(tmpl, "{version}", shortVersion(info.ServerVersion)), pw, info)
 			id := strconv.FormatInt(time.Now().UnixNano(), 36)
 			spec.Labels = map[string]string{"org.backproof.test": id}
-			spec.Deadline = time.Now().Add(5 * time.Minute)
-			inst, err := d.Start(ctx, spec)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer inst.Close(ctx)
-			srv.Host, srv.Port = inst.Addr()
+			srv.Host, srv.Port = testenv.StartSandbox(t, spec)
 
 			// The escape hatch: the flavor's own client loads the dump.
 			client := "mysql"

@@ -8,11 +8,9 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/backproof/backproof/engine"
 	"github.com/backproof/backproof/internal/testenv"
-	"github.com/backproof/backproof/sandbox/docker"
 )
 
 // A backup with more relations than PostgreSQL's default lock table holds
@@ -44,20 +42,9 @@ END $$;`, s))
 		t.Fatal(err)
 	}
 
-	d, err := docker.New(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
 	e := New("", WithBinDirs(testenv.PostgresBin(t)))
 	spec, srv := e.Sandbox(image, rand.Text(), info)
-	spec.Deadline = time.Now().Add(5 * time.Minute)
-	inst, err := d.Start(ctx, spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer inst.Close(ctx)
-	srv.Host, srv.Port = inst.Addr()
+	srv.Host, srv.Port = testenv.StartSandbox(t, spec)
 	if err := e.Restore(ctx, srv, path, info, engine.RestoreOptions{Jobs: 1}); err != nil {
 		t.Fatal(err)
 	}

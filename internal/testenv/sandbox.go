@@ -8,6 +8,7 @@ import (
 	"github.com/moby/moby/client"
 	"github.com/testcontainers/testcontainers-go"
 
+	"github.com/backproof/backproof/sandbox"
 	"github.com/backproof/backproof/sandbox/docker"
 )
 
@@ -61,4 +62,26 @@ func SandboxesOf(t testing.TB, owner string) []string {
 		ids = append(ids, c.ID[:12]+" "+string(c.State))
 	}
 	return ids
+}
+
+// StartSandbox starts spec in a Docker sandbox, with a deadline 5 minutes
+// away unless spec has one, removed when the test ends, and returns where it
+// listens.
+func StartSandbox(t testing.TB, spec sandbox.Spec) (string, int) {
+	t.Helper()
+	ctx := context.Background()
+	d, err := docker.New(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	if spec.Deadline.IsZero() {
+		spec.Deadline = time.Now().Add(5 * time.Minute)
+	}
+	inst, err := d.Start(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { inst.Close(context.Background()) })
+	return inst.Addr()
 }
