@@ -104,12 +104,19 @@ func (e *Engine) Open(ctx context.Context, srv engine.Server) (engine.Copy, erro
 	if err != nil {
 		return nil, fmt.Errorf("connect to restored copy: %w", err)
 	}
-	return &restored{client: client}, nil
+	raw, err := client.Database("admin").RunCommand(ctx, bson.D{{Key: "buildInfo", Value: 1}}).Raw()
+	if err != nil {
+		disconnect(ctx, client)
+		return nil, fmt.Errorf("restored copy: buildInfo: %w", err)
+	}
+	_, ferret := raw.Lookup("ferretdbVersion").StringValueOK()
+	return &restored{client: client, ferretDB: ferret}, nil
 }
 
 // restored is a restored copy under inspection.
 type restored struct {
-	client *mongo.Client
+	client   *mongo.Client
+	ferretDB bool // FerretDB, not MongoDB: no maxTimeMS on aggregate
 }
 
 func (r *restored) Close(ctx context.Context) error {
@@ -212,9 +219,10 @@ func (r *restored) Query(ctx context.Context, query string) (engine.Value, error
 		db = dbs[0]
 	}
 	doc := q.Doc
-	if q.Command != "aggregate" {
-		// FerretDB 1.24 (the test stand-in) drops the connection of an
-		// aggregate that carries maxTimeMS; MongoDB takes it on all three.
+	if q.Command != "aggregate" || !r.ferretDB {
+		// FerretDB 1.24 drops the connection of an aggregate that carries
+		// maxTimeMS; there the check's deadline ends the wait, and the
+		// sandbox's removal the query. MongoDB takes it on all three.
 		doc = withMaxTime(doc, engine.QueryTimeout(ctx))
 	}
 	res, err := r.client.Database(db).RunCommand(ctx, doc).Raw()

@@ -37,6 +37,9 @@ func TestSandboxRestore(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close(ctx)
+	if !c.(*restored).ferretDB {
+		t.Error("the FerretDB sandbox is not recognised as FerretDB: its aggregate checks would carry maxTimeMS")
+	}
 	got, err := c.Observe(ctx)
 	if err != nil {
 		t.Fatal(err)
