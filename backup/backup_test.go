@@ -424,9 +424,10 @@ func TestDumpDiesMidStream(t *testing.T) {
 	}
 	for name, kill := range cases {
 		t.Run(name, func(t *testing.T) {
-			// Large enough that the dump still needs the server once the
-			// stalled pipeline's buffers (pipe, reads, socket) are full.
-			dsn := seededDB(t, 60000)
+			// Large enough (a 26 MB dump) that the dump still needs the
+			// server once the stalled pipeline's buffers (socket, pg_dump's
+			// 1 MiB stdout buffer, pipe, reads, compression) are full.
+			dsn := seededDB(t, 250000)
 			l, m := newLocal(t), newS3(t)
 			gl, gm := newGated(l.Destination), newGated(m.Destination)
 			done := make(chan error, 1)
