@@ -544,7 +544,7 @@ func terminate(ctx context.Context, cli *testcontainers.DockerClient, ctr *testc
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer cancel()
 	// Nothing in a sandbox is worth a graceful shutdown: one forced remove
-	// kills it and removes it, half the time of a stop and then a remove.
+	// kills it and removes it.
 	_, err := cli.ContainerRemove(ctx, ctr.GetContainerID(), client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
 	if errdefs.IsNotFound(err) {
 		err = nil
