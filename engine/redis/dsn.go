@@ -54,6 +54,11 @@ func parseURL(s string) (*dsn, error) {
 	case "rediss":
 		d.tls = true
 	default:
+		if !strings.HasPrefix(strings.ToLower(s), u.Scheme+"://") {
+			// "user:password@host" without a scheme: the "scheme" read
+			// is the user, or the password.
+			return nil, errors.New("invalid redis DSN: no scheme (want redis://[user:password@]host[:port])")
+		}
 		return nil, fmt.Errorf("invalid redis DSN: scheme %q, want redis or rediss", u.Scheme)
 	}
 	if d.host == "" {
