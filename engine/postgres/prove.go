@@ -44,6 +44,8 @@ func (e *Engine) Sandbox(image, password string, info *engine.DumpInfo) (sandbox
 			"POSTGRES_USER":     srv.User,
 			"POSTGRES_PASSWORD": srv.Password,
 			"POSTGRES_DB":       srv.Database,
+			// initdb's fsync of the new cluster: nothing here outlives the checks.
+			"POSTGRES_INITDB_ARGS": "--no-sync",
 			// The driver's data volume (size-limited on Kubernetes): the
 			// official image keeps its data elsewhere from 18 on
 			// (/var/lib/postgresql/18/docker).
