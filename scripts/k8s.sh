@@ -12,6 +12,10 @@
 #
 # State in $BACKPROOF_K8S_DIR (default /tmp/backproof-k8s). Every listener is on
 # 127.0.0.1 or the cluster's own bridge; pods get 10.244.<n>.0/24 addresses.
+# The API server listens on the bridge (10.244.<n>.1), so Pods reach it; the
+# `kubernetes` Service's address (10.96.0.1:443) is routed to it per cluster
+# (service_route). There is no kube-proxy: its rules are machine-wide, and two
+# clusters on one machine would fight over them.
 # A cold build costs about 30 CPU-minutes; later runs find the cached binaries.
 set -euo pipefail
 
@@ -159,7 +163,7 @@ pki() {
     openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 30 -subj /CN=backproof-k8s-ca
     cat >san.cnf <<EOF
 [ext]
-subjectAltName = DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,IP:127.0.0.1,IP:10.96.0.1,IP:$HOST_IP
+subjectAltName = DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,IP:127.0.0.1,IP:10.96.0.1,IP:$GATEWAY
 EOF
     openssl req -newkey rsa:2048 -nodes -keyout apiserver.key -out apiserver.csr -subj /CN=kube-apiserver
     openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out apiserver.crt -days 30 -extfile san.cnf -extensions ext
@@ -178,7 +182,7 @@ apiVersion: v1
 kind: Config
 clusters:
 - name: backproof
-  cluster: {server: "https://127.0.0.1:$API_PORT", certificate-authority: "$STATE/pki/ca.crt"}
+  cluster: {server: "https://$GATEWAY:$API_PORT", certificate-authority: "$STATE/pki/ca.crt"}
 users:
 - name: user
   user: {token: "$2"}
@@ -190,7 +194,7 @@ EOF
   chmod 600 "$1"
 }
 
-HOST_IP='' API_PORT=''
+API_PORT='' GATEWAY=''
 up() {
   mkdir -p "$LOGS" "$STATE/pids"
   if [[ -f $STATE/kubeconfig ]] && alive "$STATE" kubelet && alive "$STATE" kube-apiserver &&
@@ -202,10 +206,12 @@ up() {
   (flock 9 && install_packages) 9>"$CACHE/k8s/.apt.lock"
   take_slot
   local n=$SLOT node=backproof-node-$SLOT
-  # The kubelet is reached at the host's own address (a loopback node IP is refused).
-  HOST_IP=$(ip -4 route get 192.0.2.255 2>/dev/null | sed -n 's/.* src \([0-9.]*\).*/\1/p')
-  [[ -n $HOST_IP ]] || HOST_IP=$(hostname -I | awk '{print $1}')
-  [[ -n $HOST_IP ]] || die "no host address for the kubelet"
+  # The pods' bridge, made before the CNI plugin needs it: the API server and
+  # the kubelet listen on it (a loopback address is refused for either).
+  GATEWAY=10.244.$n.1
+  ip link show "bpk8s$n" >/dev/null 2>&1 || ip link add "bpk8s$n" type bridge
+  ip addr replace "$GATEWAY/24" dev "bpk8s$n"
+  ip link set "bpk8s$n" up
   pki
 
   # etcd
@@ -231,7 +237,7 @@ EOF
   )
   API_PORT=$(free_port)
   daemon kube-apiserver "$BIN/kube-apiserver" --etcd-servers "http://127.0.0.1:$etcd_port" \
-    --bind-address 127.0.0.1 --secure-port "$API_PORT" --advertise-address "$HOST_IP" \
+    --bind-address "$GATEWAY" --secure-port "$API_PORT" --advertise-address "$GATEWAY" \
     --tls-cert-file "$STATE/pki/apiserver.crt" --tls-private-key-file "$STATE/pki/apiserver.key" \
     --client-ca-file "$STATE/pki/ca.crt" --token-auth-file "$STATE/pki/tokens.csv" \
     --service-account-issuer https://kubernetes.default.svc --service-account-key-file "$STATE/pki/sa.pub" \
@@ -239,6 +245,7 @@ EOF
     --authorization-mode Node,RBAC --kubelet-preferred-address-types InternalIP \
     --kubelet-client-certificate "$STATE/pki/kubelet-client.crt" --kubelet-client-key "$STATE/pki/kubelet-client.key" \
     --enable-admission-plugins NodeRestriction --profiling=false --v 0
+  service_route "$n"
   kubeconfig "$STATE/kubeconfig.tmp" "$admin_token"
   kubeconfig "$STATE/cm.kubeconfig" "$cm_token"
   kubeconfig "$STATE/sched.kubeconfig" "$sched_token"
@@ -291,13 +298,15 @@ state = "$ctrd/state"
     bin_dir = "/usr/lib/cni"
     conf_dir = "$STATE/cni"
 EOF
-  # No default route in the pods: they reach their bridge (and the host through it) only.
+  # No default route in the pods: they reach their bridge, the host through it,
+  # and the Service range (service_route).
 # firewall: Docker's FORWARD policy is DROP, and bridged traffic passes it
 # (br_netfilter); the plugin admits each pod's address (pod to pod).
   cat >"$STATE/cni/10-backproof.conflist" <<EOF
 {"cniVersion": "0.4.0", "name": "backproof-k8s-$n", "plugins": [
   {"type": "bridge", "bridge": "bpk8s$n", "isGateway": true, "ipMasq": false, "hairpinMode": true,
-   "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.244.$n.0/24"}]], "dataDir": "$STATE/cni-ipam"}},
+   "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.244.$n.0/24", "gateway": "$GATEWAY"}]],
+     "routes": [{"dst": "10.96.0.0/24"}], "dataDir": "$STATE/cni-ipam"}},
   {"type": "portmap", "capabilities": {"portMappings": true}},
   {"type": "firewall", "backend": "iptables"}]}
 EOF
@@ -316,7 +325,7 @@ EOF
   cat >"$STATE/kubelet.yaml" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
-address: $HOST_IP
+address: $GATEWAY
 port: $(free_port)
 readOnlyPort: 0
 healthzBindAddress: 127.0.0.1
@@ -349,12 +358,22 @@ EOF
     cat /sys/fs/cgroup/cpuset/cpuset.mems >"/sys/fs/cgroup/cpuset/backproof-k8s-$n/cpuset.mems" 2>/dev/null || true
   fi
   daemon kubelet "$BIN/kubelet" --config "$STATE/kubelet.yaml" --kubeconfig "$STATE/node.kubeconfig" \
-    --root-dir "$STATE/kubelet" --cert-dir "$STATE/kubelet/pki" --hostname-override "$node" --node-ip "$HOST_IP" --v 0
+    --root-dir "$STATE/kubelet" --cert-dir "$STATE/kubelet/pki" --hostname-override "$node" --node-ip "$GATEWAY" --v 0
   await "node $node" 300 sh -c "'$BIN/kubectl' --kubeconfig '$STATE/kubeconfig.tmp' get node '$node' -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}' | grep -qx True"
   await "default ServiceAccount" 150 "$BIN/kubectl" "${kc[@]}" -n default get serviceaccount default
   mv -f "$STATE/kubeconfig.tmp" "$STATE/kubeconfig" # written last: its presence means "up"
   echo "$BIN" >"$STATE/bin"
   say "up in $SECONDS s: $STATE/kubeconfig"
+}
+
+# service_route N: what kube-proxy would do for the `kubernetes` Service, for
+# this cluster's pods only: 10.96.0.1:443 leads to the API server.
+service_route() {
+  local chain=BPK8S-SVC-$1
+  iptables -w -t nat -N "$chain" 2>/dev/null || iptables -w -t nat -F "$chain"
+  iptables -w -t nat -A "$chain" -d 10.96.0.1/32 -p tcp --dport 443 -j DNAT --to-destination "$GATEWAY:$API_PORT"
+  iptables -w -t nat -C PREROUTING -i "bpk8s$1" -j "$chain" 2>/dev/null ||
+    iptables -w -t nat -I PREROUTING -i "bpk8s$1" -j "$chain"
 }
 
 # import_images CTR...: the pause image and the sandbox images, each imported
@@ -406,6 +425,8 @@ down() {
   if [[ -n $n ]]; then
     for m in $(awk -v s="$CACHE/k8s/slots/$n.containerd/" 'index($2, s) == 1 {print $2}' /proc/self/mounts | sort -r); do umount -l "$m" 2>/dev/null || true; done
     ip link del "bpk8s$n" 2>/dev/null || true
+    iptables -w -t nat -D PREROUTING -i "bpk8s$n" -j "BPK8S-SVC-$n" 2>/dev/null || true
+    iptables -w -t nat -F "BPK8S-SVC-$n" 2>/dev/null && iptables -w -t nat -X "BPK8S-SVC-$n" 2>/dev/null || true
     # The firewall plugin's rules of pods that got no CNI DEL (killed above).
     local rule
     iptables -w -S CNI-FORWARD 2>/dev/null | grep -F -- " 10.244.$n." | sed 's/^-A /-D /' |

@@ -5,25 +5,17 @@ package helm
 
 import (
 	"bytes"
-	"context"
-	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"fmt"
 	"io"
-	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
-	"time"
 
 	"gopkg.in/yaml.v3"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	k8s "k8s.io/client-go/kubernetes"
 
 	"github.com/backproof/backproof/internal/testenv"
@@ -243,123 +235,4 @@ func TestInstallDryRunServer(t *testing.T) {
 	if strings.Contains(out, "s3cr3t-sentinel") || strings.Contains(out, base64.StdEncoding.EncodeToString([]byte("postgres://backup:s3cr3t"))[:20]) {
 		t.Error("helm printed the secret")
 	}
-}
-
-// The chart installs on the test cluster and its daemon backs up and
-// verifies on schedule, with sandboxes as Pods reached at their addresses
-// and the Pod's own service account. The test cluster has no kube-proxy, so
-// no Pod reaches the API server through its Service, nor the test's
-// PostgreSQL on the host's loopback: the daemon runs with hostNetwork and
-// is pointed at the API server's loopback address.
-func TestDaemonInCluster(t *testing.T) {
-	path, cfg := testenv.Kubeconfig(t)
-	cs, err := k8s.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	api, err := url.Parse(cfg.Host)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pgImage := strings.ReplaceAll(testenv.Require(t, testenv.EnvPGImage), "{major}", "15")
-	dsn := testenv.NewPostgresDB(t)
-	testenv.Exec(t, dsn, `CREATE TABLE orders (id int PRIMARY KEY, total numeric NOT NULL);
-		INSERT INTO orders SELECT g, g * 1.5 FROM generate_series(1, 500) g`)
-	ns := testenv.Namespace(t, cs)
-
-	repo, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256([]byte(repo))
-	image := "backproof-test/daemon:" + hex.EncodeToString(sum[:6])
-	run := func(name string, args ...string) {
-		t.Helper()
-		cmd := exec.Command(name, args...)
-		cmd.Env = append(os.Environ(), "BACKPROOF_K8S_DIR="+filepath.Dir(path))
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-		}
-	}
-	run("bash", filepath.Join(repo, "scripts/image.sh"), "--tag", image)
-	run("bash", filepath.Join(repo, "scripts/k8s.sh"), "import", image)
-
-	port := testenv.FreePort(t)
-	repoName, tag, _ := strings.Cut(image, ":")
-	vals := fmt.Sprintf(`
-image: {repository: %q, tag: %q, pullPolicy: Never}
-hostNetwork: true
-listenAddress: 127.0.0.1
-port: %d
-env:
-  - {name: KUBERNETES_SERVICE_HOST, value: %q}
-  - {name: KUBERNETES_SERVICE_PORT, value: %q}
-config:
-  sandbox:
-    images: {postgres: %q}
-  targets:
-    orders:
-      engine: postgres
-      dsn_file: /run/secrets/backproof/orders-dsn
-      schedule: "@every 5s"
-      destinations: [local]
-      verify:
-        schedule: "@every 10s"
-        checks:
-          - {name: orders-present, query: "SELECT count(*) FROM orders", expect: "= 500"}
-  destinations:
-    local: {type: local, path: /var/lib/backproof}
-secrets:
-  orders-dsn: %q
-`, repoName, tag, port, api.Hostname(), api.Port(), pgImage, dsn)
-	f := filepath.Join(t.TempDir(), "values.yaml")
-	if err := os.WriteFile(f, []byte(vals), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := helm(t, "install", "bp", chart, "--kubeconfig", path, "--namespace", ns, "-f", f); err != nil {
-		t.Fatalf("helm install: %v\n%s", err, out)
-	}
-
-	// The daemon's verdict on its metrics page: pass, or fail at once on a
-	// bad backup; an error (no backup yet) may come first.
-	metrics := fmt.Sprintf("http://127.0.0.1:%d/metrics", port)
-	deadline := time.Now().Add(5 * time.Minute)
-	for verdict := ""; verdict != "1"; time.Sleep(500 * time.Millisecond) {
-		verdict = scrapeVerdict(metrics)
-		if verdict == "0" || time.Now().After(deadline) {
-			t.Errorf("backproof_verify_last_result %q after %s", verdict, time.Since(deadline.Add(-5*time.Minute)).Round(time.Second))
-			daemonLogs(t, cs, ns)
-			return
-		}
-	}
-}
-
-// scrapeVerdict reads backproof_verify_last_result{target="orders"}, "" when
-// the daemon does not answer or has no verdict yet.
-func scrapeVerdict(url string) string {
-	resp, err := http.Get(url)
-	if err != nil {
-		return ""
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	for _, l := range strings.Split(string(body), "\n") {
-		if v, ok := strings.CutPrefix(l, `backproof_verify_last_result{target="orders"} `); ok {
-			return strings.TrimSpace(v)
-		}
-	}
-	return ""
-}
-
-// daemonLogs logs the tail of the daemon Pod's output.
-func daemonLogs(t *testing.T, cs *k8s.Clientset, ns string) {
-	t.Helper()
-	tail := int64(60)
-	raw, err := cs.CoreV1().Pods(ns).GetLogs("bp-backproof-0", &corev1.PodLogOptions{TailLines: &tail}).DoRaw(context.Background())
-	if err != nil {
-		p, _ := cs.CoreV1().Pods(ns).Get(context.Background(), "bp-backproof-0", metav1.GetOptions{})
-		t.Logf("no daemon logs: %v; pod: %+v", err, p.Status)
-		return
-	}
-	t.Logf("daemon output:\n%s", raw)
 }

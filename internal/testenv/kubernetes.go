@@ -2,7 +2,10 @@ package testenv
 
 import (
 	"context"
+	"net"
+	"net/url"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -29,8 +32,33 @@ func Kubeconfig(t testing.TB) (string, *rest.Config) {
 	if err != nil {
 		t.Fatalf("%s: %v", EnvKubeconfig, err)
 	}
-	requireLoopbackURL(t, EnvKubeconfig, cfg.Host)
+	u, err := url.Parse(cfg.Host)
+	if err != nil || !clusterBridge(u.Hostname()) {
+		t.Fatalf("%s: the API server %q is not on a bridge of scripts/k8s.sh (bpk8s*)", EnvKubeconfig, cfg.Host)
+	}
 	return path, cfg
+}
+
+// clusterBridge reports whether host is an address of a bridge scripts/k8s.sh
+// made for its pods, where the test cluster's API server listens.
+func clusterBridge(host string) bool {
+	ip := net.ParseIP(host)
+	ifs, err := net.Interfaces()
+	if ip == nil || err != nil {
+		return false
+	}
+	for _, ifc := range ifs {
+		if !strings.HasPrefix(ifc.Name, "bpk8s") {
+			continue
+		}
+		addrs, _ := ifc.Addrs()
+		for _, a := range addrs {
+			if n, ok := a.(*net.IPNet); ok && n.IP.Equal(ip) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Namespace creates a namespace of the test's own on the test cluster, waits

@@ -1,0 +1,315 @@
+package helm
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	k8s "k8s.io/client-go/kubernetes"
+
+	"github.com/backproof/backproof/internal/testenv"
+)
+
+// The chart installs on the test cluster with two replicas on the Pod
+// network: each reaches the API server through the `kubernetes` Service with
+// its own service account, and a database that runs in the cluster. Each
+// target is backed up by one replica only, the verification passes in a
+// sandbox Pod, and when one replica hangs the other takes its targets.
+func TestDaemonInCluster(t *testing.T) {
+	kubeconfig, cfg := testenv.Kubeconfig(t)
+	cs, err := k8s.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Dir(kubeconfig)
+	pgImage := strings.ReplaceAll(testenv.Require(t, testenv.EnvPGImage), "{major}", "15")
+	ns := testenv.Namespace(t, cs)
+	dsn := postgresPod(t, cs, ns, pgImage)
+	testenv.Exec(t, dsn, `CREATE TABLE orders (id int PRIMARY KEY, total numeric NOT NULL);
+		INSERT INTO orders SELECT g, g * 1.5 FROM generate_series(1, 500) g`)
+
+	repo, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256([]byte(repo))
+	image := "backproof-test/daemon:" + hex.EncodeToString(sum[:6])
+	run := func(name string, args ...string) {
+		t.Helper()
+		cmd := exec.Command(name, args...)
+		cmd.Env = append(os.Environ(), "BACKPROOF_K8S_DIR="+state)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+		}
+	}
+	run("bash", filepath.Join(repo, "scripts/image.sh"), "--tag", image)
+	run("bash", filepath.Join(repo, "scripts/k8s.sh"), "import", image)
+
+	// The replicas meet on a local destination both mount: one node, one directory.
+	shared := t.TempDir()
+	if err := os.Chmod(shared, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	targets := []string{"orders", "billing", "users", "search", "audit", "mail"}
+	var tb strings.Builder
+	for _, tg := range targets[1:] {
+		fmt.Fprintf(&tb, "    %s: {engine: postgres, dsn_file: /run/secrets/backproof/dsn, schedule: \"@every 5s\", destinations: [shared]}\n", tg)
+	}
+	repoName, tag, _ := strings.Cut(image, ":")
+	vals := fmt.Sprintf(`
+image: {repository: %q, tag: %q, pullPolicy: Never}
+replicaCount: 2
+env:
+  - {name: BACKPROOF_LEASE_TTL, value: 10s}
+extraVolumes:
+  - {name: shared, hostPath: {path: %q, type: Directory}}
+extraVolumeMounts:
+  - {name: shared, mountPath: /shared}
+config:
+  replicas: {destination: shared, ttl: 6s}
+  sandbox:
+    images: {postgres: %q}
+  destinations:
+    shared: {type: local, path: /shared}
+  targets:
+%s    orders:
+      engine: postgres
+      dsn_file: /run/secrets/backproof/dsn
+      schedule: "@every 5s"
+      destinations: [shared]
+      verify:
+        schedule: "@every 10s"
+        checks:
+          - {name: orders-present, query: "SELECT count(*) FROM orders", expect: "= 500"}
+secrets:
+  dsn: %q
+`, repoName, tag, shared, pgImage, tb.String(), dsn)
+	f := filepath.Join(t.TempDir(), "values.yaml")
+	if err := os.WriteFile(f, []byte(vals), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := helm(t, "install", "bp", chart, "--kubeconfig", kubeconfig, "--namespace", ns, "-f", f); err != nil {
+		t.Fatalf("helm install: %v\n%s", err, out)
+	}
+
+	replicas := []*replica{{pod: "bp-backproof-0"}, {pod: "bp-backproof-1"}}
+	defer func() {
+		if t.Failed() {
+			for _, r := range replicas {
+				daemonLogs(t, cs, ns, r.pod)
+			}
+		}
+	}()
+	testenv.Eventually(t, 5*time.Minute, "both replicas to see each other", func() bool {
+		for _, r := range replicas {
+			if r.addr == "" {
+				p, err := cs.CoreV1().Pods(ns).Get(context.Background(), r.pod, metav1.GetOptions{})
+				if err != nil || p.Status.PodIP == "" {
+					return false
+				}
+				r.addr = net.JoinHostPort(p.Status.PodIP, "9847")
+			}
+			if r.scrape()["backproof_replicas_live"] != 2 {
+				return false
+			}
+		}
+		return true
+	})
+
+	// From here on both see the same members: each target has one owner,
+	// and only its owner backs it up.
+	before := make([]map[string]float64, len(replicas))
+	owner := map[string]int{}
+	for i, r := range replicas {
+		before[i] = r.scrape()
+		for _, tg := range targets {
+			if before[i][owned(tg)] == 1 {
+				if _, dup := owner[tg]; dup {
+					t.Fatalf("target %s owned by both replicas", tg)
+				}
+				owner[tg] = i
+			}
+		}
+	}
+	if len(owner) != len(targets) {
+		t.Fatalf("owners %v: every target needs one", owner)
+	}
+	testenv.Eventually(t, 5*time.Minute, "every target backed up twice more and orders verified", func() bool {
+		now := []map[string]float64{replicas[0].scrape(), replicas[1].scrape()}
+		for _, tg := range targets {
+			if now[0][attempts(tg)]+now[1][attempts(tg)]-before[0][attempts(tg)]-before[1][attempts(tg)] < 2 {
+				return false
+			}
+		}
+		verdict, ok := now[owner["orders"]][`backproof_verify_last_result{target="orders"}`]
+		if ok && verdict == 0 {
+			t.Fatalf("the verification of orders failed (a bad backup) on %s", replicas[owner["orders"]].pod)
+		}
+		return verdict == 1
+	})
+	for i, r := range replicas {
+		now := r.scrape()
+		for _, tg := range targets {
+			if owner[tg] != i && now[attempts(tg)] != before[i][attempts(tg)] {
+				t.Errorf("%s backed up %s, owned by %s", r.pod, tg, replicas[owner[tg]].pod)
+			}
+		}
+	}
+
+	// The replica with more targets hangs (its container frozen): once its
+	// heartbeat is older than the TTL, the other backs up its targets.
+	victim := 0
+	if n := len(targets) - len(ownedBy(owner, 0)); n > len(ownedBy(owner, 0)) {
+		victim = 1
+	}
+	survivor := replicas[1-victim]
+	t.Logf("%s owns %v, %s owns %v; freezing %s", replicas[0].pod, ownedBy(owner, 0), replicas[1].pod, ownedBy(owner, 1), replicas[victim].pod)
+	freeze(t, cs, state, ns, replicas[victim].pod)
+	testenv.Eventually(t, 2*time.Minute, survivor.pod+" to see the other gone", func() bool {
+		return survivor.scrape()["backproof_replicas_live"] == 1
+	})
+	handed := survivor.scrape()
+	testenv.Eventually(t, 2*time.Minute, survivor.pod+" to back up "+strings.Join(ownedBy(owner, victim), ", "), func() bool {
+		now := survivor.scrape()
+		for _, tg := range ownedBy(owner, victim) {
+			if now[attempts(tg)] == handed[attempts(tg)] {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+func owned(target string) string { return `backproof_target_owned{target="` + target + `"}` }
+func attempts(target string) string {
+	return `backproof_backup_attempts_total{target="` + target + `"}`
+}
+
+func ownedBy(owner map[string]int, i int) []string {
+	var out []string
+	for tg, o := range owner {
+		if o == i {
+			out = append(out, tg)
+		}
+	}
+	return out
+}
+
+type replica struct {
+	pod, addr string
+}
+
+// scrape reads the replica's metrics without histograms, by series; empty
+// when it does not answer.
+func (r *replica) scrape() map[string]float64 {
+	out := map[string]float64{}
+	if r.addr == "" {
+		return out
+	}
+	c := http.Client{Timeout: 10 * time.Second}
+	resp, err := c.Get("http://" + r.addr + "/metrics")
+	if err != nil {
+		return out
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, l := range strings.Split(string(body), "\n") {
+		i := strings.LastIndexByte(l, ' ')
+		if strings.HasPrefix(l, "#") || i < 0 {
+			continue
+		}
+		if v, err := strconv.ParseFloat(l[i+1:], 64); err == nil {
+			out[l[:i]] = v
+		}
+	}
+	return out
+}
+
+// postgresPod runs a PostgreSQL server as a Pod of the namespace and returns
+// its DSN at the Pod's address, once it answers.
+func postgresPod(t *testing.T, cs *k8s.Clientset, ns, image string) string {
+	t.Helper()
+	ctx := context.Background()
+	password := rand.Text()
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "orders-db"},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{
+			Name: "postgres", Image: image, ImagePullPolicy: corev1.PullNever,
+			Env: []corev1.EnvVar{{Name: "POSTGRES_PASSWORD", Value: password}},
+		}}},
+	}
+	if _, err := cs.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var dsn string
+	testenv.Eventually(t, 3*time.Minute, "the database Pod to answer", func() bool {
+		p, err := cs.CoreV1().Pods(ns).Get(ctx, pod.Name, metav1.GetOptions{})
+		if err != nil || p.Status.PodIP == "" {
+			return false
+		}
+		dsn = fmt.Sprintf("postgres://postgres:%s@%s/postgres?sslmode=disable", password, net.JoinHostPort(p.Status.PodIP, "5432"))
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		conn, err := pgx.Connect(cctx, dsn)
+		if err != nil {
+			return false
+		}
+		conn.Close(cctx)
+		return true
+	})
+	return dsn
+}
+
+// freeze stops every process of the Pod's daemon container where it stands
+// (the cgroup freezer), as a hung node would; it thaws at the test's end.
+func freeze(t *testing.T, cs *k8s.Clientset, state, ns, pod string) {
+	t.Helper()
+	p, err := cs.CoreV1().Pods(ns).Get(context.Background(), pod, metav1.GetOptions{})
+	if err != nil || len(p.Status.ContainerStatuses) == 0 {
+		t.Fatalf("pod %s: %v", pod, err)
+	}
+	id := strings.TrimPrefix(p.Status.ContainerStatuses[0].ContainerID, "containerd://")
+	ctr := func(verb string) error {
+		out, err := exec.Command("ctr", "-a", filepath.Join(state, "containerd", "containerd.sock"), "-n", "k8s.io", "tasks", verb, id).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("ctr tasks %s %s: %v: %s", verb, id, err, out)
+		}
+		return nil
+	}
+	if err := ctr("pause"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := ctr("resume"); err != nil {
+			t.Log(err)
+		}
+	})
+}
+
+// daemonLogs logs the tail of a daemon Pod's output.
+func daemonLogs(t *testing.T, cs *k8s.Clientset, ns, pod string) {
+	t.Helper()
+	tail := int64(60)
+	raw, err := cs.CoreV1().Pods(ns).GetLogs(pod, &corev1.PodLogOptions{TailLines: &tail}).DoRaw(context.Background())
+	if err != nil {
+		p, _ := cs.CoreV1().Pods(ns).Get(context.Background(), pod, metav1.GetOptions{})
+		t.Logf("no logs of %s: %v; pod: %+v", pod, err, p.Status)
+		return
+	}
+	t.Logf("%s output:\n%s", pod, raw)
+}
