@@ -19,6 +19,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	k8s "k8s.io/client-go/kubernetes"
 
@@ -61,7 +62,10 @@ func TestDaemonInCluster(t *testing.T) {
 	run("bash", filepath.Join(repo, "scripts/k8s.sh"), "import", image)
 
 	// The replicas meet on a local destination both mount: one node, one directory.
-	shared := t.TempDir()
+	shared, err := os.MkdirTemp("", "backproof-replicas-")
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := os.Chmod(shared, 0o777); err != nil {
 		t.Fatal(err)
 	}
@@ -108,6 +112,7 @@ secrets:
 	}
 
 	replicas := []*replica{{pod: "bp-backproof-0"}, {pod: "bp-backproof-1"}}
+	t.Cleanup(func() { stopDaemons(t, cs, ns, replicas, shared) })
 	defer func() {
 		if t.Failed() {
 			for _, r := range replicas {
@@ -179,6 +184,7 @@ secrets:
 	}
 	survivor := replicas[1-victim]
 	t.Logf("%s owns %v, %s owns %v; freezing %s", replicas[0].pod, ownedBy(owner, 0), replicas[1].pod, ownedBy(owner, 1), replicas[victim].pod)
+	frozen := time.Now()
 	freeze(t, cs, state, ns, replicas[victim].pod)
 	testenv.Eventually(t, 2*time.Minute, survivor.pod+" to see the other gone", func() bool {
 		return survivor.scrape()["backproof_replicas_live"] == 1
@@ -193,6 +199,7 @@ secrets:
 		}
 		return true
 	})
+	t.Logf("%s backed up all of them %s after the freeze (ttl 6s, schedules every 5s)", survivor.pod, time.Since(frozen).Round(100*time.Millisecond))
 }
 
 func owned(target string) string { return `backproof_target_owned{target="` + target + `"}` }
@@ -299,6 +306,30 @@ func freeze(t *testing.T, cs *k8s.Clientset, state, ns, pod string) {
 			t.Log(err)
 		}
 	})
+}
+
+// stopDaemons removes the StatefulSet and its Pods, and once they are gone,
+// the directory they wrote to.
+func stopDaemons(t *testing.T, cs *k8s.Clientset, ns string, replicas []*replica, dir string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := cs.AppsV1().StatefulSets(ns).Delete(ctx, "bp-backproof", metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		t.Errorf("delete the daemons: %v", err)
+	}
+	grace := int64(1)
+	for _, r := range replicas {
+		err := cs.CoreV1().Pods(ns).Delete(ctx, r.pod, metav1.DeleteOptions{GracePeriodSeconds: &grace})
+		for ; err == nil; time.Sleep(200 * time.Millisecond) {
+			_, err = cs.CoreV1().Pods(ns).Get(ctx, r.pod, metav1.GetOptions{})
+		}
+		if !apierrors.IsNotFound(err) {
+			t.Errorf("pod %s still there: %v", r.pod, err)
+			return
+		}
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		t.Error(err)
+	}
 }
 
 // daemonLogs logs the tail of a daemon Pod's output.
