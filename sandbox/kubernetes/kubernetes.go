@@ -36,8 +36,6 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/watch"
-	k8s "k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/portforward"
@@ -91,7 +89,7 @@ type Options struct {
 type Kubernetes struct {
 	log   *slog.Logger
 	cfg   *rest.Config
-	cs    *k8s.Clientset
+	api   *client
 	opts  Options
 	owner string
 	// forward: reach servers through port-forwards.
@@ -119,7 +117,7 @@ func New(ctx context.Context, log *slog.Logger, o Options) (*Kubernetes, error) 
 	if err != nil {
 		return nil, fmt.Errorf("%w: kubernetes: %v", sandbox.ErrUnavailable, err)
 	}
-	cs, err := k8s.NewForConfig(cfg)
+	api, err := newClient(cfg, o.Namespace)
 	if err != nil {
 		return nil, fmt.Errorf("%w: kubernetes: %v", sandbox.ErrUnavailable, err)
 	}
@@ -132,7 +130,7 @@ func New(ctx context.Context, log *slog.Logger, o Options) (*Kubernetes, error) 
 	if o.ClientLabels == nil {
 		o.ClientLabels = map[string]string{"app.kubernetes.io/name": "backproof"}
 	}
-	k := &Kubernetes{log: log, cfg: cfg, cs: cs, opts: o, owner: docker.Owner()}
+	k := &Kubernetes{log: log, cfg: cfg, api: api, opts: o, owner: docker.Owner()}
 	switch o.Access {
 	case "", AccessAuto:
 		k.forward = !inCluster
@@ -230,7 +228,6 @@ var quotaPoll = [2]time.Duration{500 * time.Millisecond, 10 * time.Second}
 // platform's bound on verifications across daemons) is waited out until
 // ctx ends or the sandbox's deadline passes; any other refusal is final.
 func (k *Kubernetes) create(ctx context.Context, spec sandbox.Spec, pod *corev1.Pod) (*corev1.Pod, error) {
-	pods := k.cs.CoreV1().Pods(k.opts.Namespace)
 	wait, since := quotaPoll[0], time.Now()
 	for {
 		// Created whatever ctx says, like the Docker driver's containers: a
@@ -238,7 +235,8 @@ func (k *Kubernetes) create(ctx context.Context, spec sandbox.Spec, pod *corev1.
 		// with no name to remove it by.
 		setDeadline(pod, spec) // counted from the Pod's start: what is left of it now
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-		created, err := pods.Create(cctx, pod, metav1.CreateOptions{})
+		created := &corev1.Pod{}
+		err := k.api.pods.create(cctx, pod, created)
 		cancel()
 		if err == nil {
 			return created, nil
@@ -446,7 +444,7 @@ func (k *Kubernetes) protect(ctx context.Context, p *corev1.Pod, spec sandbox.Sp
 			// No egress rule: nothing leaves the sandbox.
 		},
 	}
-	if _, err := k.cs.NetworkingV1().NetworkPolicies(p.Namespace).Create(ctx, np, metav1.CreateOptions{}); err != nil {
+	if err := k.api.networkPolicies.create(ctx, np, &networkingv1.NetworkPolicy{}); err != nil {
 		return fmt.Errorf("create network policy: %v", err)
 	}
 	data := map[string][]byte{"BACKPROOF_SANDBOX": []byte("1")}
@@ -454,7 +452,7 @@ func (k *Kubernetes) protect(ctx context.Context, p *corev1.Pod, spec sandbox.Sp
 		data[key] = []byte(v)
 	}
 	sec := &corev1.Secret{ObjectMeta: meta, Data: data, Type: corev1.SecretTypeOpaque}
-	if _, err := k.cs.CoreV1().Secrets(p.Namespace).Create(ctx, sec, metav1.CreateOptions{}); err != nil {
+	if err := k.api.secrets.create(ctx, sec, &corev1.Secret{}); err != nil {
 		return fmt.Errorf("create secret: %v", err)
 	}
 	return nil
@@ -464,8 +462,8 @@ func (k *Kubernetes) protect(ctx context.Context, p *corev1.Pod, spec sandbox.Sp
 // process on this host that is gone (their Secrets and NetworkPolicies go
 // with them). It returns how many it removed.
 func (k *Kubernetes) Sweep(ctx context.Context) (int, error) {
-	list, err := k.cs.CoreV1().Pods(k.opts.Namespace).List(ctx, metav1.ListOptions{LabelSelector: LabelSandbox})
-	if err != nil {
+	list := &corev1.PodList{}
+	if err := k.api.pods.list(ctx, metav1.ListOptions{LabelSelector: LabelSandbox}, list); err != nil {
 		return 0, fmt.Errorf("list sandboxes: %w", err)
 	}
 	now := time.Now()
@@ -497,7 +495,7 @@ func (k *Kubernetes) deletePod(ctx context.Context, name string, uid types.UID) 
 	now := int64(0)
 	bg := metav1.DeletePropagationBackground
 	opts := metav1.DeleteOptions{GracePeriodSeconds: &now, PropagationPolicy: &bg, Preconditions: &metav1.Preconditions{UID: &uid}}
-	return k.cs.CoreV1().Pods(k.opts.Namespace).Delete(ctx, name, opts)
+	return k.api.pods.delete(ctx, name, opts)
 }
 
 func randHex(n int) string {
@@ -550,25 +548,24 @@ func (i *instance) Image() (string, string) { return i.ref, i.imageID }
 // ImageDigest implements sandbox.Digester.
 func (i *instance) ImageDigest() string { return digestOf(i.imageID) }
 
-func (i *instance) pods() podsClient { return i.k.cs.CoreV1().Pods(i.k.opts.Namespace) }
+func (i *instance) pods() objects { return i.k.api.pods }
 
-type podsClient interface {
-	Get(ctx context.Context, name string, opts metav1.GetOptions) (*corev1.Pod, error)
-	Watch(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error)
-	GetLogs(name string, opts *corev1.PodLogOptions) *rest.Request
+func (i *instance) get(ctx context.Context) (*corev1.Pod, error) {
+	p := &corev1.Pod{}
+	return p, i.pods().get(ctx, i.name, p)
 }
 
 // until watches the Pod until cond says done or returns an error.
 func (i *instance) until(ctx context.Context, cond func(*corev1.Pod) (bool, error)) (*corev1.Pod, error) {
 	for {
-		p, err := i.pods().Get(ctx, i.name, metav1.GetOptions{})
+		p, err := i.get(ctx)
 		if err != nil {
 			return nil, err
 		}
 		if done, err := cond(p); done || err != nil {
 			return p, err
 		}
-		w, err := i.pods().Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=" + i.name, ResourceVersion: p.ResourceVersion})
+		w, err := i.pods().watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=" + i.name, ResourceVersion: p.ResourceVersion})
 		if err != nil {
 			return nil, err
 		}
@@ -637,8 +634,7 @@ func (i *instance) preload(ctx context.Context, files []sandbox.File) error {
 	if err != nil {
 		return err
 	}
-	req := i.k.cs.CoreV1().RESTClient().Post().Resource("pods").Namespace(i.k.opts.Namespace).Name(i.name).
-		SubResource("attach").VersionedParams(&corev1.PodAttachOptions{Container: preloadContainer, Stdin: true, Stderr: true}, scheme.ParameterCodec)
+	req := i.pods().subresource(http.MethodPost, i.name, "attach", &corev1.PodAttachOptions{Container: preloadContainer, Stdin: true, Stderr: true})
 	exec, err := remotecommand.NewSPDYExecutor(i.k.cfg, http.MethodPost, req.URL())
 	if err != nil {
 		return err
@@ -679,7 +675,7 @@ func (i *instance) waitRunning(ctx context.Context) (*corev1.Pod, error) {
 // waitReady follows the server's output until the ready line has appeared
 // count times. The stream ends when the container does.
 func (i *instance) waitReady(ctx context.Context, line string, count int) error {
-	rc, err := i.pods().GetLogs(i.name, &corev1.PodLogOptions{Container: serverContainer, Follow: true}).Stream(ctx)
+	rc, err := i.pods().subresource(http.MethodGet, i.name, "log", &corev1.PodLogOptions{Container: serverContainer, Follow: true}).Stream(ctx)
 	if err != nil {
 		return fmt.Errorf("follow the server's output: %v", err)
 	}
@@ -704,7 +700,7 @@ func (i *instance) waitReady(ctx context.Context, line string, count int) error 
 }
 
 func (i *instance) portForward(ctx context.Context, port int) error {
-	req := i.k.cs.CoreV1().RESTClient().Post().Resource("pods").Namespace(i.k.opts.Namespace).Name(i.name).SubResource("portforward")
+	req := i.pods().subresource(http.MethodPost, i.name, "portforward", nil)
 	transport, upgrader, err := spdy.RoundTripperFor(i.k.cfg)
 	if err != nil {
 		return err
@@ -744,7 +740,7 @@ func (i *instance) portForward(ctx context.Context, port int) error {
 
 // Check implements sandbox.Instance.
 func (i *instance) Check(ctx context.Context) error {
-	p, err := i.pods().Get(ctx, i.name, metav1.GetOptions{})
+	p, err := i.get(ctx)
 	if err != nil {
 		return fmt.Errorf("%w: sandbox state: %v", sandbox.ErrUnavailable, err)
 	}
@@ -778,7 +774,7 @@ func (i *instance) Logs(ctx context.Context) string {
 	defer cancel()
 	tail := int64(8)
 	for _, c := range []string{serverContainer, preloadContainer} {
-		b, err := i.pods().GetLogs(i.name, &corev1.PodLogOptions{Container: c, TailLines: &tail}).DoRaw(ctx)
+		b, err := i.pods().subresource(http.MethodGet, i.name, "log", &corev1.PodLogOptions{Container: c, TailLines: &tail}).DoRaw(ctx)
 		if err != nil || len(b) == 0 {
 			continue
 		}
@@ -807,11 +803,10 @@ func (i *instance) Close(ctx context.Context) error {
 			i.k.log.WarnContext(ctx, "could not remove sandbox; the next run removes it", "pod", i.name, "err", err)
 			i.closeError = fmt.Errorf("remove sandbox %s: %w", i.name, err)
 		}
-		ns := i.k.opts.Namespace
-		if err := i.k.cs.CoreV1().Secrets(ns).Delete(ctx, i.name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		if err := i.k.api.secrets.delete(ctx, i.name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
 			i.k.log.DebugContext(ctx, "could not delete the sandbox's secret; the garbage collector does", "pod", i.name, "err", err)
 		}
-		if err := i.k.cs.NetworkingV1().NetworkPolicies(ns).Delete(ctx, i.name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		if err := i.k.api.networkPolicies.delete(ctx, i.name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
 			i.k.log.DebugContext(ctx, "could not delete the sandbox's network policy; the garbage collector does", "pod", i.name, "err", err)
 		}
 	})
