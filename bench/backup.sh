@@ -115,9 +115,8 @@ if [[ -n ${BACKPROOF:-} ]]; then
   [[ -x $BACKPROOF ]] || die "BACKPROOF=$BACKPROOF is not executable"
   BP=$BACKPROOF
 else
-  say "building backproof"
   BP=$WORK/backproof
-  (cd "$REPO" && go build -o "$BP" ./cmd/backproof) || die "go build failed"
+  build_backproof "$BP"
 fi
 
 BUCKET=bp-bench-$(head -c 6 /dev/urandom | od -An -tx1 | tr -d ' \n')

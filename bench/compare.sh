@@ -77,9 +77,8 @@ BUCKET=bench
 s3curl -X PUT -o /dev/null "$BACKPROOF_TEST_S3_ENDPOINT/$BUCKET" || die "cannot create bucket"
 
 if [[ -n ${BACKPROOF:-} ]]; then BP=$BACKPROOF; else
-  say "building backproof"
   BP=$WORK/backproof
-  (cd "$REPO" && go build -o "$BP" ./cmd/backproof) || die "go build failed"
+  build_backproof "$BP"
 fi
 
 dsn_of() { echo "postgres://$PGUSER:$PGPASSWORD@$PGHOST:$PGPORT/$1?sslmode=disable"; }

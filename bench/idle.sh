@@ -19,7 +19,7 @@ WORK=$(mktemp -d /tmp/bp-bench-idle.XXXXXX)
 PID=''
 cleanup() { [[ -z $PID ]] || kill "$PID" 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"; }
 trap cleanup EXIT
-(cd "$REPO" && go build -o "$WORK/backproof" ./cmd/backproof)
+build_backproof "$WORK/backproof"
 PORT=$((20000 + RANDOM % 12000))
 mkdir -p "$WORK/dest"
 cat >"$WORK/c.yaml" <<YAML

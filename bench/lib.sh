@@ -5,6 +5,13 @@
 
 say() { echo "bench: $*" >&2; }
 die() { say "error: $*"; exit 1; }
+
+# build_backproof DEST: the binary as scripts/image.sh ships it (static,
+# stripped): the figures are those of what users run.
+build_backproof() {
+  say "building backproof"
+  (cd "$REPO" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$1" ./cmd/backproof) || die "go build failed"
+}
 loopback() { [[ $1 == 127.0.0.1 || $1 == localhost || $1 == ::1 || $1 == '[::1]' ]]; }
 
 # busy_ticks: CPU ticks all CPUs spent busy since boot (user nice system irq softirq steal).

@@ -56,7 +56,7 @@ INSERT INTO bench.orders WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n +
     REPEAT(SUBSTRING(MD5(n), 1, 8), 1 + n % 10), NOW() - INTERVAL n MINUTE FROM seq;"
 
 cd "$REPO"
-go build -o "$WORK/backproof" ./cmd/backproof
+build_backproof "$WORK/backproof"
 mkdir -p "$WORK/store"
 cat >"$WORK/bp.yaml" <<EOC
 destinations:

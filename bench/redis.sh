@@ -34,8 +34,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-say "building backproof"
-(cd "$REPO" && go build -o "$SCRATCH/backproof" ./cmd/backproof)
+build_backproof "$SCRATCH/backproof"
 
 PASS=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
 PORT=$((20000 + RANDOM % 12000))

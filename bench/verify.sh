@@ -150,9 +150,8 @@ if [[ -n ${BACKPROOF:-} ]]; then
   [[ -x $BACKPROOF ]] || die "BACKPROOF=$BACKPROOF is not executable"
   BP=$BACKPROOF
 else
-  say "building backproof"
   BP=$WORK/backproof
-  (cd "$REPO" && go build -o "$BP" ./cmd/backproof) || die "go build failed"
+  build_backproof "$BP"
 fi
 
 # jobs_for CPUS: the pg_restore --jobs backproof uses (verify.Verifier.jobs).
