@@ -167,12 +167,19 @@ secrets:
 		}
 		return verdict == 1
 	})
+	verifications := `backproof_verify_duration_seconds_count{target="orders"}`
 	for i, r := range replicas {
 		now := r.scrape()
 		for _, tg := range targets {
 			if owner[tg] != i && now[attempts(tg)] != before[i][attempts(tg)] {
 				t.Errorf("%s backed up %s, owned by %s", r.pod, tg, replicas[owner[tg]].pod)
 			}
+		}
+		if _, ok := now[verifications]; owner["orders"] == i && !ok {
+			t.Errorf("%s verified orders but has no %s", r.pod, verifications)
+		}
+		if owner["orders"] != i && now[verifications] != before[i][verifications] {
+			t.Errorf("%s verified orders, owned by %s", r.pod, replicas[owner["orders"]].pod)
 		}
 	}
 
