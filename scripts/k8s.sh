@@ -29,15 +29,6 @@ SANDBOX_PREFIX=${BACKPROOF_SANDBOX_PREFIX:-backproof-sandbox}
 say() { echo "k8s: $*" >&2; }
 die() { say "$*"; exit 1; }
 
-logged() {
-  local log=$1; shift
-  if ! "$@" >>"$log" 2>&1; then
-    say "failed: $* (log: $log)"
-    tail -n 40 "$log" >&2
-    exit 1
-  fi
-}
-
 # The cache key: Go's version and the pinned modules. A change to either builds anew.
 cache_key() {
   { go env GOVERSION; cat "$SCRIPTS"/k8s/kube/go.{mod,sum} "$SCRIPTS"/k8s/etcd/go.{mod,sum} "$SCRIPTS"/k8s/pause/*; } |
@@ -78,7 +69,7 @@ build() {
 }
 
 
-# rand_hex, free_port, closefds
+# logged, apt_install, rand_hex, free_port, closefds
 source "$SCRIPTS/lib.sh"
 
 # daemon NAME CMD...: start CMD in the background, its pid in $STATE/pids/NAME.
@@ -113,13 +104,7 @@ install_packages() {
   [[ -x /usr/lib/cni/bridge ]] || missing+=(containernetworking-plugins)
   command -v openssl >/dev/null || missing+=(openssl)
   ((${#missing[@]})) || return 0
-  [[ $EUID -eq 0 ]] || die "missing packages: ${missing[*]}"
-  say "installing ${missing[*]} (log: $LOGS/apt.log)"
-  local policy=/usr/sbin/policy-rc.d made_policy=
-  if [[ ! -e $policy ]]; then printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && made_policy=1; fi
-  logged "$LOGS/apt.log" apt-get update -q
-  logged "$LOGS/apt.log" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
-  [[ -z $made_policy ]] || rm -f "$policy"
+  apt_install "$LOGS/apt.log" "${missing[@]}"
 }
 
 # A slot (0-9) per running cluster: its bridge, pod subnet and containerd root
@@ -357,6 +342,7 @@ EOF
     cat /sys/fs/cgroup/cpuset/cpuset.cpus >"/sys/fs/cgroup/cpuset/backproof-k8s-$n/cpuset.cpus" 2>/dev/null || true
     cat /sys/fs/cgroup/cpuset/cpuset.mems >"/sys/fs/cgroup/cpuset/backproof-k8s-$n/cpuset.mems" 2>/dev/null || true
   fi
+  (flock 9 && save_sysctls) 9>"$CACHE/k8s/.sysctl.lock"
   daemon kubelet "$BIN/kubelet" --config "$STATE/kubelet.yaml" --kubeconfig "$STATE/node.kubeconfig" \
     --root-dir "$STATE/kubelet" --cert-dir "$STATE/kubelet/pki" --hostname-override "$node" --node-ip "$GATEWAY" --v 0
   await "node $node" 300 sh -c "'$BIN/kubectl' --kubeconfig '$STATE/kubeconfig.tmp' get node '$node' -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}' | grep -qx True"
@@ -364,6 +350,24 @@ EOF
   mv -f "$STATE/kubeconfig.tmp" "$STATE/kubeconfig" # written last: its presence means "up"
   echo "$BIN" >"$STATE/bin"
   say "up in $SECONDS s: $STATE/kubeconfig"
+}
+
+# The host settings every kubelet sets at start. The first cluster up saves
+# them, and the last one down puts them back.
+KUBELET_SYSCTLS=(vm.overcommit_memory kernel.panic kernel.panic_on_oops)
+save_sysctls() {
+  local f=$CACHE/k8s/sysctls.orig k
+  [[ -f $f ]] && return 0
+  for k in "${KUBELET_SYSCTLS[@]}"; do echo "$k=$(sysctl -n "$k")"; done >"$f.tmp" && mv "$f.tmp" "$f"
+}
+restore_sysctls() {
+  local f=$CACHE/k8s/sysctls.orig slot
+  [[ -f $f ]] || return 0
+  for slot in "$CACHE"/k8s/slots/*.taken; do
+    [[ -e $slot ]] && return 0 # another cluster still runs
+  done
+  sysctl -q -p "$f" >/dev/null 2>&1 || say "could not restore $(tr '\n' ' ' <"$f")"
+  rm -f "$f"
 }
 
 # service_route N: what kube-proxy would do for the `kubernetes` Service, for
@@ -434,6 +438,7 @@ down() {
     local cg
     for cg in /sys/fs/cgroup/*/backproof-k8s-"$n"; do [[ -d $cg ]] && find "$cg" -depth -type d -exec rmdir {} \; 2>/dev/null; done
     [[ $(cat "$CACHE/k8s/slots/$n.taken/state" 2>/dev/null) != "$STATE" ]] || rm -rf "$CACHE/k8s/slots/$n.taken"
+    (flock 9 && restore_sysctls) 9>"$CACHE/k8s/.sysctl.lock"
   fi
   rm -rf "$STATE"
 }

@@ -1,6 +1,29 @@
 # Shell helpers shared by scripts/testenv.sh and scripts/k8s.sh (sourced;
 # each defines its own say and die).
 
+# logged LOG CMD...: run CMD with its output appended to LOG; on failure show the tail and exit.
+logged() {
+  local log=$1; shift
+  if ! "$@" >>"$log" 2>&1; then
+    say "failed: $* (log: $log)"
+    tail -n 40 "$log" >&2
+    exit 1
+  fi
+}
+
+# apt_install LOG PACKAGE...: install Debian packages (as root) without letting
+# their scripts start services (Debian's main cluster on :5432, dockerd, containerd).
+apt_install() {
+  local log=$1; shift
+  [[ $EUID -eq 0 ]] || die "missing packages: $* (run as root, or apt-get install them)"
+  say "installing $* (log: $log)"
+  local policy=/usr/sbin/policy-rc.d made_policy=
+  if [[ ! -e $policy ]]; then printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && made_policy=1; fi
+  logged "$log" apt-get update -q
+  logged "$log" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@"
+  [[ -z $made_policy ]] || rm -f "$policy"
+}
+
 rand_hex() { head -c "$1" /dev/urandom | od -An -tx1 | tr -d ' \n'; }
 
 # A TCP port nothing answers on at 127.0.0.1 (a listener on 0.0.0.0 would answer too).

@@ -58,17 +58,8 @@ MYSQL_SERVERS=(
 say() { echo "testenv: $*" >&2; }
 die() { say "$*"; exit 1; }
 
-# logged LOG CMD...: run CMD with its output appended to LOG; on failure show the tail and exit.
-logged() {
-  local log=$1; shift
-  if ! "$@" >>"$log" 2>&1; then
-    say "failed: $* (log: $log)"
-    tail -n 40 "$log" >&2
-    exit 1
-  fi
-}
 
-# rand_hex, free_port, closefds
+# logged, apt_install, rand_hex, free_port, closefds
 source "$SCRIPTS/lib.sh"
 
 # as_pg CMD...: run as the unprivileged postgres user (initdb refuses root).
@@ -90,15 +81,7 @@ install_packages() {
   command -v promtool >/dev/null || missing+=(prometheus)        # alert rule tests
   command -v chromium >/dev/null || missing+=(chromium)          # status page test
   ((${#missing[@]})) || return 0
-
-  [[ $EUID -eq 0 ]] || die "missing packages: ${missing[*]} (run as root, or apt-get install them)"
-  say "installing ${missing[*]} (log: $LOGS/apt.log)"
-  # Package scripts must not start services (Debian's main cluster on :5432, dockerd).
-  local policy=/usr/sbin/policy-rc.d made_policy=
-  if [[ ! -e $policy ]]; then printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && made_policy=1; fi
-  logged "$LOGS/apt.log" apt-get update -q
-  logged "$LOGS/apt.log" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
-  [[ -z $made_policy ]] || rm -f "$policy"
+  apt_install "$LOGS/apt.log" "${missing[@]}"
 }
 
 # MinIO is a ~4 min build: cache the binary under $CACHE/bin, named with its version.
