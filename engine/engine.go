@@ -309,8 +309,10 @@ func URLPassword(dsn string) []string {
 	var out []string
 	// Where the authority ends differs: at "/?#" for URL parsers (pgx,
 	// net/url), at "/?" for MongoDB's driver, which takes a "#" as part of
-	// a password. Every reading's password is a secret.
-	for _, end := range []string{"/?#", "/?"} {
+	// a password, and at "/" alone for it when no "/" precedes the "?"
+	// ("mongodb://u?:p@h" has the password "p"). Every reading's password
+	// is a secret.
+	for _, end := range []string{"/?#", "/?", "/"} {
 		auth := rest
 		if i := strings.IndexAny(auth, end); i >= 0 {
 			auth = auth[:i]
