@@ -384,6 +384,16 @@ func (d *Daemon) begin(ts *targetState, job string, sem chan struct{}) (end func
 	}, true
 }
 
+// stillOwns is owns for a run that waited for a slot: another replica may
+// have taken the target meanwhile.
+func (d *Daemon) stillOwns(target, job string) bool {
+	if d.owns(target) {
+		return true
+	}
+	d.Log.Info("not run: another replica took the target while the run waited for a slot", "target", target, "job", job)
+	return false
+}
+
 // owns reports whether this daemon runs the target's schedules: always,
 // unless replicas share the targets.
 func (d *Daemon) owns(target string) bool {
@@ -417,6 +427,9 @@ func (d *Daemon) backup(cfg *config.Config, t *config.Target, ts *targetState) b
 		return true
 	}
 	defer end()
+	if !d.stillOwns(t.Name, metrics.JobBackup) {
+		return true
+	}
 	ctx := d.ctx
 	log := d.Log.With("target", t.Name, "job", metrics.JobBackup)
 	m := d.Metrics
@@ -505,6 +518,9 @@ func (d *Daemon) verify(cfg *config.Config, t *config.Target, ts *targetState) b
 		return true
 	}
 	defer end()
+	if !d.stillOwns(t.Name, metrics.JobVerify) {
+		return true
+	}
 	log := d.Log.With("target", t.Name, "job", metrics.JobVerify)
 	start := d.now()
 	log.Info("verification starting")

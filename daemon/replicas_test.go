@@ -3,10 +3,15 @@ package daemon
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/backproof/backproof/config"
 	"github.com/backproof/backproof/destination"
+	"github.com/backproof/backproof/internal/testenv"
 )
 
 func TestLiveReplicas(t *testing.T) {
@@ -53,6 +58,53 @@ func TestOwnerMovesOnlyTheDeadOnesTargets(t *testing.T) {
 	for _, m := range three {
 		if count[m] < 60 {
 			t.Errorf("uneven: %v", count)
+		}
+	}
+}
+
+// A run that waited for a slot checks again that its target is still
+// ours: another replica may have joined and taken it meanwhile.
+func TestOwnershipCheckedAfterWaiting(t *testing.T) {
+	jobs := newGatedJobs()
+	cfg := &config.Config{Listen: "127.0.0.1:0", Concurrency: config.Concurrency{Backups: 1}, Targets: targets(2, "@every 1m")}
+	d, clk, logs := runDaemon(t, jobs, cfg)
+	reps := &replicaSet{id: "r0", ttl: time.Hour, clock: clk, live: []string{"r0"}, fresh: t0}
+	d.mu.Lock()
+	d.replicas = reps
+	d.mu.Unlock()
+	owned := func(target string) float64 { return testutil.ToFloat64(d.Metrics.TargetOwned.WithLabelValues(target)) }
+	for _, tg := range []string{"a", "b"} {
+		d.Metrics.TargetOwned.WithLabelValues(tg).Set(-1) // until a run asks
+	}
+
+	tick(t, clk, 2) // both due: one runs, the other waits for the slot
+	first := jobs.waitStarted(t)
+	waiting := map[string]string{"a": "b", "b": "a"}[first]
+	testenv.Eventually(t, time.Minute, "the waiting run to find its target ours", func() bool { return owned(waiting) == 1 })
+	// A replica joins that takes the waiting target and not the running one.
+	var joined string
+	for i := 1; joined == ""; i++ {
+		m := fmt.Sprintf("r%d", i)
+		if owner(waiting, []string{"r0", m}) == m && owner(first, []string{"r0", m}) == "r0" {
+			joined = m
+		}
+	}
+	reps.mu.Lock()
+	reps.live = []string{"r0", joined}
+	reps.mu.Unlock()
+
+	jobs.finish(t)
+	deadline := timeout(t)
+	for {
+		select {
+		case l := <-logs:
+			if strings.Contains(l, "not run: another replica took the target") && strings.Contains(l, "target="+waiting) {
+				return
+			}
+		case name := <-jobs.started:
+			t.Fatalf("the backup of %s ran after %s took it", name, joined)
+		case <-deadline:
+			t.Fatal("the waiting run neither ran nor said why not")
 		}
 	}
 }
