@@ -20,6 +20,8 @@
 set -euo pipefail
 
 SCRIPTS=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# The cluster's addresses are never reached through a proxy.
+export NO_PROXY=${NO_PROXY:+$NO_PROXY,}10.244.0.0/16,10.96.0.0/24 no_proxy=${no_proxy:+$no_proxy,}10.244.0.0/16,10.96.0.0/24
 STATE=${BACKPROOF_K8S_DIR:-/tmp/backproof-k8s}
 CACHE=${BACKPROOF_CACHE_DIR:-/var/cache/backproof}
 LOGS=${BACKPROOF_K8S_LOGS:-$STATE/logs} # outlives `down` when set elsewhere
@@ -182,8 +184,7 @@ EOF
 API_PORT='' GATEWAY=''
 up() {
   mkdir -p "$LOGS" "$STATE/pids"
-  if [[ -f $STATE/kubeconfig ]] && alive "$STATE" kubelet && alive "$STATE" kube-apiserver &&
-    "$BIN/kubectl" --kubeconfig "$STATE/kubeconfig" get --raw /readyz >/dev/null 2>&1; then
+  if check; then
     return 0
   fi
   down
@@ -358,16 +359,27 @@ KUBELET_SYSCTLS=(vm.overcommit_memory kernel.panic kernel.panic_on_oops)
 save_sysctls() {
   local f=$CACHE/k8s/sysctls.orig k
   [[ -f $f ]] && return 0
+  if other_clusters; then
+    say "another cluster's kubelet may have set the host's sysctls already: not saving them"
+    return 0
+  fi
   for k in "${KUBELET_SYSCTLS[@]}"; do echo "$k=$(sysctl -n "$k")"; done >"$f.tmp" && mv "$f.tmp" "$f"
 }
 restore_sysctls() {
-  local f=$CACHE/k8s/sysctls.orig slot
+  local f=$CACHE/k8s/sysctls.orig
   [[ -f $f ]] || return 0
-  for slot in "$CACHE"/k8s/slots/*.taken; do
-    [[ -e $slot ]] && return 0 # another cluster still runs
-  done
+  other_clusters && return 0
   sysctl -q -p "$f" >/dev/null 2>&1 || say "could not restore $(tr '\n' ' ' <"$f")"
   rm -f "$f"
+}
+# other_clusters: does a cluster other than ours run (its etcd alive)?
+other_clusters() {
+  local slot owner
+  for slot in "$CACHE"/k8s/slots/*.taken; do
+    owner=$(cat "$slot/state" 2>/dev/null) || continue
+    [[ $owner != "$STATE" ]] && alive "$owner" etcd && return 0
+  done
+  return 1
 }
 
 # service_route N: what kube-proxy would do for the `kubernetes` Service, for
@@ -463,10 +475,15 @@ stop() {
 }
 
 # check: is the cluster up and answering?
+# A cluster an older k8s.sh started (API server on loopback, no Service
+# route) does not count: `up` replaces it.
 check() {
-  local bin
-  bin=$(cat "$STATE/bin" 2>/dev/null) && [[ -f $STATE/kubeconfig ]] && alive "$STATE" kubelet &&
-    alive "$STATE" kube-apiserver && "$bin/kubectl" --kubeconfig "$STATE/kubeconfig" get --raw /readyz >/dev/null 2>&1
+  local bin n
+  bin=$(cat "$STATE/bin" 2>/dev/null) && n=$(cat "$STATE/slot" 2>/dev/null) && [[ -f $STATE/kubeconfig ]] &&
+    grep -qF "server: \"https://10.244.$n.1:" "$STATE/kubeconfig" &&
+    iptables -w -t nat -C PREROUTING -i "bpk8s$n" -j "BPK8S-SVC-$n" 2>/dev/null &&
+    alive "$STATE" kubelet && alive "$STATE" kube-apiserver &&
+    "$bin/kubectl" --kubeconfig "$STATE/kubeconfig" get --raw /readyz >/dev/null 2>&1
 }
 
 # import IMAGE...: Docker images into the running cluster's containerd.

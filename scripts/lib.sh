@@ -17,11 +17,18 @@ apt_install() {
   local log=$1; shift
   [[ $EUID -eq 0 ]] || die "missing packages: $* (run as root, or apt-get install them)"
   say "installing $* (log: $log)"
-  local policy=/usr/sbin/policy-rc.d made_policy=
-  if [[ ! -e $policy ]]; then printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && made_policy=1; fi
-  logged "$log" apt-get update -q
-  logged "$log" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@"
-  [[ -z $made_policy ]] || rm -f "$policy"
+  # One install at a time on the machine (testenv.sh and k8s.sh may run
+  # together): apt would refuse the second, and the first to finish would
+  # remove the policy that keeps the other's services from starting.
+  (
+    flock 8
+    local policy=/usr/sbin/policy-rc.d
+    if [[ ! -e $policy ]]; then
+      printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+    fi
+    logged "$log" apt-get update -q
+    logged "$log" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@"
+  ) 8>/run/lock/backproof-apt.lock || exit 1
 }
 
 rand_hex() { head -c "$1" /dev/urandom | od -An -tx1 | tr -d ' \n'; }

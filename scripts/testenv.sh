@@ -359,6 +359,7 @@ export BACKPROOF_TEST_MARIADB_IMAGE='$SANDBOX_PREFIX/mariadb:{version}'
 export BACKPROOF_TEST_MYSQL_IMAGE='$SANDBOX_PREFIX/mysql:{version}'
 export TESTCONTAINERS_HOST_OVERRIDE=127.0.0.1
 export TESTCONTAINERS_RYUK_DISABLED=true
+export NO_PROXY='${NO_PROXY:+$NO_PROXY,}10.244.0.0/16,10.96.0.0/24' no_proxy='${no_proxy:+$no_proxy,}10.244.0.0/16,10.96.0.0/24'
 EOF
   )
   mv -f "$ENV_FILE.tmp" "$ENV_FILE" # written last: its presence means "up"
