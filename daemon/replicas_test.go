@@ -69,13 +69,18 @@ func TestOwnershipCheckedAfterWaiting(t *testing.T) {
 	cfg := &config.Config{Listen: "127.0.0.1:0", Concurrency: config.Concurrency{Backups: 1}, Targets: targets(2, "@every 1m")}
 	d, clk, logs := runDaemon(t, jobs, cfg)
 	reps := &replicaSet{id: "r0", ttl: time.Hour, clock: clk, live: []string{"r0"}, fresh: t0}
+	// Once the schedules wait, the daemon has begun applying the config,
+	// which holds d.mu until every target's gauges are set.
+	if !clk.Waiting(2, timeout(t)) {
+		t.Fatal("the schedules never waited on the clock")
+	}
+	owned := func(target string) float64 { return testutil.ToFloat64(d.Metrics.TargetOwned.WithLabelValues(target)) }
 	d.mu.Lock()
 	d.replicas = reps
-	d.mu.Unlock()
-	owned := func(target string) float64 { return testutil.ToFloat64(d.Metrics.TargetOwned.WithLabelValues(target)) }
 	for _, tg := range []string{"a", "b"} {
 		d.Metrics.TargetOwned.WithLabelValues(tg).Set(-1) // until a run asks
 	}
+	d.mu.Unlock()
 
 	tick(t, clk, 2) // both due: one runs, the other waits for the slot
 	first := jobs.waitStarted(t)
