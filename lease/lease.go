@@ -180,6 +180,9 @@ func Acquire(ctx context.Context, dests []backup.Destination, target, op string,
 			l.releaseAll(ctx)
 			return nil, held
 		case err != nil:
+			// The store may have taken our record even so (a reply lost
+			// to a cancel or a timeout): it would block others for a TTL.
+			l.releaseIfOurs(ctx, d)
 			if ctx.Err() != nil {
 				l.releaseAll(ctx)
 				return nil, ctx.Err()
@@ -271,6 +274,23 @@ func (l *Lease) releaseAll(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// releaseIfOurs marks released the newest record on d when it is ours:
+// for a destination whose acquire failed, where it may be ours anyway.
+func (l *Lease) releaseIfOurs(ctx context.Context, d backup.Destination) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	top, cur, err := l.highest(ctx, d)
+	if err != nil || cur == nil || cur.Token != l.rec.Token || cur.Released {
+		return
+	}
+	rec := *cur
+	rec.Renewed, rec.Expires, rec.Released = l.now().UTC(), l.now().UTC(), true
+	rec.Epoch = top
+	if err := l.write(ctx, d, rec); err != nil {
+		l.log.WarnContext(ctx, "cannot release a lease taken while its acquire failed", "target", l.target, "destination", d.Name, "error", err)
+	}
 }
 
 // acquire takes the lease on one destination.

@@ -275,3 +275,40 @@ func (f failing) PutIfAbsent(context.Context, string, []byte) error          { r
 func (f failing) Stat(context.Context, string) (destination.Object, error) {
 	return destination.Object{}, f.err
 }
+
+// lostReply stores a lease record and then reports the caller's cancel, as a
+// store does whose reply is lost when the process stops mid-request.
+type lostReply struct {
+	destination.Destination
+	cancel context.CancelFunc
+}
+
+func (l lostReply) PutIfAbsent(ctx context.Context, key string, data []byte) error {
+	if err := l.Destination.PutIfAbsent(context.WithoutCancel(ctx), key, data); err != nil {
+		return err
+	}
+	l.cancel()
+	return context.Canceled
+}
+
+// An acquire cancelled after the store took its record leaves nothing that
+// blocks the next holder.
+func TestCancelledAcquireLeavesNoLease(t *testing.T) {
+	ds := dests(t)
+	for i, d := range ds {
+		t.Run(d.Name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			target := fmt.Sprintf("orders-%d", i)
+			lost := []backup.Destination{{Name: d.Name, Destination: lostReply{d.Destination, cancel}}}
+			if _, err := lease.Acquire(ctx, lost, target, "prune", opts("host-a", time.Hour)); !errors.Is(err, context.Canceled) {
+				t.Fatalf("Acquire: %v, want context.Canceled", err)
+			}
+			b, err := lease.Acquire(context.Background(), []backup.Destination{d}, target, "backup", opts("host-b", time.Hour))
+			if err != nil {
+				t.Fatalf("next holder: %v", err)
+			}
+			b.Release(context.Background())
+		})
+	}
+}
