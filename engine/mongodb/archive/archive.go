@@ -21,6 +21,7 @@ import (
 	"strings"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 
 	"github.com/backproof/backproof/internal/readn"
 )
@@ -249,7 +250,7 @@ func NewReader(r io.Reader) (*Reader, error) {
 	case term:
 		return nil, formatErr("archive has no header")
 	}
-	if err := bson.Unmarshal(doc, &a.Header); err != nil {
+	if err := unmarshal(doc, &a.Header); err != nil {
 		return nil, formatErr("archive header: %v", err)
 	}
 	if a.Header.Version != FormatVersion {
@@ -267,7 +268,7 @@ func NewReader(r io.Reader) (*Reader, error) {
 			break
 		}
 		var c Collection
-		if err := bson.Unmarshal(doc, &c); err != nil {
+		if err := unmarshal(doc, &c); err != nil {
 			return nil, formatErr("collection metadata %d: %v", len(a.Prelude)+1, err)
 		}
 		ns := c.Namespace()
@@ -310,7 +311,7 @@ func (a *Reader) Next() (Item, error) {
 				return Item{}, formatErr("a terminator where a namespace header belongs")
 			}
 			var h namespaceHeader
-			if err := bson.Unmarshal(doc, &h); err != nil {
+			if err := unmarshal(doc, &h); err != nil {
 				return Item{}, formatErr("namespace header: %v", err)
 			}
 			ns := h.DB + "." + h.Collection
@@ -405,6 +406,16 @@ func (a *Reader) next() (doc []byte, term bool, err error) {
 		return nil, false, formatErr("a BSON document of %d bytes does not end with a NUL byte", n)
 	}
 	return doc, false, nil
+}
+
+// unmarshal decodes a document read from the archive once its structure
+// holds: the driver's decoder loops forever on some malformed documents
+// (an element length of -29, found by FuzzReader).
+func unmarshal(doc []byte, v any) error {
+	if err := bsoncore.Document(doc).Validate(); err != nil {
+		return err
+	}
+	return bson.Unmarshal(doc, v)
 }
 
 func truncated(err error) error {
