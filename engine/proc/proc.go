@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -139,7 +140,51 @@ type Tool struct {
 // Probe runs "<path> --version" and reads the version with re, whose first
 // group is the major version and whose second, optional, the rest (".18").
 // flavor names the expected product in the error when re does not match.
+// Answers are kept for as long as the file stays the same, except a
+// dispatcher's (see Find), whose answer changes when a version is added.
 func Probe(ctx context.Context, path string, re *regexp.Regexp, flavor string) (Tool, error) {
+	real, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return Tool{}, err
+	}
+	if dispatcher(path, real) {
+		return runProbe(ctx, path, re, flavor)
+	}
+	fi, err := os.Stat(real)
+	if err != nil {
+		return Tool{}, err
+	}
+	key := probeKey{path, re.String(), fi.Size(), fi.ModTime().UnixNano()}
+	if v, ok := probed.Load(key); ok && os.SameFile(v.(probeAnswer).fi, fi) {
+		return v.(probeAnswer).tool, nil
+	}
+	t, err := runProbe(ctx, path, re, flavor)
+	if err == nil {
+		probed.Store(key, probeAnswer{fi, t})
+	}
+	return t, err
+}
+
+// dispatcher says whether path is a link to a program of another name,
+// such as Debian's pg_wrapper, which runs one of the installed versions.
+func dispatcher(path, real string) bool { return filepath.Base(real) != filepath.Base(path) }
+
+// probed holds Probe's answers: a backup or a verification looks for its
+// tools each time, and "pg_restore --version" takes 2 ms, through Debian's
+// pg_wrapper 20 ms.
+var probed sync.Map // probeKey → probeAnswer
+
+type probeKey struct {
+	path, re  string
+	size, mod int64
+}
+
+type probeAnswer struct {
+	fi   os.FileInfo
+	tool Tool
+}
+
+func runProbe(ctx context.Context, path string, re *regexp.Regexp, flavor string) (Tool, error) {
 	cmd := exec.CommandContext(ctx, path, "--version")
 	cmd.Env = Environ(os.Environ(), nil)
 	out, err := cmd.Output()
@@ -161,7 +206,9 @@ func Probe(ctx context.Context, path string, re *regexp.Regexp, flavor string) (
 // Find lists the installed copies of a tool: in dirs when given, else the
 // one on PATH and those matching globs (distributions install versions side
 // by side, e.g. "/usr/lib/postgresql/*/bin/"), each once, with the version
-// probe reads. Copies probe rejects are left out.
+// probe reads. Copies probe rejects are left out. A dispatcher (Debian's
+// pg_wrapper) runs one of the copies the globs find: it is probed only when
+// they find none.
 func Find(ctx context.Context, name string, dirs, globs []string, probe func(ctx context.Context, path string) (Tool, error)) []Tool {
 	var paths []string
 	if len(dirs) > 0 {
@@ -178,6 +225,7 @@ func Find(ctx context.Context, name string, dirs, globs []string, probe func(ctx
 		}
 	}
 	var tools []Tool
+	var dispatchers []string
 	seen := map[string]bool{}
 	for _, p := range paths {
 		real, err := filepath.EvalSymlinks(p)
@@ -185,6 +233,18 @@ func Find(ctx context.Context, name string, dirs, globs []string, probe func(ctx
 			continue
 		}
 		seen[real] = true
+		if dispatcher(p, real) {
+			dispatchers = append(dispatchers, p)
+			continue
+		}
+		if t, err := probe(ctx, p); err == nil {
+			tools = append(tools, t)
+		}
+	}
+	for _, p := range dispatchers {
+		if len(tools) > 0 {
+			break
+		}
 		if t, err := probe(ctx, p); err == nil {
 			tools = append(tools, t)
 		}

@@ -3,7 +3,10 @@ package proc
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -147,5 +150,89 @@ func TestStdoutBuffer(t *testing.T) {
 	t.Setenv("PATH", t.TempDir())
 	if path, args := StdoutBuffer(1<<20, env, "-0"); path != env || len(args) != 1 || args[0] != "-0" {
 		t.Errorf("without stdbuf: %s %q", path, args)
+	}
+}
+
+// fakeTool writes an executable script at path that prints version and
+// counts its runs in path+".runs".
+func fakeTool(t *testing.T, path, version string) {
+	t.Helper()
+	script := fmt.Sprintf("#!/bin/sh\necho x >> '%s.runs'\necho 'tool (Fake) %s'\n", path, version)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func runs(t *testing.T, path string) int {
+	t.Helper()
+	b, err := os.ReadFile(path + ".runs")
+	if errors.Is(err, os.ErrNotExist) {
+		return 0
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Count(string(b), "x")
+}
+
+var fakeRE = regexp.MustCompile(`\(Fake\) (\d+)(\.\d+)?`)
+
+// A program is asked its version once for as long as its file stays the
+// same.
+func TestProbeCached(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "tool")
+	fakeTool(t, path, "15.1")
+	for range 3 {
+		if got, err := Probe(ctx, path, fakeRE, "Fake"); err != nil || got.Version != "15.1" {
+			t.Fatalf("Probe = %v, %v", got, err)
+		}
+	}
+	if n := runs(t, path); n != 1 {
+		t.Errorf("ran %d times, want 1", n)
+	}
+	fakeTool(t, path, "16.22") // an upgrade in place
+	if got, err := Probe(ctx, path, fakeRE, "Fake"); err != nil || got.Version != "16.22" || got.Major != 16 {
+		t.Fatalf("after the upgrade: Probe = %v, %v", got, err)
+	}
+}
+
+// A link on PATH to a program of another name (Debian's pg_wrapper) is not
+// asked when the versioned directories hold copies, and never cached.
+func TestFindDispatcher(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	wrapper := filepath.Join(dir, "share", "wrapper")
+	fakeTool(t, wrapper, "16.1")
+	bin := filepath.Join(dir, "bin")
+	if err := os.MkdirAll(bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(wrapper, filepath.Join(bin, "tool")); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", bin)
+	probe := func(ctx context.Context, p string) (Tool, error) { return Probe(ctx, p, fakeRE, "Fake") }
+	globs := []string{filepath.Join(dir, "v*") + "/"}
+
+	if tools := Find(ctx, "tool", nil, globs, probe); len(tools) != 1 || tools[0].Major != 16 {
+		t.Fatalf("only the dispatcher: %v", tools)
+	}
+	Find(ctx, "tool", nil, globs, probe)
+	if n := runs(t, wrapper); n != 2 {
+		t.Errorf("dispatcher ran %d times in two Finds, want 2 (never cached)", n)
+	}
+
+	copy := filepath.Join(dir, "v16", "tool")
+	fakeTool(t, copy, "16.1")
+	tools := Find(ctx, "tool", nil, globs, probe)
+	if len(tools) != 1 || tools[0].Path != copy {
+		t.Fatalf("with a versioned copy: %v, want only %s", tools, copy)
+	}
+	if n := runs(t, wrapper); n != 2 {
+		t.Errorf("dispatcher ran again (%d) with a versioned copy there", n)
 	}
 }
