@@ -27,8 +27,10 @@
 #      autovacuum=off): what the settings alone buy.
 #   T  S with backproof's restore method: the artifact decompressed to a file
 #      while the container starts, then `pg_restore --jobs=N` from the file
-#      (N as backproof picks it: 1 in a single transaction up to 2 CPUs, else
-#      min(8, ceil(CPUS))). V minus T is
+#      (N as backproof picks it: 1 in a single transaction under 2 CPUs, else
+#      min(8, ceil(CPUS))). backproof also writes the data offsets into its
+#      spool, which pg_dump could not write to a pipe; T's workers read
+#      through the file to find their data instead. V minus T is
 #      backproof's own cost: its checks and its overhead.
 # Two more by-hand variants take T apart:
 #   F  S from the decompressed file (one job, --single-transaction): the spool alone.
@@ -155,7 +157,7 @@ else
 fi
 
 # jobs_for CPUS: the pg_restore --jobs backproof uses (verify.Verifier.jobs).
-jobs_for() { awk -v c="$1" 'BEGIN { if (c <= 2) { print 1; exit } n = int(c); if (n < c) n++; if (n > 8) n = 8; print n }'; }
+jobs_for() { awk -v c="$1" 'BEGIN { if (c < 2) { print 1; exit } n = int(c); if (n < c) n++; if (n > 8) n = 8; print n }'; }
 
 # One config per CPU limit. The DSN comes from the environment (${VAR} expansion).
 export BENCH_PG_DSN=''

@@ -212,8 +212,10 @@ type Prover interface {
 	// info is what the manifest of the backup to restore recorded, for
 	// settings sized to it; nil when there is no backup.
 	Sandbox(image, password string, info *DumpInfo) (sandbox.Spec, Server)
-	// Restore loads a decompressed artifact from a local file into srv. info
-	// is what the manifest recorded at dump time. A backup the restore
+	// Restore loads a decompressed artifact from a local file into srv; the
+	// file is the caller's spool, which Restore may rewrite to read it
+	// faster, never changing what it restores. info is what the manifest
+	// recorded at dump time. A backup the restore
 	// rejects is ErrRestore (ErrCorrupt when the artifact itself is
 	// damaged), wrapped; anything else is operational.
 	Restore(ctx context.Context, srv Server, path string, info *DumpInfo, opts RestoreOptions) error
@@ -249,7 +251,7 @@ type PreloadChooser interface {
 
 // RestoreOptions tune a restore.
 type RestoreOptions struct {
-	Jobs int // parallel restore jobs where the format allows; <= 1: one, in a single transaction
+	Jobs int // at most this many parallel restore jobs, where the format and the data allow; <= 1: one, in a single transaction
 	// Clean (--force) replaces the objects the dump contains.
 	Clean bool
 	// Progress, when set, is written every byte of the artifact as the

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 )
 
 // The custom archive format, as pg_dump writes it to a pipe: a header, the
@@ -18,6 +20,10 @@ const (
 
 	blockData  = 1
 	blockBlobs = 3
+
+	// A TOC entry's data offset flag (pg_backup_archiver.h).
+	offsetNotSet = 1
+	offsetSet    = 2
 
 	// Names of schemas and tables are at most 63 bytes; descriptions are
 	// short. Anything longer is read past, never kept.
@@ -54,19 +60,110 @@ type archive struct {
 	minor                int
 	intSize, offSize     int
 	tag, desc, namespace []byte // of the entry being read
+
+	// Only when positions are tracked (indexData): what has been read
+	// from the file, the data offsets left unset and the data blocks, each
+	// by dump id and position.
+	read          *countingReader
+	unset, blocks map[int64]int64
+}
+
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// pos is the position in the file of the next byte to be read.
+func (a *archive) pos() int64 { return a.read.n - int64(a.r.Buffered()) }
+
+// dataIndex is where an archive's data blocks are (by dump id), and where
+// its table of contents has a data offset pg_dump left unset because it
+// wrote to a pipe.
+type dataIndex struct {
+	offSize       int
+	size          int64 // of the archive
+	unset, blocks map[int64]int64
+}
+
+// indexData reads an uncompressed custom-format archive to its end. An
+// archive of a layout this reader does not know is errArchiveLayout.
+func indexData(r io.Reader) (*dataIndex, error) {
+	read := &countingReader{r: r}
+	a := &archive{r: bufio.NewReaderSize(read, 1<<20), read: read,
+		unset: make(map[int64]int64), blocks: make(map[int64]int64)}
+	if _, err := a.walk(false); err != nil {
+		return nil, err
+	}
+	if a.offSize > 8 {
+		return nil, a.layout("offset size %d", a.offSize)
+	}
+	return &dataIndex{offSize: a.offSize, size: read.n, unset: a.unset, blocks: a.blocks}, nil
+}
+
+// largest returns the size of the largest data block and of all of them.
+func (ix *dataIndex) largest() (largest, all int64) {
+	at := slices.Sorted(maps.Values(ix.blocks))
+	for i, p := range at {
+		end := ix.size
+		if i+1 < len(at) {
+			end = at[i+1]
+		}
+		largest = max(largest, end-p)
+		all += end - p
+	}
+	return largest, all
+}
+
+// setOffsets writes into the archive the position of every data block
+// whose offset is unset, as pg_dump writes them back when its output is a
+// file, and returns how many it set. With them, each worker of pg_restore
+// --jobs seeks to its block instead of reading through every block before
+// it. pg_restore checks that the block at an offset has the entry's dump id.
+func (ix *dataIndex) setOffsets(w io.WriterAt) (int, error) {
+	var buf [9]byte
+	set := 0
+	for id, at := range ix.unset {
+		block, ok := ix.blocks[id]
+		if !ok || ix.offSize < 8 && block>>(8*ix.offSize) != 0 {
+			continue
+		}
+		buf[0] = offsetSet
+		for i := range ix.offSize {
+			buf[1+i] = byte(block >> (8 * i))
+		}
+		if _, err := w.WriteAt(buf[:1+ix.offSize], at); err != nil {
+			return set, err
+		}
+		set++
+	}
+	return set, nil
 }
 
 func (a *archive) layout(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", errArchiveLayout, fmt.Sprintf(format, args...))
 }
 
-func (a *archive) rows() (map[tableKey]int64, error) {
+func (a *archive) rows() (map[tableKey]int64, error) { return a.walk(true) }
+
+// walk reads the archive to its end: its table of contents, then every data
+// block, counting COPY rows when asked to.
+func (a *archive) walk(count bool) (map[tableKey]int64, error) {
 	tables, err := a.header()
 	if err != nil {
 		return nil, err
 	}
 	rows := make(map[tableKey]int64, len(tables))
 	for {
+		var at int64
+		if a.blocks != nil {
+			at = a.pos()
+		}
 		kind, err := a.r.ReadByte()
 		if err == io.EOF {
 			return rows, nil
@@ -78,9 +175,13 @@ func (a *archive) rows() (map[tableKey]int64, error) {
 		if err != nil {
 			return nil, err
 		}
+		if a.blocks != nil {
+			a.blocks[id] = at
+		}
 		switch kind {
 		case blockData:
 			key, counted := tables[id]
+			counted = counted && count
 			n, err := a.chunks(counted)
 			if err != nil {
 				return nil, err
@@ -238,8 +339,16 @@ func (a *archive) entry() (id int64, key tableKey, isData bool, err error) {
 	if err != nil {
 		return
 	}
-	if _, err = a.byte(); err != nil { // data offset: flag, then offSize bytes
+	var at int64
+	if a.unset != nil {
+		at = a.pos()
+	}
+	var flag byte
+	if flag, err = a.byte(); err != nil { // data offset: flag, then offSize bytes
 		return
+	}
+	if a.unset != nil && flag == offsetNotSet {
+		a.unset[id] = at
 	}
 	if _, err = a.r.Discard(a.offSize); err != nil {
 		err = a.eof(err)

@@ -5,6 +5,9 @@ import (
 	"context"
 	"errors"
 	"io"
+	"maps"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -105,6 +108,16 @@ func TestArchiveRows(t *testing.T) {
 
 func serverCounts(t *testing.T, dsn string) map[tableKey]int64 {
 	t.Helper()
+	counts := countsOf(t, dsn)
+	if len(counts) != 9 || counts[tableKey{"public", "big"}] != 60000 {
+		t.Fatalf("seeded tables: %v", counts)
+	}
+	return counts
+}
+
+// countsOf is count(*) of every table of the database at dsn.
+func countsOf(t *testing.T, dsn string) map[tableKey]int64 {
+	t.Helper()
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
@@ -121,9 +134,6 @@ func serverCounts(t *testing.T, dsn string) map[tableKey]int64 {
 	counts := map[tableKey]int64{}
 	for _, tbl := range tables {
 		counts[tableKey{tbl.Schema, tbl.Name}] = tbl.Rows
-	}
-	if len(counts) != 9 || counts[tableKey{"public", "big"}] != 60000 {
-		t.Fatalf("seeded tables: %v", counts)
 	}
 	return counts
 }
@@ -216,4 +226,125 @@ func FuzzArchiveRows(f *testing.F) {
 			}
 		}
 	})
+}
+
+// An archive pg_dump wrote to a pipe, once its data offsets are set, is
+// byte for byte the archive pg_dump writes to a file (up to the creation
+// time in the header), and restores with parallel jobs. One whose data is
+// mostly one table restores with one job, and is left as it is.
+func TestParallelRestore(t *testing.T) {
+	for _, srv := range testenv.PostgresServers {
+		t.Run(srv.Name(), func(t *testing.T) {
+			ctx := context.Background()
+			dsn := srv.NewDB(t)
+			testenv.Exec(t, dsn, awkwardRows)
+			e := New(dsn, WithBinDirs(srv.Tools(t)))
+
+			// "big" holds most of the data.
+			spool, info, _ := dumpTwice(t, srv, e, dsn)
+			before, err := os.ReadFile(spool)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if jobs, err := e.parallel(ctx, spool, 2); err != nil || jobs != 1 {
+				t.Fatalf("one table of most data: %d jobs (%v), want 1", jobs, err)
+			}
+			if after, err := os.ReadFile(spool); err != nil || !bytes.Equal(after, before) {
+				t.Fatalf("the archive changed for one job (%v)", err)
+			}
+
+			// Two tables share it out.
+			testenv.Exec(t, dsn, `CREATE TABLE big2 AS SELECT * FROM big`)
+			spool, info, want := dumpTwice(t, srv, e, dsn)
+			if jobs, err := e.parallel(ctx, spool, 2); err != nil || jobs != 2 {
+				t.Fatalf("two tables: %d jobs (%v), want 2", jobs, err)
+			}
+			got, err := os.ReadFile(spool)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(maskCreated(t, got), maskCreated(t, want)) {
+				t.Fatal("the archive with its offsets set differs from pg_dump's own file")
+			}
+			ix, err := indexData(bytes.NewReader(got))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(ix.unset) != 0 || len(ix.blocks) != 11 { // 10 tables and the large objects
+				t.Errorf("after: %d offsets unset, %d blocks, want 0 and 11", len(ix.unset), len(ix.blocks))
+			}
+
+			target := srv.NewDB(t)
+			if err := e.RestoreInto(ctx, target, spool, info, engine.RestoreOptions{Jobs: 2}); err != nil {
+				t.Fatal(err)
+			}
+			if got, want := countsOf(t, target), countsOf(t, dsn); !maps.Equal(got, want) {
+				t.Errorf("restored with 2 jobs: %v, want %v", got, want)
+			}
+		})
+	}
+}
+
+// dumpTwice dumps the database at dsn as a backup does, through a pipe,
+// into a spool file whose path it returns, and as pg_dump does into a file
+// it can seek in, whose bytes it returns. The piped archive must lack its
+// data offsets.
+func dumpTwice(t *testing.T, srv testenv.PostgresServer, e *Engine, dsn string) (string, *engine.DumpInfo, []byte) {
+	t.Helper()
+	dir := t.TempDir()
+	var piped bytes.Buffer
+	info, err := e.Dump(context.Background(), &piped)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spool := filepath.Join(dir, "spool.pgdump")
+	if err := os.WriteFile(spool, piped.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dbArg, password, err := splitPassword(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "file.pgdump")
+	dump := command(context.Background(), filepath.Join(srv.Tools(t), "pg_dump"), password,
+		"--format=custom", "--compress=0", "--no-password", "--file="+file, "--dbname="+dbArg)
+	if out, err := dump.CombinedOutput(); err != nil {
+		t.Fatalf("pg_dump --file: %v: %s", err, out)
+	}
+	want, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Equal(maskCreated(t, piped.Bytes()), maskCreated(t, want)) {
+		t.Fatal("the piped archive already has its data offsets")
+	}
+	return spool, info, want
+}
+
+// The sizes of data blocks run from one block's start to the next's, the
+// last to the archive's end.
+func TestDataIndexLargest(t *testing.T) {
+	ix := &dataIndex{size: 1000, blocks: map[int64]int64{7: 350, 3: 100, 5: 300}}
+	if largest, all := ix.largest(); largest != 650 || all != 900 {
+		t.Errorf("largest() = %d, %d, want 650, 900", largest, all)
+	}
+	if largest, all := (&dataIndex{size: 10}).largest(); largest != 0 || all != 0 {
+		t.Errorf("no blocks: largest() = %d, %d", largest, all)
+	}
+}
+
+// maskCreated zeroes the creation time in an archive's header.
+func maskCreated(t *testing.T, archive []byte) []byte {
+	t.Helper()
+	if len(archive) < 11 {
+		t.Fatalf("archive of %d bytes", len(archive))
+	}
+	minor, intSize := int(archive[6]), 1+int(archive[8])
+	at := 11 + intSize // the compression, an integer before 1.15
+	if minor >= 15 {
+		at = 12
+	}
+	out := bytes.Clone(archive)
+	clear(out[at : at+7*intSize])
+	return out
 }

@@ -37,7 +37,9 @@ const dataDir = "/var/lib/postgresql/data"
 // restore speed: it is thrown away after the checks. Its lock table holds
 // every relation of the backup (locksPerTransaction).
 func (e *Engine) Sandbox(image, password string, info *engine.DumpInfo) (sandbox.Spec, engine.Server) {
-	srv := engine.Server{User: "postgres", Password: password, Database: "backproof"}
+	// The restore goes into initdb's own database: the image's entrypoint
+	// then creates none (a CREATE DATABASE took 0.13 s of the start).
+	srv := engine.Server{User: "postgres", Password: password, Database: "postgres"}
 	return sandbox.Spec{
 		Image: image,
 		Env: map[string]string{
@@ -103,7 +105,48 @@ func ConnString(srv engine.Server) string {
 // Roles and grants of the source do not exist in a sandbox, so ownership and
 // privileges are not restored.
 func (e *Engine) Restore(ctx context.Context, srv engine.Server, path string, info *engine.DumpInfo, opts engine.RestoreOptions) error {
+	jobs, err := e.parallel(ctx, path, opts.Jobs)
+	if err != nil {
+		return err
+	}
+	opts.Jobs = jobs
 	return e.restoreFile(ctx, ConnString(srv), path, info, opts)
+}
+
+// parallel returns how many of the jobs offered the restore of the archive
+// at path uses, and sets the archive's data offsets for them, so that each
+// job seeks to its data. Jobs restore a table each: when one table holds
+// half of the data or more, one job in a single transaction is faster. With
+// two jobs and offsets, the orders database of bench/compare.sh (largest
+// table 39% of the data) restored in 2.1 s against 2.5 s without offsets
+// and 3.1 s with one job; pgbench's (one table, 99.99%) in 2.2 s against
+// 1.9 s with one job.
+func (e *Engine) parallel(ctx context.Context, path string, jobs int) (int, error) {
+	if jobs <= 1 {
+		return jobs, nil
+	}
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	ix, err := indexData(f)
+	if errors.Is(err, errArchiveLayout) {
+		e.log.DebugContext(ctx, "parallel restore without data offsets", "reason", err)
+		return jobs, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read the spooled archive: %w", err)
+	}
+	if largest, all := ix.largest(); 2*largest >= all {
+		return 1, nil
+	}
+	n, err := ix.setOffsets(f)
+	if err != nil {
+		return 0, fmt.Errorf("set the data offsets of the spooled archive: %w", err)
+	}
+	e.log.DebugContext(ctx, "data offsets set", "entries", n)
+	return jobs, f.Close()
 }
 
 // RestoreInto restores the archive at path into the database at dsn, with a
@@ -119,7 +162,12 @@ func (e *Engine) RestoreInto(ctx context.Context, dsn, path string, info *engine
 	if err := e.checkTarget(ctx, dsn, info); err != nil {
 		return err
 	}
-	err := e.restoreFile(ctx, dsn, path, info, opts)
+	jobs, err := e.parallel(ctx, path, opts.Jobs)
+	if err != nil {
+		return err
+	}
+	opts.Jobs = jobs
+	err = e.restoreFile(ctx, dsn, path, info, opts)
 	if err != nil && opts.Jobs <= 1 {
 		return fmt.Errorf("%w; rolled back (one transaction): the target is as it was before", err)
 	}

@@ -149,7 +149,8 @@ func PostgresImageTemplate(t testing.TB) string {
 // Tools returns a directory holding pg_dump and pg_restore of the server's
 // major: the host's for 15; for the others, scripts that run them in a
 // throwaway container of the server's image on the host's network (the
-// servers are on 127.0.0.1), with PGPASSWORD passed in the environment only.
+// servers are on 127.0.0.1), with PGPASSWORD passed in the environment only
+// and the temporary directory at its own path, for files named in argv.
 func (s PostgresServer) Tools(t testing.TB) string {
 	t.Helper()
 	if s.Major == 15 {
@@ -160,9 +161,9 @@ func (s PostgresServer) Tools(t testing.TB) string {
 	if err != nil {
 		Unavailable(t, "no docker CLI: %v", err)
 	}
-	dir := t.TempDir()
+	dir, tmp := t.TempDir(), os.TempDir()
 	for _, tool := range []string{"pg_dump", "pg_restore"} {
-		script := fmt.Sprintf("#!/bin/sh\nexec %s run --rm -i --network host -e PGPASSWORD --entrypoint %s %s \"$@\"\n", docker, tool, image)
+		script := fmt.Sprintf("#!/bin/sh\nexec %s run --rm -i --network host -e PGPASSWORD -v %s:%[2]s --entrypoint %s %s \"$@\"\n", docker, tmp, tool, image)
 		if err := os.WriteFile(filepath.Join(dir, tool), []byte(script), 0o755); err != nil {
 			t.Fatal(err)
 		}

@@ -86,13 +86,13 @@ func TestSandboxContainsRestoredCode(t *testing.T) {
 	host, port, _ := net.SplitHostPort(addr)
 
 	// The source: the function does nothing there, only in the sandbox's
-	// database ("backproof").
+	// database ("postgres").
 	src := testenv.NewPostgresDB(t)
 	testenv.Exec(t, src, fmt.Sprintf(`
 CREATE TABLE escape (result text);
 CREATE FUNCTION phone_home(v int) RETURNS boolean LANGUAGE plpgsql AS $f$
 BEGIN
-  IF current_database() = 'backproof' THEN
+  IF current_database() = 'postgres' THEN
     EXECUTE $c$COPY public.escape FROM PROGRAM 'bash -c "(exec 3<>/dev/tcp/%s/%s && echo reached) 2>/dev/null || echo blocked"'$c$;
   END IF;
   RETURN true;
