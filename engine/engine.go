@@ -138,7 +138,9 @@ type Restorer interface {
 	// with any unless --force; then it changes nothing at all.
 	Objects(ctx context.Context, dsn string) (int, error)
 	// RestoreInto restores a decompressed artifact from a local file into
-	// the database at dsn. info is what the manifest recorded at dump time.
+	// the database at dsn; the file is the caller's spool, which it may
+	// rewrite to read it faster, as Prover.Restore. info is what the
+	// manifest recorded at dump time.
 	// With opts.Clean (--force) the objects the dump contains replace those
 	// of the same name, and other objects are left alone. A backup the
 	// restore rejects is ErrRestore or ErrCorrupt, wrapped. Every error says

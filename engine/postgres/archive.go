@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"os"
 	"slices"
 )
 
@@ -100,9 +101,6 @@ func indexData(r io.Reader) (*dataIndex, error) {
 	if _, err := a.walk(false); err != nil {
 		return nil, err
 	}
-	if a.offSize > 8 {
-		return nil, a.layout("offset size %d", a.offSize)
-	}
 	return &dataIndex{offSize: a.offSize, size: read.n, unset: a.unset, blocks: a.blocks}, nil
 }
 
@@ -120,12 +118,25 @@ func (ix *dataIndex) largest() (largest, all int64) {
 	return largest, all
 }
 
-// setOffsets writes into the archive the position of every data block
-// whose offset is unset, as pg_dump writes them back when its output is a
-// file, and returns how many it set. With them, each worker of pg_restore
-// --jobs seeks to its block instead of reading through every block before
-// it. pg_restore checks that the block at an offset has the entry's dump id.
-func (ix *dataIndex) setOffsets(w io.WriterAt) (int, error) {
+// setOffsets writes into the archive file at path the position of every
+// data block whose offset is unset, as pg_dump writes them back when its
+// output is a file, and returns how many it set. With them, each worker of
+// pg_restore --jobs seeks to its block instead of reading through every
+// block before it. pg_restore checks that the block at an offset has the
+// entry's dump id.
+func (ix *dataIndex) setOffsets(path string) (int, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return 0, err
+	}
+	n, err := ix.writeOffsets(f)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return n, err
+}
+
+func (ix *dataIndex) writeOffsets(w io.WriterAt) (int, error) {
 	var buf [9]byte
 	set := 0
 	for id, at := range ix.unset {
@@ -176,6 +187,9 @@ func (a *archive) walk(count bool) (map[tableKey]int64, error) {
 			return nil, err
 		}
 		if a.blocks != nil {
+			if _, twice := a.blocks[id]; twice {
+				return nil, a.layout("two data blocks of entry %d", id)
+			}
 			a.blocks[id] = at
 		}
 		switch kind {

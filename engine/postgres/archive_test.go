@@ -225,7 +225,40 @@ func FuzzArchiveRows(f *testing.F) {
 				t.Fatalf("%v: %d rows", key, n)
 			}
 		}
+
+		// Offsets set where blocks are: the same archive, with no offset
+		// left unset that has a block.
+		ix, err := indexData(bytes.NewReader(in))
+		if err != nil {
+			return
+		}
+		patched := writerAt(bytes.Clone(in))
+		if _, err := ix.writeOffsets(patched); err != nil {
+			t.Fatal(err)
+		}
+		again, err := indexData(bytes.NewReader(patched))
+		if err != nil {
+			t.Fatalf("the archive with its offsets set no longer reads: %v", err)
+		}
+		if !maps.Equal(again.blocks, ix.blocks) {
+			t.Fatalf("blocks moved: %v, then %v", ix.blocks, again.blocks)
+		}
+		for id := range again.unset {
+			if _, ok := again.blocks[id]; ok && ix.offSize == 8 {
+				t.Fatalf("entry %d: offset still unset", id)
+			}
+		}
 	})
+}
+
+// writerAt writes into a byte slice of fixed length.
+type writerAt []byte
+
+func (w writerAt) WriteAt(p []byte, off int64) (int, error) {
+	if off < 0 || off+int64(len(p)) > int64(len(w)) {
+		return 0, io.ErrShortWrite
+	}
+	return copy(w[off:], p), nil
 }
 
 // An archive pg_dump wrote to a pipe, once its data offsets are set, is

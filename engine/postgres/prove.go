@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math/big"
 	"net"
 	"net/url"
@@ -125,12 +126,12 @@ func (e *Engine) parallel(ctx context.Context, path string, jobs int) (int, erro
 	if jobs <= 1 {
 		return jobs, nil
 	}
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	f, err := os.Open(path)
 	if err != nil {
 		return 0, err
 	}
-	defer f.Close()
-	ix, err := indexData(f)
+	ix, err := indexData(ctxReader{ctx, f})
+	f.Close()
 	if errors.Is(err, errArchiveLayout) {
 		e.log.DebugContext(ctx, "parallel restore without data offsets", "reason", err)
 		return jobs, nil
@@ -141,12 +142,32 @@ func (e *Engine) parallel(ctx context.Context, path string, jobs int) (int, erro
 	if largest, all := ix.largest(); 2*largest >= all {
 		return 1, nil
 	}
-	n, err := ix.setOffsets(f)
+	if len(ix.unset) == 0 {
+		return jobs, nil
+	}
+	n, err := ix.setOffsets(path)
+	if errors.Is(err, fs.ErrPermission) {
+		e.log.DebugContext(ctx, "parallel restore without data offsets", "reason", err)
+		return jobs, nil
+	}
 	if err != nil {
 		return 0, fmt.Errorf("set the data offsets of the spooled archive: %w", err)
 	}
 	e.log.DebugContext(ctx, "data offsets set", "entries", n)
-	return jobs, f.Close()
+	return jobs, nil
+}
+
+// ctxReader stops reading once ctx is done.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, context.Cause(c.ctx)
+	}
+	return c.r.Read(p)
 }
 
 // RestoreInto restores the archive at path into the database at dsn, with a

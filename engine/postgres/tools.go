@@ -22,7 +22,7 @@ func probeTool(ctx context.Context, path string) (Tool, error) {
 
 // findTools lists the installed copies of a client program.
 func findTools(ctx context.Context, name string, binDirs []string) []Tool {
-	return proc.Find(ctx, name, binDirs, binGlobs, probeTool)
+	return proc.Find(ctx, name, binDirs, binGlobs, "pg_wrapper", probeTool)
 }
 
 // pickTool chooses the newest tool, which must be at least serverMajor:

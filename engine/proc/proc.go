@@ -140,34 +140,45 @@ type Tool struct {
 // Probe runs "<path> --version" and reads the version with re, whose first
 // group is the major version and whose second, optional, the rest (".18").
 // flavor names the expected product in the error when re does not match.
-// Answers are kept for as long as the file stays the same, except a
-// dispatcher's (see Find), whose answer changes when a version is added.
+// Answers are kept for as long as the file stays the same (same file, size,
+// modification and change times), except for a link to a program of
+// another name, such as Debian's pg_wrapper, whose answer changes when a
+// version is installed.
 func Probe(ctx context.Context, path string, re *regexp.Regexp, flavor string) (Tool, error) {
 	real, err := filepath.EvalSymlinks(path)
 	if err != nil {
 		return Tool{}, err
 	}
-	if dispatcher(path, real) {
+	if filepath.Base(real) != filepath.Base(path) {
 		return runProbe(ctx, path, re, flavor)
 	}
-	fi, err := os.Stat(real)
+	key, fi, err := probeKeyOf(path, real, re)
 	if err != nil {
 		return Tool{}, err
 	}
-	key := probeKey{path, re.String(), fi.Size(), fi.ModTime().UnixNano()}
 	if v, ok := probed.Load(key); ok && os.SameFile(v.(probeAnswer).fi, fi) {
 		return v.(probeAnswer).tool, nil
 	}
 	t, err := runProbe(ctx, path, re, flavor)
-	if err == nil {
-		probed.Store(key, probeAnswer{fi, t})
+	if err != nil {
+		return t, err
 	}
-	return t, err
+	// Kept only if the file did not change under the probe.
+	if after, fi2, err := probeKeyOf(path, real, re); err == nil && after == key && os.SameFile(fi, fi2) {
+		if r, err := filepath.EvalSymlinks(path); err == nil && r == real {
+			probed.Store(key, probeAnswer{fi, t})
+		}
+	}
+	return t, nil
 }
 
-// dispatcher says whether path is a link to a program of another name,
-// such as Debian's pg_wrapper, which runs one of the installed versions.
-func dispatcher(path, real string) bool { return filepath.Base(real) != filepath.Base(path) }
+func probeKeyOf(path, real string, re *regexp.Regexp) (probeKey, os.FileInfo, error) {
+	fi, err := os.Stat(real)
+	if err != nil {
+		return probeKey{}, nil, err
+	}
+	return probeKey{path, re.String(), fi.Size(), fi.ModTime().UnixNano(), changeTime(fi)}, fi, nil
+}
 
 // probed holds Probe's answers: a backup or a verification looks for its
 // tools each time, and "pg_restore --version" takes 2 ms, through Debian's
@@ -175,8 +186,8 @@ func dispatcher(path, real string) bool { return filepath.Base(real) != filepath
 var probed sync.Map // probeKey → probeAnswer
 
 type probeKey struct {
-	path, re  string
-	size, mod int64
+	path, re          string
+	size, mod, change int64
 }
 
 type probeAnswer struct {
@@ -206,10 +217,10 @@ func runProbe(ctx context.Context, path string, re *regexp.Regexp, flavor string
 // Find lists the installed copies of a tool: in dirs when given, else the
 // one on PATH and those matching globs (distributions install versions side
 // by side, e.g. "/usr/lib/postgresql/*/bin/"), each once, with the version
-// probe reads. Copies probe rejects are left out. A dispatcher (Debian's
-// pg_wrapper) runs one of the copies the globs find: it is probed only when
-// they find none.
-func Find(ctx context.Context, name string, dirs, globs []string, probe func(ctx context.Context, path string) (Tool, error)) []Tool {
+// probe reads. Copies probe rejects are left out. A link to the program
+// named dispatcher (Debian's pg_wrapper) runs one of the copies the globs
+// find: it is probed only when they find none.
+func Find(ctx context.Context, name string, dirs, globs []string, dispatcher string, probe func(ctx context.Context, path string) (Tool, error)) []Tool {
 	var paths []string
 	if len(dirs) > 0 {
 		for _, d := range dirs {
@@ -233,7 +244,7 @@ func Find(ctx context.Context, name string, dirs, globs []string, probe func(ctx
 			continue
 		}
 		seen[real] = true
-		if dispatcher(p, real) {
+		if dispatcher != "" && filepath.Base(real) == dispatcher {
 			dispatchers = append(dispatchers, p)
 			continue
 		}

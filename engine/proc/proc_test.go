@@ -120,7 +120,7 @@ func TestNewest(t *testing.T) {
 // Probe reads a tool's version; Find lists each installed copy once.
 func TestProbeFind(t *testing.T) {
 	re := regexp.MustCompile(`\(GNU coreutils\) (\d+)(\.\d+)?`)
-	tools := Find(context.Background(), "env", []string{"/usr/bin", "/usr/bin/"}, nil, func(ctx context.Context, p string) (Tool, error) {
+	tools := Find(context.Background(), "env", []string{"/usr/bin", "/usr/bin/"}, nil, "", func(ctx context.Context, p string) (Tool, error) {
 		return Probe(ctx, p, re, "coreutils")
 	})
 	if len(tools) != 1 || tools[0].Major == 0 {
@@ -181,7 +181,8 @@ func runs(t *testing.T, path string) int {
 var fakeRE = regexp.MustCompile(`\(Fake\) (\d+)(\.\d+)?`)
 
 // A program is asked its version once for as long as its file stays the
-// same.
+// same; a changed file, even of the same size and modification time, is
+// asked again.
 func TestProbeCached(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "tool")
@@ -194,14 +195,39 @@ func TestProbeCached(t *testing.T) {
 	if n := runs(t, path); n != 1 {
 		t.Errorf("ran %d times, want 1", n)
 	}
-	fakeTool(t, path, "16.22") // an upgrade in place
-	if got, err := Probe(ctx, path, fakeRE, "Fake"); err != nil || got.Version != "16.22" || got.Major != 16 {
-		t.Fatalf("after the upgrade: Probe = %v, %v", got, err)
+	// Another expression is another question.
+	other := regexp.MustCompile(`tool \(Fake\) (\d+)`)
+	if got, err := Probe(ctx, path, other, "Fake"); err != nil || got.Version != "15" {
+		t.Fatalf("other expression: Probe = %v, %v", got, err)
+	}
+
+	// An upgrade in place to a version of the same length, its
+	// modification time put back.
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fakeTool(t, path, "15.2")
+	if err := os.Chtimes(path, fi.ModTime(), fi.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := Probe(ctx, path, fakeRE, "Fake"); err != nil || got.Version != "15.2" {
+		t.Fatalf("same size and time: Probe = %v, %v", got, err)
+	}
+	// A new file renamed over the old one.
+	next := path + ".new"
+	fakeTool(t, next, "16.3")
+	if err := os.Rename(next, path); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := Probe(ctx, path, fakeRE, "Fake"); err != nil || got.Version != "16.3" || got.Major != 16 {
+		t.Fatalf("renamed over: Probe = %v, %v", got, err)
 	}
 }
 
-// A link on PATH to a program of another name (Debian's pg_wrapper) is not
-// asked when the versioned directories hold copies, and never cached.
+// A link to the dispatcher on PATH (Debian's pg_wrapper) is not asked when
+// the versioned directories hold copies, and never cached; a link to a
+// program of another name is asked like any copy.
 func TestFindDispatcher(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -218,21 +244,26 @@ func TestFindDispatcher(t *testing.T) {
 	probe := func(ctx context.Context, p string) (Tool, error) { return Probe(ctx, p, fakeRE, "Fake") }
 	globs := []string{filepath.Join(dir, "v*") + "/"}
 
-	if tools := Find(ctx, "tool", nil, globs, probe); len(tools) != 1 || tools[0].Major != 16 {
+	if tools := Find(ctx, "tool", nil, globs, "wrapper", probe); len(tools) != 1 || tools[0].Major != 16 {
 		t.Fatalf("only the dispatcher: %v", tools)
 	}
-	Find(ctx, "tool", nil, globs, probe)
+	Find(ctx, "tool", nil, globs, "wrapper", probe)
 	if n := runs(t, wrapper); n != 2 {
 		t.Errorf("dispatcher ran %d times in two Finds, want 2 (never cached)", n)
 	}
 
-	copy := filepath.Join(dir, "v16", "tool")
-	fakeTool(t, copy, "16.1")
-	tools := Find(ctx, "tool", nil, globs, probe)
+	copy := filepath.Join(dir, "v15", "tool")
+	fakeTool(t, copy, "15.1")
+	tools := Find(ctx, "tool", nil, globs, "wrapper", probe)
 	if len(tools) != 1 || tools[0].Path != copy {
 		t.Fatalf("with a versioned copy: %v, want only %s", tools, copy)
 	}
 	if n := runs(t, wrapper); n != 2 {
 		t.Errorf("dispatcher ran again (%d) with a versioned copy there", n)
+	}
+
+	// Not the dispatcher: /usr/local/bin/pg_dump -> /opt/pg17/bin/pg_dump17.
+	if tools := Find(ctx, "tool", nil, globs, "pg_wrapper", probe); len(tools) != 2 {
+		t.Errorf("a link to another program: %v, want it and the copy", tools)
 	}
 }
