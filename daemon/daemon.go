@@ -400,8 +400,16 @@ func (d *Daemon) owns(target string) bool {
 	d.mu.Lock()
 	r := d.replicas
 	d.mu.Unlock()
-	ok := r == nil || r.owns(target)
-	d.Metrics.TargetOwned.WithLabelValues(target).Set(b2f(ok))
+	ok := true
+	if r == nil {
+		d.Metrics.TargetOwned.WithLabelValues(target).Set(1)
+	} else {
+		// A TTL without a heartbeat leaves only ourselves: the gauges say so.
+		ok = r.ownsReporting(target, func(owned bool, live int) {
+			d.Metrics.TargetOwned.WithLabelValues(target).Set(b2f(owned))
+			d.Metrics.ReplicasLive.Set(float64(live))
+		})
+	}
 	if !ok {
 		d.Log.Debug("another replica runs this target", "target", target)
 	}

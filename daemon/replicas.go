@@ -40,6 +40,11 @@ type replicaSet struct {
 
 	changed func(live []string) // called when the live set changes
 
+	// report is held from reading the live set to publishing what follows
+	// from it (changed, reporting), so that gauges written from an older
+	// view never land after a newer one's.
+	report sync.Mutex
+
 	mu      sync.Mutex
 	live    []string  // sorted, with id
 	fresh   time.Time // when live was last read, on our clock
@@ -79,16 +84,20 @@ func (r *replicaSet) beat(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	r.report.Lock()
 	r.mu.Lock()
+	now := r.clock.Now()
 	changed := !slices.Equal(live, r.live)
-	r.live, r.fresh = live, r.clock.Now()
+	wasAlone := len(r.live) == 0 || now.Sub(r.fresh) > r.ttl // members() was only us
+	r.live, r.fresh = live, now
 	r.mu.Unlock()
 	if changed {
 		r.log.Info("replicas changed", "live", strings.Join(live, ","))
-		if r.changed != nil {
-			r.changed(live)
-		}
 	}
+	if (changed || wasAlone) && r.changed != nil {
+		r.changed(live)
+	}
+	r.report.Unlock()
 	for _, id := range stale {
 		// Long gone: its heartbeat only clutters the listing.
 		if err := r.dest.Delete(ctx, r.key(id)); err == nil {
@@ -160,6 +169,17 @@ func (r *replicaSet) members() []string {
 
 // owns reports whether target belongs to this replica.
 func (r *replicaSet) owns(target string) bool { return owner(target, r.members()) == r.id }
+
+// ownsReporting is owns, handing publish what it saw (owned, and how many
+// members) before any newer view can be published.
+func (r *replicaSet) ownsReporting(target string, publish func(owned bool, live int)) bool {
+	r.report.Lock()
+	defer r.report.Unlock()
+	members := r.members()
+	ok := owner(target, members) == r.id
+	publish(ok, len(members))
+	return ok
+}
 
 // owner picks the member with the highest hash of (member, target).
 func owner(target string, members []string) string {

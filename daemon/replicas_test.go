@@ -1,7 +1,9 @@
 package daemon
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"testing"
@@ -11,6 +13,8 @@ import (
 
 	"github.com/backproof/backproof/config"
 	"github.com/backproof/backproof/destination"
+	"github.com/backproof/backproof/destination/local"
+	"github.com/backproof/backproof/internal/clock"
 	"github.com/backproof/backproof/internal/testenv"
 )
 
@@ -111,5 +115,48 @@ func TestOwnershipCheckedAfterWaiting(t *testing.T) {
 		case <-deadline:
 			t.Fatal("the waiting run neither ran nor said why not")
 		}
+	}
+}
+
+// The gauges follow the view ownership is decided on: a TTL without a
+// heartbeat leaves only ourselves, and the next heartbeat publishes the
+// others again even though the set itself did not change.
+func TestReplicaGaugesFollowTheView(t *testing.T) {
+	ctx := context.Background()
+	store, err := local.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk := clock.NewFake(t0)
+	log := slog.New(slog.DiscardHandler)
+	r0 := newReplicaSet(store, &config.Replicas{ID: "r0", TTL: 10 * time.Second}, clk, log)
+	r1 := newReplicaSet(store, &config.Replicas{ID: "r1", TTL: 10 * time.Second}, clk, log)
+	var published []int
+	r0.changed = func(live []string) { published = append(published, len(live)) }
+	beat := func(r *replicaSet) {
+		t.Helper()
+		if err := r.beat(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	beat(r1)
+	beat(r0)
+	if !slices.Equal(published, []int{2}) {
+		t.Fatalf("after both beat: published %v, want [2]", published)
+	}
+
+	clk.Advance(11 * time.Second) // no heartbeat for a TTL
+	for _, tg := range []string{"a", "b", "c", "d"} {
+		var owned bool
+		var live int
+		if !r0.ownsReporting(tg, func(o bool, n int) { owned, live = o, n }) || !owned || live != 1 {
+			t.Fatalf("%s after a TTL alone: owned %v of %d live, want every target, 1 live", tg, owned, live)
+		}
+	}
+
+	beat(r1)
+	beat(r0)
+	if !slices.Equal(published, []int{2, 2}) {
+		t.Fatalf("after the next heartbeat: published %v, want [2 2]", published)
 	}
 }
