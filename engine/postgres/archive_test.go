@@ -8,6 +8,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -380,4 +381,41 @@ func maskCreated(t *testing.T, archive []byte) []byte {
 	out := bytes.Clone(archive)
 	clear(out[at : at+7*intSize])
 	return out
+}
+
+// A damaged spool fails the parallel restore as a backup the restore
+// rejects; a cancelled one stops before writing anything.
+func TestParallelRestoreBadSpool(t *testing.T) {
+	srv := testenv.PostgresServers[0]
+	ctx := context.Background()
+	dsn := srv.NewDB(t)
+	testenv.Exec(t, dsn, awkwardRows+`CREATE TABLE big2 AS SELECT * FROM big;`)
+	e := New(dsn, WithBinDirs(srv.Tools(t)))
+	spool, info, _ := dumpTwice(t, srv, e, dsn)
+	good, err := os.ReadFile(spool)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Cut in the middle of the data: the walk finds no layout it knows,
+	// pg_restore gets the file as it is and rejects it.
+	cut := filepath.Join(t.TempDir(), "cut.pgdump")
+	if err := os.WriteFile(cut, good[:len(good)*2/3], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	target := srv.NewDB(t)
+	err = e.RestoreInto(ctx, target, cut, info, engine.RestoreOptions{Jobs: 2})
+	if !errors.Is(err, engine.ErrRestore) {
+		t.Errorf("a spool cut short: %v, want ErrRestore", err)
+	}
+
+	// A cancelled restore stops its walk and leaves the spool as it was.
+	cctx, cancel := context.WithCancelCause(ctx)
+	cancel(errors.New("stopped by the test"))
+	if _, err := e.parallel(cctx, spool, 2); err == nil || !strings.Contains(err.Error(), "stopped by the test") {
+		t.Errorf("cancelled walk: %v, want the cause", err)
+	}
+	if after, err := os.ReadFile(spool); err != nil || !bytes.Equal(after, good) {
+		t.Errorf("the spool changed under a cancelled walk (%v)", err)
+	}
 }
