@@ -275,7 +275,7 @@ func (d *Daemon) apply(cfg *config.Config) {
 			mt.Jobs = append(mt.Jobs, metrics.JobVerify)
 		}
 		d.Metrics.Init(mt)
-		d.Metrics.TargetOwned.WithLabelValues(name).Set(b2f(d.replicas == nil || d.replicas.owns(name)))
+		d.publishOwned(d.replicas, name)
 	}
 	d.mu.Unlock()
 	for _, ts := range all {
@@ -394,22 +394,28 @@ func (d *Daemon) stillOwns(target, job string) bool {
 	return false
 }
 
+// publishOwned reports whether this daemon runs the target's schedules
+// under the replica set r (nil: no replicas) and sets the gauges from the
+// same view.
+func (d *Daemon) publishOwned(r *replicaSet, target string) bool {
+	if r == nil {
+		d.Metrics.TargetOwned.WithLabelValues(target).Set(1)
+		return true
+	}
+	// A TTL without a heartbeat leaves only ourselves: the gauges say so.
+	return r.ownsReporting(target, func(owned bool, live int) {
+		d.Metrics.TargetOwned.WithLabelValues(target).Set(b2f(owned))
+		d.Metrics.ReplicasLive.Set(float64(live))
+	})
+}
+
 // owns reports whether this daemon runs the target's schedules: always,
 // unless replicas share the targets.
 func (d *Daemon) owns(target string) bool {
 	d.mu.Lock()
 	r := d.replicas
 	d.mu.Unlock()
-	ok := true
-	if r == nil {
-		d.Metrics.TargetOwned.WithLabelValues(target).Set(1)
-	} else {
-		// A TTL without a heartbeat leaves only ourselves: the gauges say so.
-		ok = r.ownsReporting(target, func(owned bool, live int) {
-			d.Metrics.TargetOwned.WithLabelValues(target).Set(b2f(owned))
-			d.Metrics.ReplicasLive.Set(float64(live))
-		})
-	}
+	ok := d.publishOwned(r, target)
 	if !ok {
 		d.Log.Debug("another replica runs this target", "target", target)
 	}

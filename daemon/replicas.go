@@ -168,10 +168,8 @@ func (r *replicaSet) members() []string {
 }
 
 // owns reports whether target belongs to this replica.
-func (r *replicaSet) owns(target string) bool { return owner(target, r.members()) == r.id }
-
-// ownsReporting is owns, handing publish what it saw (owned, and how many
-// members) before any newer view can be published.
+// ownsReporting reports whether we run target, and hands publish what it
+// saw (owned, and how many members) before any newer view can be published.
 func (r *replicaSet) ownsReporting(target string, publish func(owned bool, live int)) bool {
 	r.report.Lock()
 	defer r.report.Unlock()
