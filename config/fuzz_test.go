@@ -1,11 +1,11 @@
 package config
 
 import (
-	"bytes"
 	"errors"
 	"os"
 	"strings"
 	"testing"
+	"unicode/utf16"
 )
 
 // FuzzParse: whatever the file holds, Parse returns a config or an *Error
@@ -37,8 +37,7 @@ func FuzzParse(f *testing.F) {
 		if !errors.As(err, &ce) || len(ce.Problems) == 0 {
 			t.Fatalf("error of type %T: %v", err, err)
 		}
-		// YAML breaks lines at \n, \r\n and a lone \r.
-		lines := bytes.Count(bytes.ReplaceAll(data, []byte("\r\n"), []byte("\n")), []byte("\n")) + bytes.Count(data, []byte("\r")) - bytes.Count(data, []byte("\r\n")) + 1
+		lines := yamlLines(data)
 		for _, p := range ce.Problems {
 			if p.File != "/nonexistent/fuzz.yaml" || p.Line < 0 || p.Line > lines+1 || p.Msg == "" {
 				t.Fatalf("problem %+v of a %d-line file", p, lines)
@@ -48,6 +47,25 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+// yamlLines counts the lines of data as the YAML scanner does: UTF-16 when it
+// starts with a byte order mark, broken at \n, \r\n, a lone \r, NEL, LS and PS.
+func yamlLines(data []byte) int {
+	text := string(data)
+	if len(data) >= 2 && (data[0] == 0xfe && data[1] == 0xff || data[0] == 0xff && data[1] == 0xfe) {
+		u := make([]uint16, 0, len(data)/2)
+		for i := 2; i+1 < len(data); i += 2 {
+			if data[0] == 0xfe {
+				u = append(u, uint16(data[i])<<8|uint16(data[i+1]))
+			} else {
+				u = append(u, uint16(data[i+1])<<8|uint16(data[i]))
+			}
+		}
+		text = string(utf16.Decode(u))
+	}
+	text = strings.ReplaceAll(text, "\r\n", "\n")
+	return 1 + strings.Count(text, "\n") + strings.Count(text, "\r") + strings.Count(text, "\u0085") + strings.Count(text, "\u2028") + strings.Count(text, "\u2029")
 }
 
 // secretPath reports whether the key path is of a field that holds a secret.
