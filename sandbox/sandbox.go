@@ -37,6 +37,21 @@ type Spec struct {
 	// Files are copied into the sandbox before its server starts, for
 	// servers that load a backup at boot (Redis and its RDB file).
 	Files []File
+	// Seed, when set, lets a driver start the server on a copy of a data
+	// directory prepared once, skipping the server's initialisation. Nil, or
+	// a spec with Files, starts from scratch.
+	Seed *Seed
+}
+
+// Seed says how a server may start from a prepared data directory: the
+// DataDir of a first sandbox of the same image and Key, stopped cleanly.
+// Env values not in Key (a generated password) do not reach the prepared
+// data: the server must not depend on them, past its preparation.
+type Seed struct {
+	Key string // what the prepared data depends on besides the image
+	// ReadyCount is how many times a server started from the prepared data
+	// logs Ready.
+	ReadyCount int
 }
 
 // File is a host file to copy into a sandbox.

@@ -52,6 +52,9 @@ type Docker struct {
 	cli    *testcontainers.DockerClient
 	labels map[string]string
 	owner  string
+	// seedDir keeps prepared data directories ("": none kept).
+	seedDir   string
+	seedLocks sync.Map // seed key: *sync.Mutex
 	// PullTimeout bounds pulling an image that is not present locally.
 	PullTimeout time.Duration
 }
@@ -110,6 +113,7 @@ func New(ctx context.Context, log *slog.Logger, opts ...Option) (*Docker, error)
 		cli:         cli,
 		labels:      map[string]string{},
 		owner:       OwnerOf(os.Getpid()),
+		seedDir:     defaultSeedDir(),
 		PullTimeout: 10 * time.Minute,
 	}
 	for _, o := range opts {
@@ -140,12 +144,31 @@ func ping(ctx context.Context, opts ...client.Opt) error {
 // Close releases the connection to the engine.
 func (d *Docker) Close() error { return d.cli.Close() }
 
-// Start implements sandbox.Provider.
+// Start implements sandbox.Provider. A spec with a Seed starts from the
+// prepared data (seed.go), prepared first if there is none.
 func (d *Docker) Start(ctx context.Context, spec sandbox.Spec) (sandbox.Instance, error) {
 	img, err := d.ensureImage(ctx, spec.Image)
 	if err != nil {
 		return nil, err
 	}
+	s, err := d.seedFor(ctx, spec, img)
+	if err != nil {
+		return nil, err
+	}
+	inst, err := d.start(ctx, spec, img, s)
+	if errors.Is(err, errSeed) {
+		d.log.WarnContext(ctx, "the sandbox's prepared data is unusable; it starts from scratch", "image", spec.Image, "err", err)
+		os.Remove(s.path)
+		inst, err = d.start(ctx, spec, img, nil)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return inst, nil
+}
+
+// start starts a sandbox, from the seed s unless it is nil.
+func (d *Docker) start(ctx context.Context, spec sandbox.Spec, img image.InspectResponse, s *seed) (*instance, error) {
 	var imgVolumes map[string]struct{}
 	var relayLabel string
 	if img.Config != nil {
@@ -166,7 +189,13 @@ func (d *Docker) Start(ctx context.Context, spec sandbox.Spec) (sandbox.Instance
 	for k, v := range spec.Labels {
 		labels[k] = v
 	}
-	ready := wait.ForLog(spec.Ready).WithOccurrence(max(spec.ReadyCount, 1)).WithPollInterval(50 * time.Millisecond)
+	readyCount := spec.ReadyCount
+	var seedDir, seedPrefix string
+	if s != nil {
+		readyCount = spec.Seed.ReadyCount
+		seedDir, seedPrefix, _ = seedDest(spec.DataDir, imgVolumes)
+	}
+	ready := wait.ForLog(spec.Ready).WithOccurrence(max(readyCount, 1)).WithPollInterval(50 * time.Millisecond)
 	if !spec.Deadline.IsZero() {
 		ready = ready.WithStartupTimeout(time.Until(spec.Deadline))
 	}
@@ -206,9 +235,18 @@ func (d *Docker) Start(ctx context.Context, spec sandbox.Spec) (sandbox.Instance
 	}
 
 	created := time.Now()
+	var seedErr error
 	ctr, err := run(ctx, spec.Image, opts, func(ctx context.Context, id string) error {
+		if s != nil {
+			seedErr = d.copySeed(ctx, id, s, seedDir, seedPrefix)
+			return seedErr
+		}
 		return d.copyFiles(ctx, id, spec.Files)
 	})
+	if errors.Is(seedErr, errSeed) {
+		terminate(context.WithoutCancel(ctx), d.cli, ctr, d.log)
+		return nil, seedErr
+	}
 	if err != nil {
 		msg := err.Error()
 		if ctr != nil {

@@ -39,6 +39,7 @@ type Driver struct {
 func Run(t *testing.T, d Driver) {
 	t.Run("Postgres", func(t *testing.T) { testPostgres(t, d) })
 	t.Run("FilesBeforeStart", func(t *testing.T) { testFiles(t, d) })
+	t.Run("OwnData", func(t *testing.T) { testOwnData(t, d) })
 	t.Run("ImageMissing", func(t *testing.T) { testImageMissing(t, d) })
 	t.Run("NeverReady", func(t *testing.T) { testNeverReady(t, d) })
 }
@@ -94,6 +95,37 @@ func testPostgres(t *testing.T, d Driver) {
 		t.Errorf("second Close: %v", err)
 	}
 	noneLeft(t, d)
+}
+
+// Sandboxes of one spec (with its Seed, so one may start from data
+// prepared by the other) each have their own data.
+func testOwnData(t *testing.T, d Driver) {
+	ctx := context.Background()
+	var conns []*pgx.Conn
+	for range 2 {
+		spec, srv := postgres.New("").Sandbox(d.PostgresImage, randHex(12), nil)
+		spec.Memory, spec.CPUs = 512<<20, 1
+		spec.Deadline = time.Now().Add(5 * time.Minute)
+		inst, err := d.Provider.Start(ctx, spec)
+		if err != nil {
+			t.Fatalf("Start: %v", err)
+		}
+		defer inst.Close(ctx)
+		srv.Host, srv.Port = inst.Addr()
+		conn, err := pgx.Connect(ctx, postgres.ConnString(srv))
+		if err != nil {
+			t.Fatalf("connect: %v", err)
+		}
+		defer conn.Close(ctx)
+		conns = append(conns, conn)
+	}
+	if _, err := conns[0].Exec(ctx, "CREATE TABLE mine (x int)"); err != nil {
+		t.Fatal(err)
+	}
+	var missing bool
+	if err := conns[1].QueryRow(ctx, "SELECT to_regclass('mine') IS NULL").Scan(&missing); err != nil || !missing {
+		t.Errorf("a sandbox sees a table created in another (%v)", err)
+	}
 }
 
 // Files are in place when the server starts: Redis loads an RDB and its
