@@ -48,12 +48,11 @@ var capabilities = []string{"CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID
 // Docker starts sandboxes on the Docker engine named by the environment
 // (DOCKER_HOST, or the local socket).
 type Docker struct {
-	log    *slog.Logger
-	cli    *testcontainers.DockerClient
-	labels map[string]string
-	owner  string
-	// seedDir keeps prepared data directories ("": none kept).
-	seedDir   string
+	log       *slog.Logger
+	cli       *testcontainers.DockerClient
+	labels    map[string]string
+	owner     string
+	noSeeds   bool
 	seedLocks sync.Map // seed key: *sync.Mutex
 	// PullTimeout bounds pulling an image that is not present locally.
 	PullTimeout time.Duration
@@ -113,7 +112,6 @@ func New(ctx context.Context, log *slog.Logger, opts ...Option) (*Docker, error)
 		cli:         cli,
 		labels:      map[string]string{},
 		owner:       OwnerOf(os.Getpid()),
-		seedDir:     defaultSeedDir(),
 		PullTimeout: 10 * time.Minute,
 	}
 	for _, o := range opts {
@@ -156,19 +154,14 @@ func (d *Docker) Start(ctx context.Context, spec sandbox.Spec) (sandbox.Instance
 		return nil, err
 	}
 	inst, err := d.start(ctx, spec, img, s)
-	if errors.Is(err, errSeed) {
-		d.log.WarnContext(ctx, "the sandbox's prepared data is unusable; it starts from scratch", "image", spec.Image, "err", err)
-		os.Remove(s.path)
-		inst, err = d.start(ctx, spec, img, nil)
-	}
 	if err != nil {
 		return nil, err
 	}
 	return inst, nil
 }
 
-// start starts a sandbox, from the seed s unless it is nil.
-func (d *Docker) start(ctx context.Context, spec sandbox.Spec, img image.InspectResponse, s *seed) (*instance, error) {
+// start starts a sandbox of img, from the seed image s unless it is nil.
+func (d *Docker) start(ctx context.Context, spec sandbox.Spec, img image.InspectResponse, s *image.InspectResponse) (*instance, error) {
 	var imgVolumes map[string]struct{}
 	var relayLabel string
 	if img.Config != nil {
@@ -189,11 +182,9 @@ func (d *Docker) start(ctx context.Context, spec sandbox.Spec, img image.Inspect
 	for k, v := range spec.Labels {
 		labels[k] = v
 	}
-	readyCount := spec.ReadyCount
-	var seedDir, seedPrefix string
+	readyCount, ref := spec.ReadyCount, spec.Image
 	if s != nil {
-		readyCount = spec.Seed.ReadyCount
-		seedDir, seedPrefix, _ = seedDest(spec.DataDir, imgVolumes)
+		readyCount, ref = spec.Seed.ReadyCount, s.ID
 	}
 	ready := wait.ForLog(spec.Ready).WithOccurrence(max(readyCount, 1)).WithPollInterval(50 * time.Millisecond)
 	if !spec.Deadline.IsZero() {
@@ -235,18 +226,9 @@ func (d *Docker) start(ctx context.Context, spec sandbox.Spec, img image.Inspect
 	}
 
 	created := time.Now()
-	var seedErr error
-	ctr, err := run(ctx, spec.Image, opts, func(ctx context.Context, id string) error {
-		if s != nil {
-			seedErr = d.copySeed(ctx, id, s, seedDir, seedPrefix)
-			return seedErr
-		}
+	ctr, err := run(ctx, ref, opts, func(ctx context.Context, id string) error {
 		return d.copyFiles(ctx, id, spec.Files)
 	})
-	if errors.Is(seedErr, errSeed) {
-		terminate(context.WithoutCancel(ctx), d.cli, ctr, d.log)
-		return nil, seedErr
-	}
 	if err != nil {
 		msg := err.Error()
 		if ctr != nil {

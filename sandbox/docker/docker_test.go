@@ -201,7 +201,7 @@ func connect(t *testing.T, inst sandbox.Instance, srv engine.Server) *pgx.Conn {
 }
 
 func TestStartPostgres(t *testing.T) {
-	e := newEnv(t)
+	e := newEnv(t, docker.WithoutSeeds()) // TestSeed starts from seeds
 	ctx := context.Background()
 	spec, srv := e.spec(t)
 	spec.Labels = map[string]string{"io.backproof.target": "t"}
@@ -628,14 +628,38 @@ func TestDockerUnavailable(t *testing.T) {
 
 func TestStartCancelled(t *testing.T) {
 	e := newEnv(t)
+	e.removeNewSeeds(t)
 	// Cancelled at different points before the server is ready: before and
 	// while the container is created (the engine completes a create whose
 	// caller went away, a few ms later: NoSandboxesLeft at the end of the
 	// test sees those), while it starts, and while the server initialises.
+	// From scratch, and (seed) while a seed of its own is prepared: the
+	// server's first start, its stop, the build.
 	ms := time.Millisecond
+	type point struct {
+		after time.Duration
+		seed  bool
+	}
+	var points []point
 	for _, after := range []time.Duration{0, 5 * ms, 10 * ms, 15 * ms, 20 * ms, 30 * ms, 50 * ms, 300 * ms, 800 * ms} {
-		t.Run(after.String(), func(t *testing.T) {
+		points = append(points, point{after, false})
+	}
+	for _, after := range []time.Duration{300 * ms, 1000 * ms, 2000 * ms} {
+		points = append(points, point{after, true})
+	}
+	for _, p := range points {
+		after := p.after
+		name := after.String()
+		if p.seed {
+			name = "seed-" + name
+		}
+		t.Run(name, func(t *testing.T) {
 			spec, _ := e.spec(t)
+			spec.Seed = nil
+			if p.seed {
+				spec, _ = e.spec(t)
+				spec.Seed.Key += e.tag + name
+			}
 			cause := errors.New("test cancelled the start")
 			ctx, cancel := context.WithCancelCause(context.Background())
 			timer := time.AfterFunc(after, func() { cancel(cause) })

@@ -13,7 +13,7 @@ func tarOf(t *testing.T, names ...string) []byte {
 	var b bytes.Buffer
 	tw := tar.NewWriter(&b)
 	for _, n := range names {
-		hdr := &tar.Header{Name: n, Mode: 0o600, Typeflag: tar.TypeReg, Size: int64(len(n))}
+		hdr := &tar.Header{Name: n, Mode: 0o600, Typeflag: tar.TypeReg, Size: int64(len(n)), Uid: 999, Gid: 998}
 		if strings.HasSuffix(n, "/") {
 			hdr.Typeflag, hdr.Mode, hdr.Size = tar.TypeDir, 0o700, 0
 		}
@@ -44,53 +44,62 @@ func namesOf(t *testing.T, data []byte) []string {
 	}
 }
 
-// Docker's copy out names entries by the directory's base name; a seed
-// holds them relative to it, and goes back in under the data directory's
-// path in its volume.
-func TestRebase(t *testing.T) {
+// Docker's copy out names entries by the directory's base name; the build
+// context holds them under data/, with a Dockerfile that copies them over
+// the data directory, owned by the directory's owner.
+func TestBuildContext(t *testing.T) {
 	out := tarOf(t, "data/", "data/PG_VERSION", "data/base/", "data/base/1/112")
-	var seed bytes.Buffer
-	if err := rebase(&seed, bytes.NewReader(out), "data", "."); err != nil {
+	var ctx bytes.Buffer
+	if err := buildContext(&ctx, bytes.NewReader(out), "sha256:abc", "/var/lib/postgresql/data", "k1"); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := strings.Join(namesOf(t, seed.Bytes()), " "), "PG_VERSION base/ base/1/112"; got != want {
-		t.Errorf("seed entries %q, want %q", got, want)
+	if got, want := strings.Join(namesOf(t, ctx.Bytes()), " "), "data/ data/PG_VERSION data/base/ data/base/1/112 Dockerfile"; got != want {
+		t.Errorf("entries %q, want %q", got, want)
 	}
-	var in bytes.Buffer
-	if err := rebase(&in, bytes.NewReader(seed.Bytes()), ".", "18/docker"); err != nil {
-		t.Fatal(err)
-	}
-	if got, want := strings.Join(namesOf(t, in.Bytes()), " "), "18/docker/PG_VERSION 18/docker/base/ 18/docker/base/1/112"; got != want {
-		t.Errorf("entries under a prefix %q, want %q", got, want)
+	tr := tar.NewReader(bytes.NewReader(ctx.Bytes()))
+	for {
+		hdr, err := tr.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if hdr.Name == "Dockerfile" {
+			df, _ := io.ReadAll(tr)
+			if want := "FROM sha256:abc\nLABEL io.backproof.seed=k1\nCOPY --chown=999:998 data/ /var/lib/postgresql/data/\n"; string(df) != want {
+				t.Errorf("Dockerfile %q, want %q", df, want)
+			}
+			break
+		}
 	}
 	for _, bad := range [][]string{{"data/../etc/passwd"}, {"/etc/passwd"}, {"other/x"}, {"datax/y"}} {
-		err := rebase(io.Discard, bytes.NewReader(tarOf(t, bad...)), "data", ".")
+		err := buildContext(io.Discard, bytes.NewReader(tarOf(t, bad...)), "x", "/var/lib/postgresql/data", "k")
 		if err == nil || !strings.Contains(err.Error(), "entry") {
 			t.Errorf("%q: %v, want an error naming the entry", bad, err)
 		}
 	}
+	if err := buildContext(io.Discard, bytes.NewReader(tarOf(t, "data/x")), "x", "/var/lib/postgresql/data", "k"); err == nil {
+		t.Error("a copy without its top directory made a context")
+	}
 }
 
-func TestSeedDest(t *testing.T) {
+func TestSeedDir(t *testing.T) {
 	for _, c := range []struct {
 		dataDir string
 		volumes []string
-		dest    string
-		prefix  string
+		dir     string
 	}{
-		{"/var/lib/postgresql/data", []string{"/var/lib/postgresql/data"}, "/var/lib/postgresql/data", "."},
-		{"/var/lib/postgresql/data", []string{"/var/lib/postgresql"}, "/var/lib/postgresql", "data"},
-		{"/var/lib/postgresql/data", []string{"/var/lib/postgresql/"}, "/var/lib/postgresql", "data"},
-		{"/var/lib/postgresql/data", []string{"/var/lib/postgres"}, "", ""},
-		{"/data", nil, "", ""},
+		{"/var/lib/postgresql/data", []string{"/var/lib/postgresql/data"}, "/var/lib/postgresql/data"},
+		{"/var/lib/postgresql/data", []string{"/var/lib/postgresql"}, "/var/lib/postgresql"},
+		{"/var/lib/postgresql/data", []string{"/var/lib/postgresql/"}, "/var/lib/postgresql"},
+		{"/var/lib/postgresql/data", []string{"/var/lib/postgres"}, ""},
+		{"/data", nil, ""},
 	} {
 		vols := map[string]struct{}{}
 		for _, v := range c.volumes {
 			vols[v] = struct{}{}
 		}
-		dest, prefix, ok := seedDest(c.dataDir, vols)
-		if dest != c.dest || prefix != c.prefix || ok != (c.dest != "") {
-			t.Errorf("seedDest(%q, %v) = %q, %q, %t", c.dataDir, c.volumes, dest, prefix, ok)
+		dir, ok := seedDir(c.dataDir, vols)
+		if dir != c.dir || ok != (c.dir != "") {
+			t.Errorf("seedDir(%q, %v) = %q, %t", c.dataDir, c.volumes, dir, ok)
 		}
 	}
 }

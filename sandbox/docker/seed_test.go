@@ -3,50 +3,70 @@ package docker_test
 import (
 	"context"
 	"io"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/moby/moby/api/types/image"
 	"github.com/moby/moby/client"
 
 	"github.com/backproof/backproof/engine/postgres"
 	"github.com/backproof/backproof/sandbox/docker"
 )
 
-// A postgres sandbox with a Seed: the first start prepares the data once (a
-// server started and stopped cleanly, its data directory kept), and it and
-// later starts run their server on a copy of it, once (no initdb, no
-// entrypoint's first server). Each copy is its own. A seed file changed
-// since it was written is dropped, and the sandbox starts from scratch.
+// A postgres sandbox with a Seed: the first start builds the seed image
+// once (a server started and stopped cleanly, its data directory over the
+// image's), and it and later starts run one server on a copy of that data
+// (no initdb, no entrypoint's first server), each its own copy, reporting
+// the configured image. A seed image removed is built again; WithoutSeeds
+// starts from scratch.
 func TestSeed(t *testing.T) {
-	dir := t.TempDir()
-	e := newEnv(t, docker.WithSeedDir(dir))
+	e := newEnv(t)
 	ctx := context.Background()
-	seeds := func() []string {
-		m, _ := filepath.Glob(filepath.Join(dir, "*"))
-		return m
+	before := e.removeNewSeeds(t)
+	var ours []string
+	built := func() []string {
+		var ids []string
+		for _, id := range e.seedImages(t) {
+			if !slices.Contains(before, id) {
+				ids = append(ids, id)
+			}
+		}
+		return ids
 	}
 
 	spec, srv := e.spec(t)
+	spec.Seed.Key += e.tag // a seed of this test's own
 	first := e.start(t, spec)
-	files := seeds()
-	if len(files) != 1 || !strings.HasSuffix(files[0], ".tar") {
-		t.Fatalf("seed directory holds %v, want one .tar file", files)
+	ours = built()
+	if len(ours) != 1 {
+		t.Fatalf("%d seed images built, want 1", len(ours))
 	}
 	if n := e.readyLines(t, e.the(t)); n != 1 {
 		t.Errorf("the seeded server logged ready %d times, want 1", n)
+	}
+	base := e.imageOf(t, e.image)
+	if ref, id := first.Image(); ref != spec.Image || id != base.ID {
+		t.Errorf("Image() = %q, %q; want the configured image %q, %q", ref, id, spec.Image, base.ID)
+	}
+	// The container runs the seed image, the configured one plus a layer.
+	if c := e.inspect(t, e.the(t)); c.Image != ours[0] {
+		t.Errorf("the container runs image %s, not the seed image %s", c.Image, ours[0])
+	}
+	if layers := e.imageOf(t, ours[0]).RootFS.Layers; len(layers) != len(base.RootFS.Layers)+1 || !slices.Equal(layers[:len(base.RootFS.Layers)], base.RootFS.Layers) {
+		t.Errorf("the seed image's layers %v are not the configured image's %v and one more", layers, base.RootFS.Layers)
 	}
 	if _, err := connect(t, first, srv).Exec(ctx, "CREATE TABLE only_in_first (x int)"); err != nil {
 		t.Fatal(err)
 	}
 	first.Close(ctx)
 
+	key := spec.Seed.Key
 	spec, srv = e.spec(t)
+	spec.Seed.Key = key
 	second := e.start(t, spec)
-	if got := seeds(); !slices.Equal(got, files) {
-		t.Errorf("seed directory holds %v after a second start, want %v", got, files)
+	if got := built(); !slices.Equal(got, ours) {
+		t.Errorf("seed images %v after a second start, want %v", got, ours)
 	}
 	if n := e.readyLines(t, e.the(t)); n != 1 {
 		t.Errorf("the second seeded server logged ready %d times, want 1", n)
@@ -57,30 +77,61 @@ func TestSeed(t *testing.T) {
 	}
 	second.Close(ctx)
 
-	data, err := os.ReadFile(files[0])
-	if err != nil {
+	if _, err := e.cli.ImageRemove(ctx, ours[0], client.ImageRemoveOptions{PruneChildren: true}); err != nil {
 		t.Fatal(err)
 	}
-	data[len(data)/2] ^= 0x40
-	if err := os.WriteFile(files[0], data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	spec, srv = e.spec(t)
 	third := e.start(t, spec)
-	if n := e.readyLines(t, e.the(t)); n != 2 {
-		t.Errorf("after a changed seed the server logged ready %d times, want 2 (from scratch)", n)
+	if got := built(); len(got) != 1 {
+		t.Errorf("%d seed images after the first was removed, want 1 built again", len(got))
 	}
-	if got := seeds(); len(got) != 0 {
-		t.Errorf("the changed seed is still there: %v", got)
-	}
-	if !strings.Contains(e.log.String(), "prepared data is unusable") {
-		t.Errorf("no warning about the changed seed in the log:\n%s", e.log.String())
+	if n := e.readyLines(t, e.the(t)); n != 1 {
+		t.Errorf("the server on the rebuilt seed logged ready %d times, want 1", n)
 	}
 	connect(t, third, srv)
 	third.Close(ctx)
-	if left := e.containers(t); len(left) != 0 {
-		t.Errorf("%d containers left", len(left))
+
+	scratch := newEnv(t, docker.WithoutSeeds())
+	spec, srv = scratch.spec(t)
+	connect(t, scratch.start(t, spec), srv)
+	if n := scratch.readyLines(t, scratch.the(t)); n != 2 {
+		t.Errorf("WithoutSeeds: the server logged ready %d times, want 2", n)
 	}
+}
+
+// removeNewSeeds removes, when the test ends, the seed images it built. It
+// returns those there were before.
+func (e *env) removeNewSeeds(t *testing.T) []string {
+	before := e.seedImages(t)
+	t.Cleanup(func() {
+		for _, id := range e.seedImages(t) {
+			if !slices.Contains(before, id) {
+				e.cli.ImageRemove(context.Background(), id, client.ImageRemoveOptions{Force: true, PruneChildren: true})
+			}
+		}
+	})
+	return before
+}
+
+func (e *env) seedImages(t *testing.T) []string {
+	t.Helper()
+	list, err := e.cli.ImageList(context.Background(), client.ImageListOptions{Filters: make(client.Filters).Add("label", docker.LabelSeed)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, im := range list.Items {
+		ids = append(ids, im.ID)
+	}
+	return ids
+}
+
+func (e *env) imageOf(t *testing.T, ref string) image.InspectResponse {
+	t.Helper()
+	res, err := e.cli.ImageInspect(context.Background(), ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.InspectResponse
 }
 
 // readyLines counts PostgreSQL's ready line in the whole output of id.
