@@ -100,21 +100,30 @@ servers_up() {
   printf "listen_addresses = '127.0.0.1'\nunix_socket_directories = '%s'\nfsync = off\nsynchronous_commit = off\nfull_page_writes = off\n" \
     "$dir/pg" >>"$dir/pg/data/postgresql.conf"
   printf 'local all all scram-sha-256\nhost all all 127.0.0.1/32 scram-sha-256\n' >"$dir/pg/data/pg_hba.conf"
-  port=$((20000 + RANDOM % 12000))
-  as_postgres "$PG_BIN/pg_ctl" -D "$dir/pg/data" -l "$dir/pg/log" -o "-p $port" -w -t 60 start >/dev/null ||
-    { tail -n 20 "$dir/pg/log" >&2; die "PostgreSQL did not start"; }
+  # A random port may be taken: up to five tries, for each server.
+  for ((i = 0; i < 5; i++)); do
+    port=$((20000 + RANDOM % 12000))
+    as_postgres "$PG_BIN/pg_ctl" -D "$dir/pg/data" -l "$dir/pg/log" -o "-p $port" -w -t 60 start >/dev/null && break
+    grep -q 'could not bind' "$dir/pg/log" 2>/dev/null || i=5
+  done
+  ((i < 5)) || { tail -n 20 "$dir/pg/log" >&2; die "PostgreSQL did not start"; }
   export BACKPROOF_TEST_PG_DSN="postgres://postgres:$pass@127.0.0.1:$port/postgres?sslmode=disable" BACKPROOF_TEST_PG_BIN=$PG_BIN
   BACKPROOF_TEST_S3_ACCESS_KEY=bp$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')
   BACKPROOF_TEST_S3_SECRET_KEY=$(head -c 20 /dev/urandom | od -An -tx1 | tr -d ' \n')
-  port=$((20000 + RANDOM % 12000))
-  MINIO_ROOT_USER=$BACKPROOF_TEST_S3_ACCESS_KEY MINIO_ROOT_PASSWORD=$BACKPROOF_TEST_S3_SECRET_KEY MINIO_BROWSER=off MINIO_UPDATE=off \
-    nohup "$MINIO_BIN" server "$dir/minio/data" --quiet --address "127.0.0.1:$port" \
-    --console-address "127.0.0.1:$((port + 1))" >"$dir/minio/log" 2>&1 </dev/null &
-  echo $! >"$dir/minio/pid"
-  export BACKPROOF_TEST_S3_ENDPOINT=http://127.0.0.1:$port BACKPROOF_TEST_S3_ACCESS_KEY BACKPROOF_TEST_S3_SECRET_KEY
-  for ((i = 0; i < 300; i++)); do
-    curl -fsS --noproxy '*' -o /dev/null -m 2 "$BACKPROOF_TEST_S3_ENDPOINT/minio/health/ready" 2>/dev/null && return 0
-    sleep 0.2
+  local try
+  for ((try = 0; try < 5; try++)); do
+    port=$((20000 + RANDOM % 12000))
+    MINIO_ROOT_USER=$BACKPROOF_TEST_S3_ACCESS_KEY MINIO_ROOT_PASSWORD=$BACKPROOF_TEST_S3_SECRET_KEY MINIO_BROWSER=off MINIO_UPDATE=off \
+      nohup "$MINIO_BIN" server "$dir/minio/data" --quiet --address "127.0.0.1:$port" \
+      --console-address "127.0.0.1:$((port + 1))" >"$dir/minio/log" 2>&1 </dev/null &
+    echo $! >"$dir/minio/pid"
+    export BACKPROOF_TEST_S3_ENDPOINT=http://127.0.0.1:$port BACKPROOF_TEST_S3_ACCESS_KEY BACKPROOF_TEST_S3_SECRET_KEY
+    for ((i = 0; i < 300; i++)); do
+      curl -fsS --noproxy '*' -o /dev/null -m 2 "$BACKPROOF_TEST_S3_ENDPOINT/minio/health/ready" 2>/dev/null && return 0
+      kill -0 "$(<"$dir/minio/pid")" 2>/dev/null || break # exited: the port was taken, or worse
+      sleep 0.2
+    done
+    grep -q 'already in use' "$dir/minio/log" || break
   done
   tail -n 20 "$dir/minio/log" >&2
   die "MinIO did not start"
