@@ -262,6 +262,9 @@ type RestoreOptions struct {
 }
 
 // Copy is a restored database under inspection.
+//
+// Verification runs Observe and Integrity at the same time: each keeps the
+// server busy on its own. Query and Close come after both returned.
 type Copy interface {
 	// Observe gathers the same statistics a dump records, from the copy.
 	Observe(ctx context.Context) (*SourceStats, error)

@@ -157,15 +157,24 @@ func (r *run) cleanup() {
 
 // step records the result of a built-in step.
 func (r *run) step(name string, start time.Time, outcome Outcome, observed, msg string) {
+	r.stepEnded(name, start, r.v.Now(), outcome, observed, msg)
+}
+
+// stepEnded records a step that ran from start to end.
+func (r *run) stepEnded(name string, start, end time.Time, outcome Outcome, observed, msg string) {
 	r.rec.Checks = append(r.rec.Checks, CheckResult{
 		Name: name, Kind: KindBuiltin, Outcome: outcome, Observed: observed, Message: msg,
-		Seconds: round(r.v.Now().Sub(start).Seconds()),
+		Seconds: round(end.Sub(start).Seconds()),
 	})
 }
 
 // stepErr records a step that ended in err, as a failure of the backup when
 // isBad says so and as an error otherwise.
 func (r *run) stepErr(ctx context.Context, name string, start time.Time, err error, isBad bool) {
+	r.stepErrEnded(ctx, name, start, r.v.Now(), err, isBad)
+}
+
+func (r *run) stepErrEnded(ctx context.Context, name string, start, end time.Time, err error, isBad bool) {
 	outcome := Error
 	if isBad && ctx.Err() == nil {
 		outcome = Fail
@@ -173,7 +182,7 @@ func (r *run) stepErr(ctx context.Context, name string, start time.Time, err err
 	if ctx.Err() != nil {
 		err = context.Cause(ctx)
 	}
-	r.step(name, start, outcome, "", err.Error())
+	r.stepEnded(name, start, end, outcome, "", err.Error())
 }
 
 func (r *run) verify(ctx context.Context) {
@@ -279,10 +288,17 @@ func (r *run) inspect(ctx context.Context, srv engine.Server, m *catalog.Manifes
 		return
 	}
 	defer cp.Close(ctx)
-	if !r.compare(ctx, cp, &m.Source) {
-		return
+	// The engine's integrity check runs while the copy is counted
+	// (engine.Copy): each keeps a server process busy.
+	ictx, stopIntegrity := context.WithCancel(ctx)
+	defer stopIntegrity()
+	integrity := r.startIntegrity(ictx, cp)
+	compared := r.compare(ctx, cp, &m.Source)
+	if !compared {
+		stopIntegrity()
 	}
-	if !r.integrity(ctx, cp) {
+	res := <-integrity
+	if !compared || !r.integrity(ctx, res) {
 		return
 	}
 	r.userChecks(ctx, cp, m)
@@ -525,23 +541,46 @@ func (v *Verifier) jobs() int {
 	return min(8, int(math.Ceil(v.CPUs)))
 }
 
-// integrity runs the engine's integrity check on the copy.
-func (r *run) integrity(ctx context.Context, cp engine.Copy) bool {
-	if a := r.req.Integrity; a != nil && !*a {
+// integrity records the engine's integrity check; false: it could not run, and
+// the checks stop.
+func (r *run) integrity(ctx context.Context, res integrityRun) bool {
+	if res.notAsked {
 		return true
 	}
-	start := r.v.Now()
-	checked, err := cp.Integrity(ctx)
-	switch {
+	switch err := res.err; {
 	case err == nil:
-		r.step(CheckIntegrity, start, Pass, checked, "")
+		r.stepEnded(CheckIntegrity, res.start, res.end, Pass, res.checked, "")
 	case errors.Is(err, errors.ErrUnsupported) && r.req.Integrity == nil:
-		r.step(CheckIntegrity, start, Skipped, "", err.Error())
+		r.stepEnded(CheckIntegrity, res.start, res.end, Skipped, "", err.Error())
 	default:
-		r.stepErr(ctx, CheckIntegrity, start, err, errors.Is(err, engine.ErrCorrupt))
+		r.stepErrEnded(ctx, CheckIntegrity, res.start, res.end, err, errors.Is(err, engine.ErrCorrupt))
 		return errors.Is(err, engine.ErrCorrupt) // the other checks still say something
 	}
 	return true
+}
+
+// integrityRun is the outcome of the engine's integrity check.
+type integrityRun struct {
+	notAsked   bool // the target turned it off
+	start, end time.Time
+	checked    string
+	err        error
+}
+
+// startIntegrity runs the engine's integrity check, unless the target
+// turned it off, and sends its outcome.
+func (r *run) startIntegrity(ctx context.Context, cp engine.Copy) <-chan integrityRun {
+	c := make(chan integrityRun, 1)
+	if a := r.req.Integrity; a != nil && !*a {
+		c <- integrityRun{notAsked: true}
+		return c
+	}
+	go func() {
+		start := r.v.Now()
+		checked, err := cp.Integrity(ctx)
+		c <- integrityRun{start: start, end: r.v.Now(), checked: checked, err: err}
+	}()
+	return c
 }
 
 // dumpInfo is what the manifest recorded at dump time, as engines take it.

@@ -114,12 +114,12 @@ func (r *restored) Close(ctx context.Context) error {
 	return nil
 }
 
-// databases are the databases of the copy.
-func (r *restored) databases(ctx context.Context) ([]string, error) {
+// databases are the databases of the copy, asked on q.
+func (r *restored) databases(ctx context.Context, q querier) ([]string, error) {
 	if r.dbs != nil {
 		return r.dbs, nil
 	}
-	return userDatabases(ctx, r.conn)
+	return userDatabases(ctx, q)
 }
 
 func (r *restored) createCheckUser(ctx context.Context) error {
@@ -143,7 +143,7 @@ func (r *restored) createCheckUser(ctx context.Context) error {
 // Observe implements engine.Copy: the inventory a dump records, with exact
 // row counts.
 func (r *restored) Observe(ctx context.Context) (*engine.SourceStats, error) {
-	dbs, err := r.databases(ctx)
+	dbs, err := r.databases(ctx, r.conn)
 	if err != nil {
 		return nil, err
 	}
@@ -181,13 +181,19 @@ func (r *restored) Integrity(ctx context.Context) (string, error) {
 }
 
 func (r *restored) checkTables(ctx context.Context) (int, error) {
-	dbs, err := r.databases(ctx)
+	// A connection of its own: Observe runs on r.conn meanwhile.
+	conn, err := r.pool.Conn(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("connect for CHECK TABLE: %w", err)
+	}
+	defer conn.Close()
+	dbs, err := r.databases(ctx, conn)
 	if err != nil {
 		return 0, err
 	}
 	n := 0
 	for _, db := range dbs {
-		s, err := inventory(ctx, r.conn, db, false)
+		s, err := inventory(ctx, conn, db, false)
 		if err != nil {
 			return 0, err
 		}
@@ -195,7 +201,7 @@ func (r *restored) checkTables(ctx context.Context) (int, error) {
 			if t.view {
 				continue
 			}
-			res, err := showRows(ctx, r.conn, "CHECK TABLE "+qualified(db, t.name))
+			res, err := showRows(ctx, conn, "CHECK TABLE "+qualified(db, t.name))
 			if err != nil {
 				return 0, fmt.Errorf("CHECK TABLE %s.%s: %w", db, t.name, err)
 			}
@@ -225,7 +231,7 @@ func (r *restored) checkTables(ctx context.Context) (int, error) {
 func (r *restored) Query(ctx context.Context, query string) (engine.Value, error) {
 	timeout := engine.QueryTimeout(ctx)
 	// A copy of one database is the query's default database.
-	dbs, err := r.databases(ctx)
+	dbs, err := r.databases(ctx, r.conn)
 	if err != nil {
 		return engine.Value{}, err
 	}

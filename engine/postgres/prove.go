@@ -395,8 +395,8 @@ func (e *Engine) Open(ctx context.Context, srv engine.Server) (engine.Copy, erro
 
 // restored is a restored database.
 type restored struct {
-	conn *pgx.Conn
-	cfg  *pgx.ConnConfig // for the integrity check's second connection
+	conn *pgx.Conn       // Observe's and Query's
+	cfg  *pgx.ConnConfig // for the integrity check's own connections
 }
 
 func (r *restored) Close(ctx context.Context) error {
@@ -432,7 +432,13 @@ func (r *restored) Integrity(ctx context.Context) (string, error) {
 }
 
 func (r *restored) amcheck(ctx context.Context) (int, error) {
-	if _, err := r.conn.Exec(ctx, "CREATE EXTENSION IF NOT EXISTS amcheck"); err != nil {
+	// Connections of its own: Observe runs on r.conn meanwhile.
+	conn, err := pgx.ConnectConfig(ctx, r.cfg)
+	if err != nil {
+		return 0, fmt.Errorf("connect for amcheck: %w", err)
+	}
+	defer closeConn(ctx, conn)
+	if _, err := conn.Exec(ctx, "CREATE EXTENSION IF NOT EXISTS amcheck"); err != nil {
 		if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok && (pgErr.Code == "58P01" || pgErr.Code == "0A000" || strings.Contains(pgErr.Message, "extension")) {
 			return 0, fmt.Errorf("amcheck extension not available in the sandbox: %s: %w", pgErr.Message, errors.ErrUnsupported)
 		}
@@ -440,7 +446,7 @@ func (r *restored) amcheck(ctx context.Context) (int, error) {
 	}
 	// Two indexes are checked at once, largest first so that both
 	// connections finish together: a check is one backend's CPU.
-	rows, err := r.conn.Query(ctx, `
+	rows, err := conn.Query(ctx, `
 SELECT c.oid, format('%I.%I', n.nspname, c.relname)
 FROM pg_index i
 JOIN pg_class c ON c.oid = i.indexrelid
@@ -462,7 +468,7 @@ ORDER BY pg_relation_size(i.indrelid) + pg_relation_size(c.oid) DESC, 2`)
 		return 0, fmt.Errorf("list indexes: %w", err)
 	}
 
-	conns := []*pgx.Conn{r.conn}
+	conns := []*pgx.Conn{conn}
 	if len(indexes) > 1 {
 		// A second connection where the server allows one; else one does all.
 		if c, err := pgx.ConnectConfig(ctx, r.cfg); err == nil {
