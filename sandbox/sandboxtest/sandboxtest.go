@@ -21,6 +21,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/backproof/backproof/engine"
 	"github.com/backproof/backproof/engine/postgres"
 	"github.com/backproof/backproof/sandbox"
 )
@@ -60,20 +61,8 @@ func randHex(n int) string {
 // A PostgreSQL server that serves with the generated password, reports its
 // image, passes Check, and is gone after Close (twice is fine).
 func testPostgres(t *testing.T, d Driver) {
-	spec, srv := postgres.New("").Sandbox(d.PostgresImage, randHex(12), nil)
-	spec.Memory, spec.CPUs = 512<<20, 1
-	spec.Deadline = time.Now().Add(5 * time.Minute)
 	ctx := context.Background()
-	inst, err := d.Provider.Start(ctx, spec)
-	if err != nil {
-		t.Fatalf("Start: %v", err)
-	}
-	defer inst.Close(ctx)
-	srv.Host, srv.Port = inst.Addr()
-	conn, err := pgx.Connect(ctx, postgres.ConnString(srv))
-	if err != nil {
-		t.Fatalf("connect: %v", err)
-	}
+	spec, srv, inst, conn := startPostgres(t, d)
 	var user string
 	if err := conn.QueryRow(ctx, "SELECT current_user").Scan(&user); err != nil || user != srv.User {
 		t.Errorf("current_user = %q, %v", user, err)
@@ -97,26 +86,35 @@ func testPostgres(t *testing.T, d Driver) {
 	noneLeft(t, d)
 }
 
+// startPostgres starts the postgres engine's sandbox and connects to it;
+// both end with the test.
+func startPostgres(t *testing.T, d Driver) (sandbox.Spec, engine.Server, sandbox.Instance, *pgx.Conn) {
+	t.Helper()
+	spec, srv := postgres.New("").Sandbox(d.PostgresImage, randHex(12), nil)
+	spec.Memory, spec.CPUs = 512<<20, 1
+	spec.Deadline = time.Now().Add(5 * time.Minute)
+	ctx := context.Background()
+	inst, err := d.Provider.Start(ctx, spec)
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	t.Cleanup(func() { inst.Close(ctx) })
+	srv.Host, srv.Port = inst.Addr()
+	conn, err := pgx.Connect(ctx, postgres.ConnString(srv))
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	t.Cleanup(func() { conn.Close(ctx) })
+	return spec, srv, inst, conn
+}
+
 // Sandboxes of one spec (with its Seed, so one may start from data
 // prepared by the other) each have their own data.
 func testOwnData(t *testing.T, d Driver) {
 	ctx := context.Background()
 	var conns []*pgx.Conn
 	for range 2 {
-		spec, srv := postgres.New("").Sandbox(d.PostgresImage, randHex(12), nil)
-		spec.Memory, spec.CPUs = 512<<20, 1
-		spec.Deadline = time.Now().Add(5 * time.Minute)
-		inst, err := d.Provider.Start(ctx, spec)
-		if err != nil {
-			t.Fatalf("Start: %v", err)
-		}
-		defer inst.Close(ctx)
-		srv.Host, srv.Port = inst.Addr()
-		conn, err := pgx.Connect(ctx, postgres.ConnString(srv))
-		if err != nil {
-			t.Fatalf("connect: %v", err)
-		}
-		defer conn.Close(ctx)
+		_, _, _, conn := startPostgres(t, d)
 		conns = append(conns, conn)
 	}
 	if _, err := conns[0].Exec(ctx, "CREATE TABLE mine (x int)"); err != nil {
