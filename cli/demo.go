@@ -272,6 +272,7 @@ func (e *env) demoSource(d *docker.Docker, image string) (sandbox.Instance, engi
 	e.redactor.Add(srv.Password)
 	srv.Database = "orders"
 	spec.Env["POSTGRES_DB"] = srv.Database
+	spec.Seed = nil // started once: a seed would only cost its building
 	spec.Labels = map[string]string{"io.backproof.demo": "source"}
 	spec.Deadline = time.Now().Add(time.Hour)
 	ctx, cancel := context.WithTimeout(e.ctx, 3*time.Minute)

@@ -44,11 +44,12 @@ type Spec struct {
 }
 
 // Seed says how a server may start from a prepared data directory: the
-// DataDir of a first sandbox of the same image and Key, stopped cleanly.
-// Env values not in Key (a generated password) do not reach the prepared
-// data: the server must not depend on them, past its preparation.
+// DataDir of a first sandbox of the same image, DataDir and Env, stopped
+// cleanly. The Env variables named in PerStart (a generated password) are
+// left out of that match: the prepared data keeps the first sandbox's, and
+// the server must not depend on them.
 type Seed struct {
-	Key string // what the prepared data depends on besides the image
+	PerStart []string
 	// ReadyCount is how many times a server started from the prepared data
 	// logs Ready.
 	ReadyCount int

@@ -41,7 +41,6 @@ func (e *Engine) Sandbox(image, password string, info *engine.DumpInfo) (sandbox
 	// The restore goes into initdb's own database: the image's entrypoint
 	// then creates none (a CREATE DATABASE took 0.13 s of the start).
 	srv := engine.Server{User: "postgres", Password: password, Database: "postgres"}
-	const initdbArgs = "--no-sync"
 	return sandbox.Spec{
 		Image: image,
 		Env: map[string]string{
@@ -49,7 +48,7 @@ func (e *Engine) Sandbox(image, password string, info *engine.DumpInfo) (sandbox
 			"POSTGRES_PASSWORD": srv.Password,
 			"POSTGRES_DB":       srv.Database,
 			// initdb's fsync of the new cluster: nothing here outlives the checks.
-			"POSTGRES_INITDB_ARGS": initdbArgs,
+			"POSTGRES_INITDB_ARGS": "--no-sync",
 			// The driver's data volume (size-limited on Kubernetes): the
 			// official image keeps its data elsewhere from 18 on
 			// (/var/lib/postgresql/18/docker).
@@ -71,7 +70,7 @@ func (e *Engine) Sandbox(image, password string, info *engine.DumpInfo) (sandbox
 		// its first server. It keeps the superuser password of the sandbox
 		// it was prepared in; the server trusts its own loopback (initdb's
 		// pg_hba.conf), where drivers of seeds connect from.
-		Seed: &sandbox.Seed{Key: strings.Join([]string{"postgres", srv.User, srv.Database, initdbArgs, dataDir}, "\x00"), ReadyCount: 1},
+		Seed: &sandbox.Seed{PerStart: []string{"POSTGRES_PASSWORD"}, ReadyCount: 1},
 	}, srv
 }
 

@@ -628,7 +628,6 @@ func TestDockerUnavailable(t *testing.T) {
 
 func TestStartCancelled(t *testing.T) {
 	e := newEnv(t)
-	e.removeNewSeeds(t)
 	// Cancelled at different points before the server is ready: before and
 	// while the container is created (the engine completes a create whose
 	// caller went away, a few ms later: NoSandboxesLeft at the end of the
@@ -658,7 +657,8 @@ func TestStartCancelled(t *testing.T) {
 			spec.Seed = nil
 			if p.seed {
 				spec, _ = e.spec(t)
-				spec.Seed.Key += e.tag + name
+				spec.Env["BACKPROOF_TEST_SEED"] = e.tag + name
+				e.removeSeeds(t, docker.SeedKey(e.imageOf(t, e.image).ID, spec))
 			}
 			cause := errors.New("test cancelled the start")
 			ctx, cancel := context.WithCancelCause(context.Background())

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"path"
 	"slices"
 	"strconv"
@@ -46,9 +47,17 @@ const (
 // WithoutSeeds makes every sandbox start from scratch.
 func WithoutSeeds() Option { return func(d *Docker) { d.noSeeds = true } }
 
+// seedKey names what the prepared data depends on: the image, the data
+// directory and the environment but the variables set per start.
 func seedKey(imageID string, spec sandbox.Spec) string {
+	parts := []string{seedVersion, imageID, spec.DataDir}
+	for _, k := range slices.Sorted(maps.Keys(spec.Env)) {
+		if !slices.Contains(spec.Seed.PerStart, k) {
+			parts = append(parts, k+"="+spec.Env[k])
+		}
+	}
 	h := sha256.New()
-	for _, s := range []string{seedVersion, imageID, spec.DataDir, spec.Seed.Key} {
+	for _, s := range parts {
 		io.WriteString(h, s)
 		h.Write([]byte{0})
 	}

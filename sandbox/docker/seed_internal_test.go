@@ -6,6 +6,8 @@ import (
 	"io"
 	"strings"
 	"testing"
+
+	"github.com/backproof/backproof/sandbox"
 )
 
 func tarOf(t *testing.T, names ...string) []byte {
@@ -100,6 +102,27 @@ func TestSeedDir(t *testing.T) {
 		dir, ok := seedDir(c.dataDir, vols)
 		if dir != c.dir || ok != (c.dir != "") {
 			t.Errorf("seedDir(%q, %v) = %q, %t", c.dataDir, c.volumes, dir, ok)
+		}
+	}
+}
+
+// A seed matches the image, the data directory and the environment, but the
+// variables set per start.
+func TestSeedKey(t *testing.T) {
+	spec := func(env map[string]string) sandbox.Spec {
+		return sandbox.Spec{DataDir: "/data", Env: env, Seed: &sandbox.Seed{PerStart: []string{"PASSWORD"}}}
+	}
+	base := seedKey("sha256:1", spec(map[string]string{"DB": "a", "PASSWORD": "x"}))
+	if k := seedKey("sha256:1", spec(map[string]string{"DB": "a", "PASSWORD": "y"})); k != base {
+		t.Error("another password gave another seed")
+	}
+	for _, k := range []string{
+		seedKey("sha256:1", spec(map[string]string{"DB": "b", "PASSWORD": "x"})),
+		seedKey("sha256:1", spec(map[string]string{"DB": "a", "PASSWORD": "x", "MORE": ""})),
+		seedKey("sha256:2", spec(map[string]string{"DB": "a", "PASSWORD": "x"})),
+	} {
+		if k == base {
+			t.Error("a different environment or image gave the same seed")
 		}
 	}
 }

@@ -23,29 +23,21 @@ import (
 func TestSeed(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	before := e.removeNewSeeds(t)
-	var ours []string
-	built := func() []string {
-		var ids []string
-		for _, id := range e.seedImages(t) {
-			if !slices.Contains(before, id) {
-				ids = append(ids, id)
-			}
-		}
-		return ids
-	}
-
+	base := e.imageOf(t, e.image)
 	spec, srv := e.spec(t)
-	spec.Seed.Key += e.tag // a seed of this test's own
+	spec.Env["BACKPROOF_TEST_SEED"] = e.tag // a seed of this test's own
+	key := docker.SeedKey(base.ID, spec)
+	e.removeSeeds(t, key)
+	built := func() []string { return e.seedImages(t, key) }
+
 	first := e.start(t, spec)
-	ours = built()
+	ours := built()
 	if len(ours) != 1 {
 		t.Fatalf("%d seed images built, want 1", len(ours))
 	}
 	if n := e.readyLines(t, e.the(t)); n != 1 {
 		t.Errorf("the seeded server logged ready %d times, want 1", n)
 	}
-	base := e.imageOf(t, e.image)
 	if ref, id := first.Image(); ref != spec.Image || id != base.ID {
 		t.Errorf("Image() = %q, %q; want the configured image %q, %q", ref, id, spec.Image, base.ID)
 	}
@@ -61,9 +53,8 @@ func TestSeed(t *testing.T) {
 	}
 	first.Close(ctx)
 
-	key := spec.Seed.Key
 	spec, srv = e.spec(t)
-	spec.Seed.Key = key
+	spec.Env["BACKPROOF_TEST_SEED"] = e.tag
 	second := e.start(t, spec)
 	if got := built(); !slices.Equal(got, ours) {
 		t.Errorf("seed images %v after a second start, want %v", got, ours)
@@ -98,23 +89,19 @@ func TestSeed(t *testing.T) {
 	}
 }
 
-// removeNewSeeds removes, when the test ends, the seed images it built. It
-// returns those there were before.
-func (e *env) removeNewSeeds(t *testing.T) []string {
-	before := e.seedImages(t)
+// removeSeeds removes the seed images of key when the test ends. Other
+// tests (packages run at once) build and use seeds of their own keys.
+func (e *env) removeSeeds(t *testing.T, key string) {
 	t.Cleanup(func() {
-		for _, id := range e.seedImages(t) {
-			if !slices.Contains(before, id) {
-				e.cli.ImageRemove(context.Background(), id, client.ImageRemoveOptions{Force: true, PruneChildren: true})
-			}
+		for _, id := range e.seedImages(t, key) {
+			e.cli.ImageRemove(context.Background(), id, client.ImageRemoveOptions{Force: true, PruneChildren: true})
 		}
 	})
-	return before
 }
 
-func (e *env) seedImages(t *testing.T) []string {
+func (e *env) seedImages(t *testing.T, key string) []string {
 	t.Helper()
-	list, err := e.cli.ImageList(context.Background(), client.ImageListOptions{Filters: make(client.Filters).Add("label", docker.LabelSeed)})
+	list, err := e.cli.ImageList(context.Background(), client.ImageListOptions{Filters: make(client.Filters).Add("label", docker.LabelSeed+"="+key)})
 	if err != nil {
 		t.Fatal(err)
 	}
