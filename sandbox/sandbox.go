@@ -53,6 +53,10 @@ type Seed struct {
 	// ReadyCount is how many times a server started from the prepared data
 	// logs Ready.
 	ReadyCount int
+	// Prepare, when set, runs against the first server before it is
+	// stopped; Variant names what it does, and is part of the match.
+	Prepare func(ctx context.Context, inst Instance) error
+	Variant string
 }
 
 // File is a host file to copy into a sandbox.

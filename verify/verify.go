@@ -211,6 +211,9 @@ func (r *run) verify(ctx context.Context) {
 		spec.Deadline = dl
 	}
 	spec.Labels = map[string]string{"io.backproof.target": r.req.Target, "io.backproof.backup": m.ID}
+	if r.req.Hold != nil {
+		spec.Seed = nil // a person works in it: a cluster as the image makes it
+	}
 	// A server that loads the backup as it starts needs it spooled first.
 	if pre := preloader(ctx, r.req.Prover, m); pre != nil {
 		inst, dir, loaded := r.startLoaded(ctx, m, pre, spec, &srv)

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -364,4 +365,35 @@ func TestVerifyTearsDownOnPanicAndCancel(t *testing.T) {
 			t.Errorf("after cancellation: %v", left)
 		}
 	})
+}
+
+// A sandbox a person works in (restore --sandbox: Hold) is the cluster as
+// the image makes it, template databases included; verification's own start
+// from a seed without them (sandbox/docker TestSeed).
+func TestHoldIsAWholeCluster(t *testing.T) {
+	f := newFixture(t)
+	f.backup(t)
+	var dbs []string
+	rec := f.v.Run(context.Background(), verify.Request{
+		Target: "orders", Engine: "postgres", Prover: f.eng,
+		Destination: "local", Store: f.store, NoRecord: true,
+		Hold: func(ctx context.Context, srv engine.Server) {
+			conn, err := pgx.Connect(ctx, postgres.ConnString(srv))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer conn.Close(ctx)
+			rows, _ := conn.Query(ctx, "SELECT datname FROM pg_database ORDER BY 1")
+			if dbs, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
+				t.Error(err)
+			}
+		},
+	})
+	if rec.Outcome != verify.Pass {
+		t.Fatalf("outcome %s: %s", rec.Outcome, rec.Reason)
+	}
+	if want := []string{"postgres", "template0", "template1"}; !slices.Equal(dbs, want) {
+		t.Errorf("the held sandbox has databases %v, want postgres and both templates", dbs)
+	}
 }

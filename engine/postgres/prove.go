@@ -70,8 +70,34 @@ func (e *Engine) Sandbox(image, password string, info *engine.DumpInfo) (sandbox
 		// its first server. It keeps the superuser password of the sandbox
 		// it was prepared in; the server trusts its own loopback (initdb's
 		// pg_hba.conf), where drivers of seeds connect from.
-		Seed: &sandbox.Seed{PerStart: []string{"POSTGRES_PASSWORD"}, ReadyCount: 1},
+		Seed: &sandbox.Seed{PerStart: []string{"POSTGRES_PASSWORD"}, ReadyCount: 1,
+			Prepare: func(ctx context.Context, inst sandbox.Instance) error {
+				s := srv
+				s.Host, s.Port = inst.Addr()
+				return dropTemplates(ctx, s)
+			},
+			Variant: "no template databases"},
 	}, srv
+}
+
+// dropTemplates drops template0 and template1 from a sandbox's cluster: a
+// restore goes into an existing database and creates none. Their 600 files
+// were two thirds of what a sandbox started from a seed copies first (0.3 s
+// of its 0.8 s start).
+func dropTemplates(ctx context.Context, srv engine.Server) error {
+	conn, err := pgx.Connect(ctx, ConnString(srv))
+	if err != nil {
+		return err
+	}
+	defer closeConn(ctx, conn)
+	for _, db := range []string{"template1", "template0"} {
+		for _, q := range []string{"ALTER DATABASE " + db + " IS_TEMPLATE false", "DROP DATABASE " + db} {
+			if _, err := conn.Exec(ctx, q); err != nil {
+				return fmt.Errorf("%s: %w", q, err)
+			}
+		}
+	}
+	return nil
 }
 
 // locksPerTransaction sizes the server's lock table for a restore in one

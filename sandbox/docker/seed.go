@@ -50,7 +50,7 @@ func WithoutSeeds() Option { return func(d *Docker) { d.noSeeds = true } }
 // seedKey names what the prepared data depends on: the image, the data
 // directory and the environment but the variables set per start.
 func seedKey(imageID string, spec sandbox.Spec) string {
-	parts := []string{seedVersion, imageID, spec.DataDir}
+	parts := []string{seedVersion, imageID, spec.DataDir, spec.Seed.Variant}
 	for _, k := range slices.Sorted(maps.Keys(spec.Env)) {
 		if !slices.Contains(spec.Seed.PerStart, k) {
 			parts = append(parts, k+"="+spec.Env[k])
@@ -134,6 +134,11 @@ func (d *Docker) prepare(ctx context.Context, spec sandbox.Spec, img image.Inspe
 		return errNotStarted{err}
 	}
 	defer inst.Close(ctx)
+	if p := spec.Seed.Prepare; p != nil {
+		if err := p(ctx, inst); err != nil {
+			return fmt.Errorf("prepare: %w", err)
+		}
+	}
 	id := inst.ctr.GetContainerID()
 	// The image's stop signal: a fast shutdown for the postgres images.
 	if _, err := d.cli.ContainerStop(ctx, id, client.ContainerStopOptions{}); err != nil {

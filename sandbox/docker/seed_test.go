@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/moby/moby/api/types/image"
 	"github.com/moby/moby/client"
 
@@ -48,7 +49,11 @@ func TestSeed(t *testing.T) {
 	if layers := e.imageOf(t, ours[0]).RootFS.Layers; len(layers) != len(base.RootFS.Layers)+1 || !slices.Equal(layers[:len(base.RootFS.Layers)], base.RootFS.Layers) {
 		t.Errorf("the seed image's layers %v are not the configured image's %v and one more", layers, base.RootFS.Layers)
 	}
-	if _, err := connect(t, first, srv).Exec(ctx, "CREATE TABLE only_in_first (x int)"); err != nil {
+	conn := connect(t, first, srv)
+	if dbs := databases(t, conn); !slices.Equal(dbs, []string{"postgres"}) {
+		t.Errorf("the seeded cluster has databases %v, want only postgres (Seed.Prepare)", dbs)
+	}
+	if _, err := conn.Exec(ctx, "CREATE TABLE only_in_first (x int)"); err != nil {
 		t.Fatal(err)
 	}
 	first.Close(ctx)
@@ -83,7 +88,9 @@ func TestSeed(t *testing.T) {
 
 	scratch := newEnv(t, docker.WithoutSeeds())
 	spec, srv = scratch.spec(t)
-	connect(t, scratch.start(t, spec), srv)
+	if dbs := databases(t, connect(t, scratch.start(t, spec), srv)); len(dbs) != 3 {
+		t.Errorf("WithoutSeeds: databases %v, want initdb's three", dbs)
+	}
 	if n := scratch.readyLines(t, scratch.the(t)); n != 2 {
 		t.Errorf("WithoutSeeds: the server logged ready %d times, want 2", n)
 	}
@@ -134,4 +141,14 @@ func (e *env) readyLines(t *testing.T, id string) int {
 		t.Fatal(err)
 	}
 	return strings.Count(string(out), postgres.ReadyLine)
+}
+
+func databases(t *testing.T, conn *pgx.Conn) []string {
+	t.Helper()
+	rows, _ := conn.Query(context.Background(), "SELECT datname FROM pg_database ORDER BY 1")
+	dbs, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dbs
 }
