@@ -47,6 +47,11 @@ func parseURL(s string) (*dsn, error) {
 		return nil, errors.New("dsn: not a valid URL (want mysql://user:password@host:3306/db)")
 	}
 	if u.Scheme != "mysql" && u.Scheme != "mariadb" {
+		if !strings.HasPrefix(strings.ToLower(s), u.Scheme+"://") {
+			// "user:password@tcp(host)/db" without a scheme: the "scheme"
+			// read is the user, or the password.
+			return nil, errors.New("dsn: no scheme (want mysql://user:password@host:3306/db)")
+		}
 		return nil, fmt.Errorf("dsn: scheme %q, want mysql:// (mysql://user:password@host:3306/db)", u.Scheme)
 	}
 	d := &dsn{host: u.Hostname(), port: DefaultPort}
