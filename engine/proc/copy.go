@@ -1,8 +1,11 @@
 package proc
 
 import (
+	"errors"
 	"io"
 	"os"
+	"os/exec"
+	"syscall"
 )
 
 // pipeSize is what GrowPipe asks the kernel for: the unprivileged maximum
@@ -19,3 +22,44 @@ func GrowPipe(r io.Reader) {
 		growPipe(f)
 	}
 }
+
+// RunWithInput runs cmd with in on its standard input through a pipe of
+// pipeSize, written a pipe's worth at a time: os/exec's own copy writes 32
+// KiB at a time into a 64 KiB pipe, waking the child for each. The error is
+// cmd's, or else reading in's (a child that exits before reading all of in
+// has not failed for it).
+func RunWithInput(cmd *exec.Cmd, in io.Reader) error {
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	growPipe(pw)
+	cmd.Stdin = pr
+	err = cmd.Start()
+	pr.Close()
+	if err != nil {
+		pw.Close()
+		return err
+	}
+	copied := make(chan error, 1)
+	go func() {
+		_, err := io.CopyBuffer(onlyWriter{pw}, onlyReader{in}, make([]byte, pipeSize))
+		pw.Close()
+		copied <- err
+	}()
+	err = cmd.Wait()
+	pw.Close() // a copy still writing stops at once
+	cerr := <-copied
+	if err != nil {
+		return err
+	}
+	if cerr != nil && !errors.Is(cerr, syscall.EPIPE) && !errors.Is(cerr, os.ErrClosed) {
+		return cerr
+	}
+	return nil
+}
+
+// onlyReader and onlyWriter hide ReadFrom and WriteTo, so that CopyBuffer
+// uses its buffer.
+type onlyReader struct{ io.Reader }
+type onlyWriter struct{ io.Writer }
