@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"slices"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/backproof/backproof/catalog"
 	"github.com/backproof/backproof/config"
 	"github.com/backproof/backproof/continuity"
 	"github.com/backproof/backproof/crypt"
@@ -152,71 +154,84 @@ prints a connection string and keeps the container until Ctrl-C or --keep.`,
 	return cmd
 }
 
-// restoreTo restores into the database at o.to.
+// restoreTo restores into the database at o.to. The backup is spooled and
+// checked while the target is checked; only checked bytes reach the target.
 func (e *env) restoreTo(eng engine.Engine, copies []restore.Copy, ids *crypt.Identities, o restoreOpts, res *restoreResult) error {
-	if err := engine.CheckEmpty(e.ctx, eng, o.to, o.force); err != nil {
-		return err
-	}
 	dir, err := os.MkdirTemp("", "backproof-restore-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
+	ctx, cancel := context.WithCancelCause(e.ctx)
+	defer cancel(nil)
 	progress := e.progress(o.asJSON)
-	defer e.holdCopies(copies)()
-	// An engine that restores from a stream gets the stored bytes spooled
-	// and checked first, then decompressed into it as it restores; others
-	// get the decompressed dump in a file.
+	// An engine that restores from a stream gets the stored bytes spooled,
+	// then decompressed into it as it restores; others get the
+	// decompressed dump in a file.
 	sr, stream := eng.(engine.StreamRestorer)
-	var used restore.Copy
-	var path string
-	var sp *restore.Spooled
-	if stream {
-		used, sp, err = restore.SpoolStoredFirstIntact(e.ctx, e.log, copies, ids, dir, progress)
-	} else {
-		used, path, err = restore.SpoolFirstIntact(e.ctx, e.log, copies, ids, dir, progress)
+	sp := e.startSpool(ctx, copies, ids, dir, stream, progress)
+	defer sp.wait()
+	if err := engine.CheckEmpty(ctx, eng, o.to, o.force); err != nil {
+		cancel(err)
+		return err
 	}
-	for _, c := range copies {
-		if c.Source.Name == used.Source.Name {
-			break
+	var (
+		bar      io.WriteCloser
+		start    time.Time
+		spoolErr error // the target was not touched
+	)
+	ready := func() error {
+		if spoolErr = sp.result(res); spoolErr != nil {
+			return spoolErr
 		}
-		res.Skipped = append(res.Skipped, c.Source.Name)
-	}
-	if err != nil {
-		if restore.IsBad(err) {
-			return fmt.Errorf("%w: no intact copy of backup %s; the target was not touched: %w", errBadBackup, res.BackupID, err)
+		if progress != nil {
+			bar = progress("restore into "+eng.Describe(o.to), sp.size)
 		}
-		return fmt.Errorf("backup %s could not be read; the target was not touched: %w", res.BackupID, err)
+		start = time.Now()
+		return nil
 	}
-	res.Destination = used.Source.Name
-	m := used.Manifest
-	info := &engine.DumpInfo{ServerVersion: m.ServerVersion, Tools: m.Tools, Source: m.Source}
 	opts := engine.RestoreOptions{Jobs: 1, Clean: o.force}
-	var bar io.WriteCloser
-	if progress != nil {
-		var size int64
-		if stream {
-			size = sp.Size()
-		} else {
-			fi, err := os.Stat(path)
-			if err != nil {
-				return err
-			}
-			size = fi.Size()
-		}
-		bar = progress("restore into "+eng.Describe(o.to), size)
-		defer bar.Close()
-	}
-	start := time.Now()
 	if stream {
-		err = restoreStream(e.ctx, sr, o.to, sp, bar, info, opts)
-	} else {
+		info := dumpInfo(copies[0].Manifest)
+		var r *errReader
+		open := func() (io.Reader, error) {
+			if err := ready(); err != nil {
+				return nil, err
+			}
+			if !sameDumpInfo(dumpInfo(sp.used.Manifest), info) {
+				spoolErr = fmt.Errorf("the copies of backup %s on %s and %s record different sources; the target was not touched", res.BackupID, copies[0].Source.Name, sp.used.Source.Name)
+				return nil, spoolErr
+			}
+			rc, err := sp.stored.Open(bar)
+			if err != nil {
+				spoolErr = err
+				return nil, err
+			}
+			sp.reader = rc
+			r = &errReader{r: rc}
+			return r, nil
+		}
+		err = sr.RestoreStream(ctx, o.to, open, info, opts)
+		// A stream that stops decoding is the backup's fault, whatever the
+		// restore made of its end.
+		if r != nil && r.err != nil && err != nil {
+			err = fmt.Errorf("%w (%w)", r.err, err)
+		}
+	} else if err = ready(); err == nil {
 		if bar != nil {
 			opts.Progress = bar
+			defer bar.Close()
 		}
-		err = eng.RestoreInto(e.ctx, o.to, path, info, opts)
+		err = eng.RestoreInto(ctx, o.to, sp.path, dumpInfo(sp.used.Manifest), opts)
+	}
+	if stream && bar != nil {
+		bar.Close()
+	}
+	if spoolErr != nil {
+		return spoolErr
 	}
 	if err != nil {
+		cancel(err)
 		err = fmt.Errorf("restore into %s failed: %w", eng.Describe(o.to), err)
 		if errors.Is(err, engine.ErrCorrupt) || restore.IsBad(err) {
 			return fmt.Errorf("%w: %w", errBadBackup, err)
@@ -228,21 +243,85 @@ func (e *env) restoreTo(eng engine.Engine, copies []restore.Copy, ids *crypt.Ide
 	return nil
 }
 
-// restoreStream decompresses the spooled stored bytes into sr. A stream
-// that stops decoding is the backup's fault, whatever the restore made of
-// its end.
-func restoreStream(ctx context.Context, sr engine.StreamRestorer, dsn string, sp *restore.Spooled, progress io.Writer, info *engine.DumpInfo, opts engine.RestoreOptions) error {
-	rc, err := sp.Open(progress)
-	if err != nil {
-		return err
+func dumpInfo(m *catalog.Manifest) *engine.DumpInfo {
+	return &engine.DumpInfo{ServerVersion: m.ServerVersion, Tools: m.Tools, Source: m.Source}
+}
+
+// sameDumpInfo says whether the target and tool checks made for a hold for
+// b.
+func sameDumpInfo(a, b *engine.DumpInfo) bool {
+	return a.ServerVersion == b.ServerVersion && maps.Equal(a.Tools, b.Tools)
+}
+
+// spoolRun is a restore's download of the first intact copy into its spool,
+// running while the target is checked. Its holds keep prune off the backup
+// until the bytes are spooled.
+type spoolRun struct {
+	copies   []restore.Copy
+	done     chan struct{}
+	released chan struct{} // the holds
+	err      error
+	used     restore.Copy
+	stored   *restore.Spooled // a stream restore's stored bytes
+	path     string           // or the decompressed dump
+	size     int64
+	reader   io.Closer // of stored, once opened
+}
+
+func (e *env) startSpool(ctx context.Context, copies []restore.Copy, ids *crypt.Identities, dir string, stream bool, progress restore.Progress) *spoolRun {
+	sp := &spoolRun{copies: copies, done: make(chan struct{}), released: make(chan struct{})}
+	go func() {
+		defer close(sp.done)
+		release := e.holdCopies(copies)
+		// Once spooled, the backup may go: released while the restore runs.
+		defer func() { go func() { release(); close(sp.released) }() }()
+		if stream {
+			sp.used, sp.stored, sp.err = restore.SpoolStoredFirstIntact(ctx, e.log, copies, ids, dir, progress)
+			if sp.err == nil {
+				sp.size = sp.stored.Size()
+			}
+			return
+		}
+		sp.used, sp.path, sp.err = restore.SpoolFirstIntact(ctx, e.log, copies, ids, dir, progress)
+		if sp.err == nil {
+			var fi os.FileInfo
+			if fi, sp.err = os.Stat(sp.path); sp.err == nil {
+				sp.size = fi.Size()
+			}
+		}
+	}()
+	return sp
+}
+
+// wait waits until the spool has ended, its holds are released and its
+// reader is closed.
+func (sp *spoolRun) wait() {
+	<-sp.done
+	<-sp.released
+	if sp.reader != nil {
+		sp.reader.Close()
 	}
-	defer rc.Close()
-	r := &errReader{r: rc}
-	err = sr.RestoreStream(ctx, dsn, r, info, opts)
-	if r.err != nil && err != nil {
-		return fmt.Errorf("%w (%w)", r.err, err)
+}
+
+// result waits for the spool and records in res the copy used and those
+// skipped before it; its error names the backup and says the target was not
+// touched.
+func (sp *spoolRun) result(res *restoreResult) error {
+	<-sp.done
+	for _, c := range sp.copies {
+		if c.Source.Name == sp.used.Source.Name {
+			break
+		}
+		res.Skipped = append(res.Skipped, c.Source.Name)
 	}
-	return err
+	switch {
+	case sp.err == nil:
+		res.Destination = sp.used.Source.Name
+		return nil
+	case restore.IsBad(sp.err):
+		return fmt.Errorf("%w: no intact copy of backup %s; the target was not touched: %w", errBadBackup, res.BackupID, sp.err)
+	}
+	return fmt.Errorf("backup %s could not be read; the target was not touched: %w", res.BackupID, sp.err)
 }
 
 // errReader remembers the first error other than EOF that r returned.

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"io"
 	"os"
@@ -188,10 +187,12 @@ func holdSandbox(t *testing.T, args ...string) (string, func() int) {
 	ctx, interrupt := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
 	done := make(chan int, 1)
-	var stderr bytes.Buffer
+	// client-go's goroutines may still log into it after Main returned (a
+	// port-forward's connection closing).
+	stderr := &lockedBuffer{}
 	go func() {
 		env := func(k string) string { return os.Getenv(k) }
-		done <- Main(ctx, args, pw, &stderr, env, Build{Version: "test"})
+		done <- Main(ctx, args, pw, stderr, env, Build{Version: "test"})
 		pw.Close()
 	}()
 	var dsn string

@@ -156,8 +156,14 @@ type Restorer interface {
 // front to back, as from a pipe: restore --to decompresses into it while it
 // restores instead of first writing the whole dump to a file. It is one job
 // (opts.Jobs is ignored), with RestoreInto's guarantees otherwise.
+//
+// RestoreStream first checks the target and its own tools as RestoreInto
+// does, writing nothing, and only then calls open, at most once, for the
+// stream: restore --to spools and checks the stored bytes meanwhile, and open
+// waits for that. An error from open is returned as it is (wrapped only
+// with %w), and the target is then untouched.
 type StreamRestorer interface {
-	RestoreStream(ctx context.Context, dsn string, r io.Reader, info *DumpInfo, opts RestoreOptions) error
+	RestoreStream(ctx context.Context, dsn string, open func() (io.Reader, error), info *DumpInfo, opts RestoreOptions) error
 }
 
 // DumpInfo is what a dump observed at dump time, recorded in the manifest.

@@ -80,6 +80,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("RestoreIntoEmpty", s.restoreEmpty)
 	t.Run("NonEmptyTargetRefused", s.nonEmptyRefused)
 	t.Run("ForceReplaces", s.force)
+	t.Run("StreamRestore", s.streamRestore)
 	t.Run("DamagedArtifactIsBad", s.damaged)
 	t.Run("CancelledDump", s.cancelledDump)
 	t.Run("ServerDown", s.serverDown)
@@ -368,6 +369,51 @@ func (s *suite) restoreEmpty(t *testing.T) {
 	}
 	e.noted(err)
 	contentEqual(t, "copy after the writing query", s.h.Content(t, target), want)
+}
+
+// An engine that restores from a stream checks the target before it asks
+// for the stream, returns the stream's error as it is with the target
+// untouched, and restores the stream it gets as RestoreInto restores the
+// file.
+func (s *suite) streamRestore(t *testing.T) {
+	e := s.newEnv(t)
+	sr, ok := e.eng.(engine.StreamRestorer)
+	if !ok {
+		t.Skipf("%s restores from files only", e.eng.Describe(e.src))
+	}
+	ctx := ctxFor(t)
+	path, info := e.dump(ctx)
+	target := s.h.NewDatabase(t)
+	opened := 0
+	refused := errors.New("the spool failed its checksum")
+	err := sr.RestoreStream(ctx, target, func() (io.Reader, error) { opened++; return nil, refused }, info, engine.RestoreOptions{})
+	if !errors.Is(err, refused) || opened != 1 {
+		t.Fatalf("open failed: got %v after %d calls of open, want its error after one", e.noted(err), opened)
+	}
+	if n, err := e.eng.Objects(ctx, target); err != nil || n != 0 {
+		t.Fatalf("Objects after open failed = %d, %v; want 0", n, e.noted(err))
+	}
+
+	host := parseURL(t, target).Host
+	down := strings.Replace(target, host, "127.0.0.1:1", 1)
+	opened = 0
+	err = sr.RestoreStream(ctx, down, func() (io.Reader, error) { opened++; return nil, refused }, info, engine.RestoreOptions{})
+	if err == nil || errors.Is(err, refused) || opened != 0 {
+		t.Fatalf("an unreachable target: got %v after %d calls of open, want its error before any", e.noted(err), opened)
+	}
+
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	w := &argvWatch{e: e, w: io.Discard}
+	err = sr.RestoreStream(ctx, target, func() (io.Reader, error) { return f, nil }, info, engine.RestoreOptions{Progress: w})
+	w.check()
+	if err != nil {
+		t.Fatalf("restore a stream into %s: %v", e.eng.Describe(target), e.noted(err))
+	}
+	contentEqual(t, "restored from a stream", s.h.Content(t, target), s.h.Content(t, e.src))
 }
 
 // A target that holds anything is refused unless --force, and untouched.

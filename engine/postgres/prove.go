@@ -243,10 +243,14 @@ func (e *Engine) restoreFile(ctx context.Context, dsn, path string, info *engine
 }
 
 // RestoreStream implements engine.StreamRestorer: pg_restore reads the
-// archive from r, in one transaction.
-func (e *Engine) RestoreStream(ctx context.Context, dsn string, r io.Reader, info *engine.DumpInfo, opts engine.RestoreOptions) error {
+// archive from open's stream, in one transaction.
+func (e *Engine) RestoreStream(ctx context.Context, dsn string, open func() (io.Reader, error), info *engine.DumpInfo, opts engine.RestoreOptions) error {
 	opts.Jobs = 1
 	if err := e.checkTarget(ctx, dsn, info); err != nil {
+		return err
+	}
+	r, err := open()
+	if err != nil {
 		return err
 	}
 	if err := e.restore(ctx, dsn, "", r, info, opts); err != nil {
@@ -291,15 +295,15 @@ func (e *Engine) restore(ctx context.Context, dsn, path string, in io.Reader, in
 		args = append(args, "--single-transaction")
 	}
 	cmd := command(ctx, tool.Path, password, args...)
-	if stdin != nil {
-		// An io.Reader that is not an *os.File goes through a pipe; pg_restore
-		// may exit before reading all of it, which is its error to report.
-		cmd.Stdin = stdin
-	}
 	stderr := &proc.Tail{}
 	cmd.Stderr = stderr
 	e.log.DebugContext(ctx, "starting pg_restore", "path", tool.Path, "version", tool.Version, "jobs", opts.Jobs)
-	if err := cmd.Run(); err != nil {
+	if stdin != nil {
+		err = proc.RunWithInput(cmd, stdin)
+	} else {
+		err = cmd.Run()
+	}
+	if err != nil {
 		return restoreError(ctx, "pg_restore", tool.Version, dsn, password, stderr.String(), err)
 	}
 	return nil
