@@ -1,14 +1,12 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -28,7 +26,7 @@ type run struct {
 func runCLI(t *testing.T, ctx context.Context, args ...string) run {
 	t.Helper()
 	// client-go's goroutines may still log after Main returned.
-	var out, errb lockedBuffer
+	var out, errb testenv.Buffer
 	env := func(k string) string {
 		if k == "PATH" || strings.HasPrefix(k, "BACKPROOF_") {
 			return os.Getenv(k)
@@ -321,22 +319,4 @@ func TestInterruptedExits130(t *testing.T) {
 	if ld := decode[listDoc](t, r.stdout); len(ld.Backups) != 0 {
 		t.Errorf("interrupted backup is listed: %+v", ld.Backups)
 	}
-}
-
-// lockedBuffer is a bytes.Buffer safe for concurrent writes and reads.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

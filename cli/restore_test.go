@@ -189,7 +189,7 @@ func holdSandbox(t *testing.T, args ...string) (string, func() int) {
 	done := make(chan int, 1)
 	// client-go's goroutines may still log into it after Main returned (a
 	// port-forward's connection closing).
-	stderr := &lockedBuffer{}
+	stderr := &testenv.Buffer{}
 	go func() {
 		env := func(k string) string { return os.Getenv(k) }
 		done <- Main(ctx, args, pw, stderr, env, Build{Version: "test"})

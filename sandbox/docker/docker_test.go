@@ -8,7 +8,6 @@ package docker_test
 // (other processes may use the same engine at the same time).
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -19,7 +18,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -47,7 +45,7 @@ type env struct {
 	cli   *testcontainers.DockerClient
 	image string
 	tag   string // value of labelTest for this test
-	log   *syncBuffer
+	log   *testenv.Buffer
 }
 
 func newEnv(t *testing.T, opts ...docker.Option) *env {
@@ -55,7 +53,7 @@ func newEnv(t *testing.T, opts ...docker.Option) *env {
 	image := strings.ReplaceAll(testenv.PostgresImage(t), "{major}", "15")
 	testenv.NoSandboxesLeft(t)
 	ctx := context.Background()
-	e := &env{image: image, tag: "t" + randHex(t, 6), log: &syncBuffer{}}
+	e := &env{image: image, tag: "t" + randHex(t, 6), log: &testenv.Buffer{}}
 	log := slog.New(slog.NewTextHandler(e.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	d, err := docker.New(ctx, log, append(opts, docker.WithLabels(map[string]string{labelTest: e.tag}))...)
 	if err != nil {
@@ -713,23 +711,4 @@ func randHex(t *testing.T, n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent writers (slog handlers
-// of several goroutines).
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
