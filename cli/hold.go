@@ -15,11 +15,14 @@ const restoreHold = 6 * time.Hour
 // holdCopies places a hold on every copy a restore may read, so that prune
 // does not delete the backup under it. A hold that cannot be placed only
 // warns; a copy pruned meanwhile fails to download like a missing one.
-func (e *env) holdCopies(copies []restore.Copy) (release func()) {
+func (e *env) holdCopies(ctx context.Context, copies []restore.Copy) (release func()) {
 	var releases []func(context.Context)
 	for _, c := range copies {
-		r, err := catalog.PutHold(e.ctx, c.Source.Store, c.Manifest.Target, c.Manifest.ID, time.Now().Add(restoreHold))
+		r, err := catalog.PutHold(ctx, c.Source.Store, c.Manifest.Target, c.Manifest.ID, time.Now().Add(restoreHold))
 		if err != nil {
+			if ctx.Err() != nil {
+				break // the restore was refused or ended
+			}
 			e.log.Warn("could not place a hold: prune may delete the backup during this restore",
 				"destination", c.Source.Name, "backup_id", c.Manifest.ID, "err", err)
 			continue

@@ -163,14 +163,16 @@ func (e *env) restoreTo(eng engine.Engine, copies []restore.Copy, ids *crypt.Ide
 	}
 	defer os.RemoveAll(dir)
 	ctx, cancel := context.WithCancelCause(e.ctx)
-	defer cancel(nil)
 	progress := e.progress(o.asJSON)
 	// An engine that restores from a stream gets the stored bytes spooled,
 	// then decompressed into it as it restores; others get the
 	// decompressed dump in a file.
 	sr, stream := eng.(engine.StreamRestorer)
 	sp := e.startSpool(ctx, copies, ids, dir, stream, progress)
-	defer sp.wait()
+	defer func() {
+		cancel(nil)
+		sp.wait()
+	}()
 	if err := engine.CheckEmpty(ctx, eng, o.to, o.force); err != nil {
 		cancel(err)
 		return err
@@ -199,13 +201,16 @@ func (e *env) restoreTo(eng engine.Engine, copies []restore.Copy, ids *crypt.Ide
 				return nil, err
 			}
 			if !sameDumpInfo(dumpInfo(sp.used.Manifest), info) {
-				spoolErr = fmt.Errorf("the copies of backup %s on %s and %s record different sources; the target was not touched", res.BackupID, copies[0].Source.Name, sp.used.Source.Name)
+				spoolErr = fmt.Errorf("the copies of backup %s on %s and %s record different server or tool versions; the target was not touched", res.BackupID, copies[0].Source.Name, sp.used.Source.Name)
 				return nil, spoolErr
 			}
 			rc, err := sp.stored.Open(bar)
 			if err != nil {
-				spoolErr = err
-				return nil, err
+				spoolErr = fmt.Errorf("backup %s could not be opened; the target was not touched: %w", res.BackupID, err)
+				if restore.IsBad(err) {
+					spoolErr = fmt.Errorf("%w: %w", errBadBackup, spoolErr)
+				}
+				return nil, spoolErr
 			}
 			sp.reader = rc
 			r = &errReader{r: rc}
@@ -247,8 +252,8 @@ func dumpInfo(m *catalog.Manifest) *engine.DumpInfo {
 	return &engine.DumpInfo{ServerVersion: m.ServerVersion, Tools: m.Tools, Source: m.Source}
 }
 
-// sameDumpInfo says whether the target and tool checks made for a hold for
-// b.
+// sameDumpInfo says whether checks of the target and the tools made for a
+// backup's info a hold for info b.
 func sameDumpInfo(a, b *engine.DumpInfo) bool {
 	return a.ServerVersion == b.ServerVersion && maps.Equal(a.Tools, b.Tools)
 }
@@ -272,7 +277,7 @@ func (e *env) startSpool(ctx context.Context, copies []restore.Copy, ids *crypt.
 	sp := &spoolRun{copies: copies, done: make(chan struct{}), released: make(chan struct{})}
 	go func() {
 		defer close(sp.done)
-		release := e.holdCopies(copies)
+		release := e.holdCopies(ctx, copies)
 		// Once spooled, the backup may go: released while the restore runs.
 		defer func() { go func() { release(); close(sp.released) }() }()
 		if stream {

@@ -158,8 +158,8 @@ type Restorer interface {
 // (opts.Jobs is ignored), with RestoreInto's guarantees otherwise.
 //
 // RestoreStream first checks the target and its own tools as RestoreInto
-// does, writing nothing, and only then calls open, at most once, for the
-// stream: restore --to spools and checks the stored bytes meanwhile, and open
+// does, writing nothing, and only then calls open, at most once and before
+// it returns, for the stream: restore --to spools and checks the stored bytes meanwhile, and open
 // waits for that. An error from open is returned as it is (wrapped only
 // with %w), and the target is then untouched.
 type StreamRestorer interface {

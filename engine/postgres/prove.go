@@ -298,10 +298,13 @@ func (e *Engine) restore(ctx context.Context, dsn, path string, in io.Reader, in
 	stderr := &proc.Tail{}
 	cmd.Stderr = stderr
 	e.log.DebugContext(ctx, "starting pg_restore", "path", tool.Path, "version", tool.Version, "jobs", opts.Jobs)
-	if stdin != nil {
-		err = proc.RunWithInput(cmd, stdin)
-	} else {
+	if f, ok := stdin.(*os.File); ok || stdin == nil {
+		if ok {
+			cmd.Stdin = f // pg_restore reads the file itself
+		}
 		err = cmd.Run()
+	} else {
+		err = proc.RunWithInput(cmd, stdin)
 	}
 	if err != nil {
 		return restoreError(ctx, "pg_restore", tool.Version, dsn, password, stderr.String(), err)
