@@ -221,7 +221,11 @@ func (e *Engine) RestoreInto(ctx context.Context, dsn, path string, info *engine
 	}
 	opts.Jobs = jobs
 	err = e.restoreFile(ctx, dsn, path, info, opts)
-	if err != nil && opts.Jobs <= 1 {
+	var input *proc.InputError
+	switch {
+	case errors.As(err, &input):
+		return fmt.Errorf("%w; pg_restore had already committed the restore: the target holds what it read", err)
+	case err != nil && opts.Jobs <= 1:
 		return fmt.Errorf("%w; rolled back (one transaction): the target is as it was before", err)
 	}
 	return err
@@ -253,7 +257,12 @@ func (e *Engine) RestoreStream(ctx context.Context, dsn string, open func() (io.
 	if err != nil {
 		return err
 	}
-	if err := e.restore(ctx, dsn, "", r, info, opts); err != nil {
+	err = e.restore(ctx, dsn, "", r, info, opts)
+	var input *proc.InputError
+	switch {
+	case errors.As(err, &input):
+		return fmt.Errorf("%w; pg_restore had already committed the restore: the target holds what it read", err)
+	case err != nil:
 		return fmt.Errorf("%w; rolled back (one transaction): the target is as it was before", err)
 	}
 	return nil
@@ -306,7 +315,11 @@ func (e *Engine) restore(ctx context.Context, dsn, path string, in io.Reader, in
 	} else {
 		err = proc.RunWithInput(cmd, stdin)
 	}
-	if err != nil {
+	var input *proc.InputError
+	switch {
+	case errors.As(err, &input):
+		return fmt.Errorf("pg_restore %s exited 0: %w", tool.Version, err)
+	case err != nil:
 		return restoreError(ctx, "pg_restore", tool.Version, dsn, password, stderr.String(), err)
 	}
 	return nil

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -256,3 +257,31 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	*c += countingWriter(len(p))
 	return len(p), nil
 }
+
+// A stream that fails after pg_restore has read the whole archive: pg_restore
+// has committed, and the error says so instead of "rolled back".
+func TestRestoreStreamFailsAfterCommit(t *testing.T) {
+	ctx := context.Background()
+	bin := testenv.PostgresBin(t)
+	src := testenv.NewPostgresDB(t)
+	testenv.Exec(t, src, "CREATE TABLE t (n int); INSERT INTO t SELECT generate_series(1, 1000)")
+	var dump bytes.Buffer
+	info, err := New(src, WithBinDirs(bin)).Dump(ctx, &dump)
+	if err != nil {
+		t.Fatal(err)
+	}
+	broken := errors.New("the stream's last frame does not decode")
+	target := testenv.NewPostgresDB(t)
+	open := func() (io.Reader, error) { return io.MultiReader(&dump, failingReader{broken}), nil }
+	err = New("", WithBinDirs(bin)).RestoreStream(ctx, target, open, info, engine.RestoreOptions{})
+	if !errors.Is(err, broken) || !strings.Contains(err.Error(), "committed") || strings.Contains(err.Error(), "rolled back") {
+		t.Fatalf("got %v, want the stream's error saying pg_restore committed", err)
+	}
+	if n := countsOf(t, target)[tableKey{"public", "t"}]; n != 1000 {
+		t.Fatalf("the target holds %d rows, want the 1000 pg_restore committed", n)
+	}
+}
+
+type failingReader struct{ err error }
+
+func (f failingReader) Read([]byte) (int, error) { return 0, f.err }

@@ -26,7 +26,7 @@ func GrowPipe(r io.Reader) {
 // RunWithInput runs cmd with in on its standard input through a pipe of
 // pipeSize, written a pipe's worth at a time: os/exec's own copy writes 32
 // KiB at a time into a 64 KiB pipe, waking the child for each. The error is
-// cmd's, or else reading in's (a child that exits before reading all of in
+// cmd's, or else an *InputError (a child that exits before reading all of in
 // has not failed for it).
 func RunWithInput(cmd *exec.Cmd, in io.Reader) error {
 	pr, pw, err := os.Pipe()
@@ -54,10 +54,20 @@ func RunWithInput(cmd *exec.Cmd, in io.Reader) error {
 		return err
 	}
 	if cerr != nil && !errors.Is(cerr, syscall.EPIPE) && !errors.Is(cerr, os.ErrClosed) {
-		return cerr
+		return &InputError{cerr}
 	}
 	return nil
 }
+
+// InputError means the child succeeded, but its input failed to read: it
+// had what it needed before the failure, or took a short input for whole.
+type InputError struct{ Err error }
+
+func (e *InputError) Error() string {
+	return "the input failed after the program succeeded: " + e.Err.Error()
+}
+
+func (e *InputError) Unwrap() error { return e.Err }
 
 // onlyReader and onlyWriter hide ReadFrom and WriteTo, so that CopyBuffer
 // uses its buffer.

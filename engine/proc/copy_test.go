@@ -42,8 +42,9 @@ func TestRunWithInputErrors(t *testing.T) {
 	}
 	broken := errors.New("the artifact stopped decoding")
 	in := io.MultiReader(strings.NewReader("some bytes"), errReader{broken})
-	if err := RunWithInput(exec.Command("cat"), in); !errors.Is(err, broken) {
-		t.Fatalf("an input failing to read: got %v", err)
+	var ie *InputError
+	if err := RunWithInput(exec.Command("cat"), in); !errors.Is(err, broken) || !errors.As(err, &ie) {
+		t.Fatalf("an input failing to read: got %v, want an InputError", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
