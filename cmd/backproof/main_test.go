@@ -187,7 +187,7 @@ func TestRestoreProgressOnTerminal(t *testing.T) {
 		regexp.MustCompile(`restored orders backup \S+ from local`),
 	} {
 		if !want.MatchString(out) {
-			t.Errorf("terminal output lacks %s:\n%s", want, tail(strings.ReplaceAll(out, "\r", "\n"), 3000))
+			t.Errorf("terminal output lacks %s:\n%s\n...\n%s", want, head(out, 1500), tail(strings.ReplaceAll(out, "\r", "\n"), 1500))
 		}
 	}
 	var rows int
@@ -403,4 +403,9 @@ func tail(s string, n int) string {
 		return s[len(s)-n:]
 	}
 	return s
+}
+
+// head is the first n bytes of s, its carriage returns as line breaks.
+func head(s string, n int) string {
+	return strings.ReplaceAll(s[:min(len(s), n)], "\r", "\n")
 }
