@@ -242,13 +242,13 @@ func (d *Docker) start(ctx context.Context, spec sandbox.Spec, img image.Inspect
 		}
 		return nil, fmt.Errorf("%w: start sandbox %s: %s", sandbox.ErrUnavailable, spec.Image, msg)
 	}
-	inst := &instance{ctr: ctr, cli: d.cli, created: created, ref: spec.Image, imageID: img.ID, digest: repoDigest(img.RepoDigests), log: d.log, host: "127.0.0.1"}
-	inst.tunnel, err = newTunnel(d.cli.Client, ctr.GetContainerID(), relayCommand(relayLabel, int(port.Num())), d.log)
+	inst := &instance{ctr: ctr, cli: d.cli, created: created, ref: spec.Image, imageID: img.ID, digest: repoDigest(img.RepoDigests), log: d.log}
+	inst.relay, err = sandbox.NewRelay(execRelay(d.cli.Client, ctr.GetContainerID(), relayCommand(relayLabel, int(port.Num()))), d.log)
 	if err != nil {
 		inst.Close(context.WithoutCancel(ctx))
 		return nil, fmt.Errorf("%w: sandbox %s: %v", sandbox.ErrUnavailable, spec.Image, err)
 	}
-	inst.port = inst.tunnel.port()
+	inst.host, inst.port = inst.relay.Addr()
 	d.log.DebugContext(ctx, "sandbox ready", "image", spec.Image, "container", shortID(ctr.GetContainerID()), "port", inst.port)
 	return inst, nil
 }
@@ -491,7 +491,7 @@ type instance struct {
 	ref        string
 	imageID    string
 	digest     string
-	tunnel     *tunnel
+	relay      *sandbox.Relay
 	host       string
 	port       int
 	log        *slog.Logger
@@ -550,8 +550,8 @@ func (i *instance) Logs(ctx context.Context) string { return containerLogs(ctx, 
 
 func (i *instance) Close(ctx context.Context) error {
 	i.closeOnce.Do(func() {
-		if i.tunnel != nil {
-			i.tunnel.Close()
+		if i.relay != nil {
+			i.relay.Close()
 		}
 		i.closeError = terminate(ctx, i.cli, i.ctr, i.log)
 	})

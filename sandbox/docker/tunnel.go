@@ -2,22 +2,19 @@ package docker
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/client"
 )
 
 // A sandbox has no network: only its own loopback. The server is reached
-// through the engine instead: a listener on 127.0.0.1 of this process
-// relays each connection over an exec in the container (its stdin and
+// through the engine instead: a sandbox.Relay on 127.0.0.1 of this process
+// carries each connection over an exec in the container (its stdin and
 // stdout) to the server's port on the container's loopback. So nothing a
 // restored dump runs in the server (COPY ... TO PROGRAM, a function opening
 // a socket, a Redis library) can reach the host, the LAN or a metadata
@@ -52,115 +49,34 @@ func relayCommand(label string, port int) []string {
 	return []string{"bash", "-c", bashRelay, "relay", p}
 }
 
-type tunnel struct {
-	ctx   context.Context // ends at Close, with every exec call in flight
-	stop  context.CancelFunc
-	ln    net.Listener
-	cli   *client.Client
-	id    string
-	cmd   []string
-	log   *slog.Logger
-	mu    sync.Mutex
-	conns map[io.Closer]bool
-	wg    sync.WaitGroup
-}
-
-func newTunnel(cli *client.Client, id string, cmd []string, log *slog.Logger) (*tunnel, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, fmt.Errorf("sandbox relay: %w", err)
-	}
-	ctx, stop := context.WithCancel(context.Background())
-	t := &tunnel{ctx: ctx, stop: stop, ln: ln, cli: cli, id: id, cmd: cmd, log: log, conns: map[io.Closer]bool{}}
-	t.wg.Add(1)
-	go t.serve()
-	return t, nil
-}
-
-func (t *tunnel) port() int { return t.ln.Addr().(*net.TCPAddr).Port }
-
-func (t *tunnel) serve() {
-	defer t.wg.Done()
-	for {
-		c, err := t.ln.Accept()
+// execRelay returns a sandbox.Relay serve func that carries each client
+// connection through an exec of cmd in container id.
+func execRelay(cli *client.Client, id string, cmd []string) func(context.Context, net.Conn) error {
+	return func(ctx context.Context, c net.Conn) error {
+		ex, err := cli.ExecCreate(ctx, id, client.ExecCreateOptions{
+			Cmd: cmd, AttachStdin: true, AttachStdout: true, AttachStderr: true,
+		})
 		if err != nil {
-			return // closed
+			return err
 		}
-		if !t.track(c) {
-			c.Close()
-			return
+		hj, err := cli.ExecAttach(ctx, ex.ID, client.ExecAttachOptions{})
+		if err != nil {
+			return err
 		}
-		t.wg.Add(1)
+		defer hj.Close()
+		stop := context.AfterFunc(ctx, hj.Close) // the relay is closing
+		defer stop()
 		go func() {
-			defer t.wg.Done()
-			defer t.untrack(c)
-			if err := t.relay(c); err != nil {
-				t.log.Debug("sandbox relay ended", "container", shortID(t.id), "err", err)
-			}
+			io.Copy(hj.Conn, c) //nolint:errcheck // ends with either side
+			hj.CloseWrite()     //nolint:errcheck // the relay's stdin ends: the client is done
 		}()
-	}
-}
-
-// relay carries one client connection through an exec in the container.
-func (t *tunnel) relay(c net.Conn) error {
-	defer c.Close()
-	ctx := t.ctx
-	ex, err := t.cli.ExecCreate(ctx, t.id, client.ExecCreateOptions{
-		Cmd: t.cmd, AttachStdin: true, AttachStdout: true, AttachStderr: true,
-	})
-	if err != nil {
+		stderr := &limited{max: 1024}
+		_, err = stdcopy.StdCopy(c, stderr, hj.Reader)
+		if s := strings.TrimSpace(stderr.String()); s != "" {
+			return fmt.Errorf("relay: %s", s)
+		}
 		return err
 	}
-	hj, err := t.cli.ExecAttach(ctx, ex.ID, client.ExecAttachOptions{})
-	if err != nil {
-		return err
-	}
-	if !t.track(hj.Conn) {
-		hj.Close()
-		return errors.New("tunnel closed")
-	}
-	defer t.untrack(hj.Conn)
-	defer hj.Close()
-	go func() {
-		io.Copy(hj.Conn, c) //nolint:errcheck // ends with either side
-		hj.CloseWrite()     //nolint:errcheck // the relay's stdin ends: the client is done
-	}()
-	stderr := &limited{max: 1024}
-	_, err = stdcopy.StdCopy(c, stderr, hj.Reader)
-	if s := strings.TrimSpace(stderr.String()); s != "" {
-		return fmt.Errorf("relay: %s", s)
-	}
-	return err
-}
-
-// track registers a connection Close must close; false once closed.
-func (t *tunnel) track(c io.Closer) bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.conns == nil {
-		return false
-	}
-	t.conns[c] = true
-	return true
-}
-
-func (t *tunnel) untrack(c io.Closer) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	delete(t.conns, c)
-}
-
-// Close stops listening and cuts every relayed connection.
-func (t *tunnel) Close() {
-	t.stop()
-	t.ln.Close()
-	t.mu.Lock()
-	for c := range t.conns {
-		c.Close()
-	}
-	t.conns = nil
-	t.mu.Unlock()
-	t.wg.Wait()
 }
 
 // limited keeps the first max bytes written to it.

@@ -32,15 +32,12 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/httpstream"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
-	"k8s.io/client-go/tools/portforward"
 	"k8s.io/client-go/tools/remotecommand"
-	"k8s.io/client-go/transport/spdy"
 	"k8s.io/klog/v2"
 
 	"github.com/backproof/backproof/sandbox"
@@ -537,7 +534,7 @@ type instance struct {
 	imageID    string
 	host       string
 	port       int
-	stopFwd    context.CancelFunc
+	fwd        *forward // nil in the cluster
 	closeOnce  sync.Once
 	closeError error
 }
@@ -699,45 +696,6 @@ func (i *instance) waitReady(ctx context.Context, line string, count int) error 
 	return fmt.Errorf("the server's output ended before it was ready")
 }
 
-func (i *instance) portForward(ctx context.Context, port int) error {
-	req := i.pods().subresource(http.MethodPost, i.name, "portforward", nil)
-	transport, upgrader, err := spdy.RoundTripperFor(i.k.cfg)
-	if err != nil {
-		return err
-	}
-	dialer := spdy.NewDialer(upgrader, &http.Client{Transport: transport}, http.MethodPost, req.URL())
-	if ws, err := portforward.NewSPDYOverWebsocketDialer(req.URL(), i.k.cfg); err == nil {
-		dialer = portforward.NewFallbackDialer(ws, dialer, func(err error) bool {
-			return httpstream.IsUpgradeFailure(err) || httpstream.IsHTTPSProxyError(err)
-		})
-	}
-	fctx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	ready := make(chan struct{})
-	pf, err := portforward.NewOnAddressesWithContext(fctx, dialer, []string{"127.0.0.1"}, []string{"0:" + strconv.Itoa(port)}, ready, io.Discard, io.Discard)
-	if err != nil {
-		stop()
-		return err
-	}
-	done := make(chan error, 1)
-	go func() { done <- pf.ForwardPorts() }()
-	select {
-	case <-ready:
-	case err := <-done:
-		stop()
-		return fmt.Errorf("port-forward to the sandbox: %v", err)
-	case <-ctx.Done():
-		stop()
-		return context.Cause(ctx)
-	}
-	ports, err := pf.GetPorts()
-	if err != nil || len(ports) != 1 {
-		stop()
-		return fmt.Errorf("port-forward to the sandbox: no local port: %v", err)
-	}
-	i.host, i.port, i.stopFwd = "127.0.0.1", int(ports[0].Local), stop
-	return nil
-}
-
 // Check implements sandbox.Instance.
 func (i *instance) Check(ctx context.Context) error {
 	p, err := i.get(ctx)
@@ -793,8 +751,8 @@ func (i *instance) Logs(ctx context.Context) string {
 // and NetworkPolicy are deleted too (the garbage collector would).
 func (i *instance) Close(ctx context.Context) error {
 	i.closeOnce.Do(func() {
-		if i.stopFwd != nil {
-			i.stopFwd()
+		if i.fwd != nil {
+			i.fwd.Close()
 		}
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 		defer cancel()

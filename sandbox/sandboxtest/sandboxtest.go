@@ -13,9 +13,12 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -23,6 +26,7 @@ import (
 
 	"github.com/backproof/backproof/engine"
 	"github.com/backproof/backproof/engine/postgres"
+	"github.com/backproof/backproof/internal/testenv"
 	"github.com/backproof/backproof/sandbox"
 )
 
@@ -41,6 +45,7 @@ func Run(t *testing.T, d Driver) {
 	t.Run("Postgres", func(t *testing.T) { testPostgres(t, d) })
 	t.Run("FilesBeforeStart", func(t *testing.T) { testFiles(t, d) })
 	t.Run("OwnData", func(t *testing.T) { testOwnData(t, d) })
+	t.Run("OtherUser", func(t *testing.T) { testOtherUser(t, d) })
 	t.Run("ImageMissing", func(t *testing.T) { testImageMissing(t, d) })
 	t.Run("NeverReady", func(t *testing.T) { testNeverReady(t, d) })
 }
@@ -123,6 +128,34 @@ func testOwnData(t *testing.T, d Driver) {
 	var missing bool
 	if err := conns[1].QueryRow(ctx, "SELECT to_regclass('mine') IS NULL").Scan(&missing); err != nil || !missing {
 		t.Errorf("a sandbox sees a table created in another (%v)", err)
+	}
+}
+
+// Only this process's user reaches a sandbox: another local user's client
+// is refused, though the server trusts what comes through the relay.
+func testOtherUser(t *testing.T, d Driver) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the relay tells a connection's user only on Linux")
+	}
+	if os.Getuid() != 0 {
+		testenv.Unavailable(t, "running a client as another user needs root")
+	}
+	psql := filepath.Join(testenv.PostgresBin(t), "psql")
+	_, srv, _, _ := startPostgres(t, d)
+	conninfo := fmt.Sprintf("host=%s port=%d user=postgres dbname=postgres sslmode=disable connect_timeout=60", srv.Host, srv.Port)
+	as := func(uid uint32, env ...string) (string, error) {
+		cmd := exec.Command(psql, "-XAtq", "-w", "-d", conninfo, "-c", "SELECT 'in'")
+		cmd.Env = append([]string{"PATH=/usr/bin:/bin", "HOME=/"}, env...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid}}
+		out, err := cmd.CombinedOutput()
+		return strings.TrimSpace(string(out)), err
+	}
+	if out, err := as(65534); err == nil {
+		t.Errorf("user 65534 reached the sandbox's server without its password: %s", out)
+	}
+	// This process's user gets in with the same client.
+	if out, err := as(0, "PGPASSWORD="+srv.Password); err != nil || out != "in" {
+		t.Errorf("this process's user, with the same client: %v: %s", err, out)
 	}
 }
 
