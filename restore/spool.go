@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"os"
 	"path/filepath"
@@ -66,7 +67,7 @@ func Spool(ctx context.Context, d destination.Destination, m *catalog.Manifest, 
 		return "", err
 	}
 	defer rc.Close()
-	return writeSpool(ctx, filepath.Join(dir, plainName(a)), rc)
+	return writeSpool(ctx, filepath.Join(dir, plainName(a)), rc, nil)
 }
 
 func plainName(a catalog.Artifact) string {
@@ -74,8 +75,11 @@ func plainName(a catalog.Artifact) string {
 }
 
 // writeSpool copies r into a new file at path, checking free space as it
-// grows. On error the file is removed.
-func writeSpool(ctx context.Context, path string, r io.Reader) (_ string, err error) {
+// grows. With h, a goroutine of its own hashes the bytes while the next are
+// read and written (hashing alone is slower than reading and writing a
+// cached file), and h is complete when writeSpool returns. On error the file
+// is removed.
+func writeSpool(ctx context.Context, path string, r io.Reader, h hash.Hash) (_ string, err error) {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return "", fmt.Errorf("spool: %w", err)
@@ -87,8 +91,13 @@ func writeSpool(ctx context.Context, path string, r io.Reader) (_ string, err er
 		}
 	}()
 	w := &spaceWriter{w: f, dir: filepath.Dir(path)}
-	buf := make([]byte, 1<<20)
-	if _, err := io.CopyBuffer(w, destination.ContextReader(ctx, r), buf); err != nil {
+	r = destination.ContextReader(ctx, r)
+	if h == nil {
+		_, err = io.CopyBuffer(w, r, make([]byte, 1<<20))
+	} else {
+		err = hashedCopy(w, r, h)
+	}
+	if err != nil {
 		if ctx.Err() != nil {
 			return "", context.Cause(ctx)
 		}
@@ -98,6 +107,47 @@ func writeSpool(ctx context.Context, path string, r io.Reader) (_ string, err er
 		return "", fmt.Errorf("spool %s: %w", filepath.Base(path), err)
 	}
 	return f.Name(), nil
+}
+
+// hashedCopy copies r to w, hashing in a second goroutine each buffer once
+// it is written, in order, and returns once h holds every byte written.
+func hashedCopy(w io.Writer, r io.Reader, h hash.Hash) error {
+	const nbuf = 3
+	free := make(chan []byte, nbuf)
+	for range nbuf {
+		free <- make([]byte, 1<<20)
+	}
+	written := make(chan []byte, nbuf)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for b := range written {
+			h.Write(b)
+			free <- b[:cap(b)]
+		}
+	}()
+	defer func() {
+		close(written)
+		<-done
+	}()
+	for {
+		b := <-free
+		n, err := r.Read(b)
+		if n > 0 {
+			if _, werr := w.Write(b[:n]); werr != nil {
+				return werr
+			}
+			written <- b[:n]
+		} else {
+			free <- b
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
 }
 
 // SpoolStored downloads an artifact's stored bytes, as they are (compressed,
@@ -132,15 +182,19 @@ func SpoolStored(ctx context.Context, d destination.Destination, m *catalog.Mani
 	if progress != nil {
 		r = io.TeeReader(rc, progress)
 	}
-	vr := &verifyingReader{r: r, h: sha256.New(), want: a}
-	path, err := writeSpool(ctx, filepath.Join(dir, a.Name), vr)
-	if err != nil {
-		switch {
-		case vr.err != nil:
-			return nil, vr.err
-		case vr.readErr != nil:
-			return nil, fmt.Errorf("%s: read: %w", a.Name, vr.readErr)
-		}
+	vr := &verifyingReader{r: r, want: a} // the size; writeSpool hashes
+	h := sha256.New()
+	path, err := writeSpool(ctx, filepath.Join(dir, a.Name), vr, h)
+	switch {
+	case vr.err != nil:
+		return nil, vr.err
+	case vr.readErr != nil:
+		return nil, fmt.Errorf("%s: read: %w", a.Name, vr.readErr)
+	case err != nil:
+		return nil, err
+	}
+	if err := checkSum(a, h); err != nil {
+		os.Remove(path)
 		return nil, err
 	}
 	return &Spooled{Path: path, m: m, a: a, ids: ids}, nil

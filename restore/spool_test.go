@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"filippo.io/age"
@@ -234,4 +235,56 @@ func sealNew(data []byte) ([]byte, *crypt.Identities, *catalog.Encryption) {
 	w.Write(data)
 	w.Close()
 	return sealed.Bytes(), ids, &catalog.Encryption{Scheme: crypt.Scheme, RecipientFingerprints: rs.Fingerprints()}
+}
+
+func TestHashedCopy(t *testing.T) {
+	data := make([]byte, 5<<20+12345) // several buffers and a partial one
+	rng := rand.NewChaCha8([32]byte{1})
+	rng.Read(data)
+	want := sha256.Sum256(data)
+	for _, tc := range []struct {
+		name string
+		r    func() io.Reader
+	}{
+		{"whole reads", func() io.Reader { return bytes.NewReader(data) }},
+		{"half reads", func() io.Reader { return iotest.HalfReader(bytes.NewReader(data)) }},
+		{"data with EOF", func() io.Reader { return iotest.DataErrReader(bytes.NewReader(data)) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out bytes.Buffer
+			h := sha256.New()
+			if err := hashedCopy(&out, tc.r(), h); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(out.Bytes(), data) {
+				t.Fatalf("wrote %d bytes, not the %d read", out.Len(), len(data))
+			}
+			if got := h.Sum(nil); !bytes.Equal(got, want[:]) {
+				t.Fatalf("hash %x, want %x", got, want)
+			}
+		})
+	}
+
+	boom := errors.New("boom")
+	if err := hashedCopy(io.Discard, io.MultiReader(bytes.NewReader(data[:3<<20]), iotest.ErrReader(boom)), sha256.New()); !errors.Is(err, boom) {
+		t.Errorf("failing reader: err = %v, want %v", err, boom)
+	}
+	w := &failAfter{n: 2 << 20, err: boom}
+	if err := hashedCopy(w, bytes.NewReader(data), sha256.New()); !errors.Is(err, boom) {
+		t.Errorf("failing writer: err = %v, want %v", err, boom)
+	}
+}
+
+// failAfter accepts n bytes, then fails.
+type failAfter struct {
+	n   int
+	err error
+}
+
+func (f *failAfter) Write(p []byte) (int, error) {
+	if len(p) > f.n {
+		return 0, f.err
+	}
+	f.n -= len(p)
+	return len(p), nil
 }
