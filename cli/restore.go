@@ -7,7 +7,9 @@ import (
 	"io"
 	"maps"
 	"os"
+	"os/user"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -362,6 +364,7 @@ func (e *env) restoreSandbox(cfg *config.Config, t *config.Target, eng engine.En
 		NoRecord: true,
 		Hold: func(ctx context.Context, srv engine.Server) {
 			fmt.Fprintf(e.stdout, "sandbox ready: %s\n", eng.ConnString(srv))
+			fmt.Fprintf(e.stderr, "only processes of user %s can connect to it\n", userName())
 			msg := "press Ctrl-C to remove it"
 			if o.keep > 0 {
 				msg = fmt.Sprintf("it is removed in %s or at Ctrl-C", o.keep)
@@ -384,6 +387,14 @@ func (e *env) restoreSandbox(cfg *config.Config, t *config.Target, eng engine.En
 		return nil // Ctrl-C ended the inspection, as intended
 	}
 	return verdict([]*verify.Record{rec})
+}
+
+// userName is this process's user, as a name when it has one.
+func userName() string {
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		return u.Username
+	}
+	return strconv.Itoa(os.Getuid())
 }
 
 func (e *env) printRestore(r *restoreResult, o restoreOpts) {

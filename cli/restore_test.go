@@ -187,8 +187,8 @@ func holdSandbox(t *testing.T, args ...string) (string, func() int) {
 	ctx, interrupt := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
 	done := make(chan int, 1)
-	// client-go's goroutines may still log into it after Main returned (a
-	// port-forward's connection closing).
+	// A sandbox connection's goroutines may still log into it after Main
+	// returned.
 	stderr := &testenv.Buffer{}
 	go func() {
 		env := func(k string) string { return os.Getenv(k) }
