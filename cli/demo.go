@@ -301,7 +301,6 @@ func (e *env) demoServe(ln net.Listener, cfg *config.Config, o demoOptions, say 
 	if o.serve > 0 {
 		until = "for " + o.serve.String() + " (--serve; 0: until Ctrl-C)"
 	}
-	say("serve", "%s/ status page, %s/metrics, %s/status %s", base, base, base, until)
 	ctx := e.ctx
 	if o.serve > 0 {
 		var cancel context.CancelFunc
@@ -318,6 +317,9 @@ func (e *env) demoServe(ln net.Listener, cfg *config.Config, o demoOptions, say 
 		StopTimeout: daemonStopTimeout,
 		Redact:      e.redactor.String,
 		Reload:      func() (*config.Config, error) { return cfg, nil },
+		// Said once the endpoints show the catalog: a page opened at once
+		// would otherwise show a daemon still scanning.
+		OnReady: func() { say("serve", "%s/ status page, %s/metrics, %s/status %s", base, base, base, until) },
 	}
 	return d.Serve(ctx, ln, cfg, nil)
 }

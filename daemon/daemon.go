@@ -57,6 +57,10 @@ type Daemon struct {
 	// Clock drives the schedules and every time the daemon reports
 	// (default: the system clock).
 	Clock clock.Clock
+	// OnReady, when set, is called once the first config is applied and its
+	// catalogs scanned: /readyz says ready, and /metrics and /status show
+	// the catalog, from then on.
+	OnReady func()
 
 	ctx     context.Context // cancelled when the daemon stops: every job's context
 	started time.Time
@@ -157,6 +161,9 @@ func (d *Daemon) Serve(ctx context.Context, ln net.Listener, cfg *config.Config,
 	d.Metrics.ReloadSuccessful.Set(1)
 	d.Metrics.ReloadSuccessTime.SetToCurrentTime()
 	d.ready.Store(true)
+	if d.OnReady != nil {
+		d.OnReady()
+	}
 
 	var serveErr error
 loop:
